@@ -1,0 +1,94 @@
+"""Settings: a TOML file (``--config``) overlaid by ``SWITCHBOARD_*`` environment variables.
+
+Precedence, highest first: explicit overrides (CLI flags), environment, TOML file,
+defaults. The profile alone picks the architecture; see ``docs/profiles.md``.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+Profile = Literal["single", "distributed", "event-driven"]
+
+#: Latency budget (request -> first chunk heard) per profile, from the seed decision matrix.
+BUDGET_MS: dict[str, int] = {"single": 800, "distributed": 500, "event-driven": 300}
+
+
+def builtin_example(name: str) -> Path:
+    """Path of an agent file shipped with the package (``examples/`` in the repo)."""
+    return Path(str(resources.files("switchboard") / "examples" / name))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_", extra="forbid")
+
+    profile: Profile = "single"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    agent_file: Path = Field(default_factory=lambda: builtin_example("receptionist.yaml"))
+    node_id: str = ""
+
+    # What we ask of Retell in the ``config`` frame sent first on every socket.
+    auto_reconnect: bool = True
+    call_details: bool = True
+    transcript_with_tool_calls: bool = False
+
+    # Turn handling.
+    first_chunk_timeout_ms: int = Field(default=2500, gt=0)
+    turn_timeout_s: float = Field(default=60.0, gt=0)
+    call_details_timeout_ms: int = Field(default=2000, gt=0)
+    fallback_text: str = "Sorry, I'm having a little trouble. Could you say that again?"
+
+    # Admission and protection.
+    max_calls: int = Field(default=100, ge=1)
+    max_frame_bytes: int = Field(default=1 << 20, ge=1024)
+    url_secret: SecretStr | None = None
+    allowed_ips: list[str] = Field(default_factory=list)
+    drain_timeout_s: float = Field(default=30.0, ge=0)
+
+    # State.
+    state_ttl_s: float = Field(default=3600.0, gt=0)
+
+    # Webhooks.
+    retell_api_key: SecretStr | None = None
+    webhook_tolerance_ms: int = 300_000
+
+    log_level: str = "info"
+    log_json: bool = False
+
+    @property
+    def budget_ms(self) -> int:
+        return BUDGET_MS[self.profile]
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # ``toml_file`` is set only on the per-load subclass made by ``load_settings``.
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build settings from an optional TOML file, the environment and explicit overrides."""
+    cls: type[Settings] = Settings
+    if config_file is not None:
+        if not config_file.is_file():
+            raise FileNotFoundError(f"config file not found: {config_file}")
+        config = SettingsConfigDict(**{**Settings.model_config, "toml_file": config_file})
+        cls = type("FileSettings", (Settings,), {"model_config": config})
+    return cls(**{k: v for k, v in overrides.items() if v is not None})

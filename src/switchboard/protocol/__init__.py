@@ -1,0 +1,58 @@
+"""Retell's custom-LLM WebSocket wire format: typed messages, decode and encode.
+
+Pure and I/O-free. The spec is ``shared/retell-protocol.md`` (section 1).
+"""
+
+from switchboard.protocol.codec import FrameDecoder, decode_inbound, encode
+from switchboard.protocol.errors import FrameTooLarge, ProtocolError, UnknownInteraction
+from switchboard.protocol.inbound import (
+    CallDetails,
+    InboundMessage,
+    PingPong,
+    ReminderRequired,
+    ResponseRequired,
+    UpdateOnly,
+    Utterance,
+    Word,
+)
+from switchboard.protocol.outbound import (
+    AgentConfig,
+    AgentInterrupt,
+    Config,
+    ConfigOptions,
+    Metadata,
+    OutboundMessage,
+    PingPongReply,
+    Response,
+    ToolCallInvocation,
+    ToolCallResult,
+    UpdateAgentConfig,
+)
+
+__all__ = [
+    "AgentConfig",
+    "AgentInterrupt",
+    "CallDetails",
+    "Config",
+    "ConfigOptions",
+    "FrameDecoder",
+    "FrameTooLarge",
+    "InboundMessage",
+    "Metadata",
+    "OutboundMessage",
+    "PingPong",
+    "PingPongReply",
+    "ProtocolError",
+    "ReminderRequired",
+    "Response",
+    "ResponseRequired",
+    "ToolCallInvocation",
+    "ToolCallResult",
+    "UnknownInteraction",
+    "UpdateAgentConfig",
+    "UpdateOnly",
+    "Utterance",
+    "Word",
+    "decode_inbound",
+    "encode",
+]

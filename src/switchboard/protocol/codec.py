@@ -1,0 +1,120 @@
+"""Decode inbound frames and encode outbound ones.
+
+Decoding is two-tier so that unknown fields cost nothing on the happy path yet are still
+noticed: frames are decoded into strict twins of the public classes (unknown fields
+forbidden); only when that fails on an unknown field is the frame decoded again leniently,
+and the field is reported through ``FrameDecoder.unknown_fields`` so the caller can log it.
+"""
+
+from __future__ import annotations
+
+import re
+
+import msgspec
+
+from switchboard.protocol.errors import FrameTooLarge, ProtocolError, UnknownInteraction
+from switchboard.protocol.inbound import (
+    CallDetails,
+    InboundMessage,
+    PingPong,
+    ReminderRequired,
+    ResponseRequired,
+    UpdateOnly,
+)
+from switchboard.protocol.outbound import OutboundMessage
+
+
+class _StrictPingPong(PingPong, forbid_unknown_fields=True):
+    pass
+
+
+class _StrictCallDetails(CallDetails, forbid_unknown_fields=True):
+    pass
+
+
+class _StrictUpdateOnly(UpdateOnly, forbid_unknown_fields=True):
+    pass
+
+
+class _StrictResponseRequired(ResponseRequired, forbid_unknown_fields=True):
+    pass
+
+
+class _StrictReminderRequired(ReminderRequired, forbid_unknown_fields=True):
+    pass
+
+
+_strict = msgspec.json.Decoder(
+    _StrictPingPong
+    | _StrictCallDetails
+    | _StrictUpdateOnly
+    | _StrictResponseRequired
+    | _StrictReminderRequired
+)
+_lenient = msgspec.json.Decoder(InboundMessage)  # type: ignore[arg-type]
+_encoder = msgspec.json.Encoder()
+
+_AT = re.compile(r"^(?P<reason>.*?)(?: - at `(?P<path>[^`]+)`)?$", re.DOTALL)
+_UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `(?P<name>[^`]*)`")
+_TAG_VALUE = re.compile(r"^Invalid value '(?P<value>.*)'$", re.DOTALL)
+
+DEFAULT_MAX_FRAME_BYTES = 1 << 20
+
+
+def _split(err: Exception) -> tuple[str, str | None]:
+    m = _AT.match(str(err))
+    if m is None:  # pragma: no cover - the pattern matches any string
+        return str(err), None
+    return m.group("reason"), m.group("path")
+
+
+class FrameDecoder:
+    """Decodes one frame at a time; collects unknown field paths for the caller to log."""
+
+    __slots__ = ("max_frame_bytes", "unknown_fields")
+
+    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+        self.max_frame_bytes = max_frame_bytes
+        self.unknown_fields: list[str] = []
+
+    def decode(self, data: str | bytes) -> InboundMessage:
+        """Return the typed message, or raise a ``ProtocolError`` naming the field."""
+        if len(data) > self.max_frame_bytes:
+            raise FrameTooLarge(len(data), self.max_frame_bytes)
+        try:
+            return _strict.decode(data)
+        except msgspec.ValidationError as err:
+            reason, path = _split(err)
+            unknown = _UNKNOWN_FIELD.match(reason)
+            if unknown is None:
+                raise self._classify(reason, path) from None
+            self.unknown_fields.append(f"{path or '$'}.{unknown.group('name')}")
+        except msgspec.DecodeError as err:
+            raise ProtocolError(f"malformed JSON: {_split(err)[0]}") from None
+        try:
+            return _lenient.decode(data)
+        except msgspec.ValidationError as err:
+            raise self._classify(*_split(err)) from None
+
+    @staticmethod
+    def _classify(reason: str, path: str | None) -> ProtocolError:
+        if path == "$.interaction_type":
+            tag = _TAG_VALUE.match(reason)
+            if tag is not None:
+                return UnknownInteraction(tag.group("value"))
+        if reason == "Object missing required field `interaction_type`":
+            return ProtocolError("missing required field", "$.interaction_type")
+        missing = re.match(r"^Object missing required field `(?P<name>[^`]*)`$", reason)
+        if missing is not None:
+            return ProtocolError("missing required field", f"{path or '$'}.{missing['name']}")
+        return ProtocolError(reason, path or "$")
+
+
+def decode_inbound(data: str | bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> InboundMessage:
+    """Decode one inbound frame (convenience wrapper around ``FrameDecoder``)."""
+    return FrameDecoder(max_frame_bytes).decode(data)
+
+
+def encode(message: OutboundMessage) -> str:
+    """Serialise an outbound message to the text a WebSocket text frame carries."""
+    return _encoder.encode(message).decode()

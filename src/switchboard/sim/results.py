@@ -1,0 +1,105 @@
+"""The result of a simulator run: what the live display, the final table, the JSON file,
+the HTML report and the exit code are all computed from.
+
+One plain, versioned, JSON-serialisable structure, so reports from different runs (and
+from ``make bench``) can be compared and rendered without re-running anything.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+SCHEMA_VERSION = 1
+
+
+class LatencySummary(msgspec.Struct, kw_only=True):
+    """Percentiles of one HDR histogram, in milliseconds."""
+
+    count: int = 0
+    min_ms: float = 0.0
+    mean_ms: float = 0.0
+    p50_ms: float = 0.0
+    p90_ms: float = 0.0
+    p95_ms: float = 0.0
+    p99_ms: float = 0.0
+    p999_ms: float = 0.0
+    max_ms: float = 0.0
+    #: (value_ms, cumulative fraction) points for a CDF plot, ascending.
+    cdf: list[tuple[float, float]] = msgspec.field(default_factory=list)
+    #: (bucket upper bound ms, count) for a histogram plot, ascending.
+    buckets: list[tuple[float, int]] = msgspec.field(default_factory=list)
+
+
+class TurnKindStats(msgspec.Struct, kw_only=True):
+    """Latency of one kind of turn: ``greeting``, ``response``, ``reminder``, ``barge_in``."""
+
+    kind: str
+    turns: int
+    ttfb: LatencySummary  # request sent -> first frame for that id
+    ttc: LatencySummary  # request sent -> content_complete for that id
+
+
+class Violation(msgspec.Struct, kw_only=True):
+    """One protocol violation by the server, as Retell would see it."""
+
+    kind: str  # e.g. "stale_frame", "content_after_complete", "unknown_response_id",
+    #            "missing_content_complete", "binary_frame", "no_begin_message", "no_pong",
+    #            "invalid_frame", "expectation_failed"
+    call_id: str
+    detail: str
+    response_id: int | None = None
+    at_s: float = 0.0  # seconds since the run started
+
+
+class ScenarioResult(msgspec.Struct, kw_only=True):
+    name: str
+    passed: bool
+    failures: list[str] = msgspec.field(default_factory=list)
+
+
+class ProcessStats(msgspec.Struct, kw_only=True):
+    """CPU of one process over the run (the simulator itself, or the server under test)."""
+
+    cpu_seconds: float = 0.0
+    cpu_percent: float = 0.0  # of one core
+    loop_lag: LatencySummary | None = None  # event-loop lag, simulator only
+
+
+class RunReport(msgspec.Struct, kw_only=True):
+    schema_version: int = SCHEMA_VERSION
+    label: str = ""
+    url: str
+    started_at: str  # ISO 8601 UTC
+    duration_s: float
+    profile: str | None = None
+    budget_ms: float
+    options: dict[str, object] = msgspec.field(default_factory=dict)
+
+    calls_started: int = 0
+    calls_completed: int = 0
+    #: failed calls by Retell disconnection reason, e.g. "error_llm_websocket_open"
+    calls_failed: dict[str, int] = msgspec.field(default_factory=dict)
+    reconnects: int = 0
+
+    turns: int = 0
+    turns_per_s: float = 0.0
+    per_kind: list[TurnKindStats] = msgspec.field(default_factory=list)
+    connect: LatencySummary = msgspec.field(default_factory=LatencySummary)
+    greeting: LatencySummary = msgspec.field(default_factory=LatencySummary)
+    pong_rtt: LatencySummary = msgspec.field(default_factory=LatencySummary)
+
+    #: counts by kind; only the first samples of each kind are kept in ``violation_samples``
+    violations: dict[str, int] = msgspec.field(default_factory=dict)
+    violation_samples: list[Violation] = msgspec.field(default_factory=list)
+    #: frames for a superseded id that arrived within the stale grace: dropped, not violations
+    stale_in_grace: int = 0
+    frames_dropped: int = 0
+
+    scenarios: list[ScenarioResult] = msgspec.field(default_factory=list)
+    client: ProcessStats = msgspec.field(default_factory=ProcessStats)
+    server: ProcessStats | None = None
+    #: server turns per second per core of server CPU (bench only, when the pid is known)
+    turns_per_core_s: float | None = None
+
+    passed: bool = False
+    verdict_reasons: list[str] = msgspec.field(default_factory=list)

@@ -1,0 +1,6 @@
+"""Per-call state: the ``CallStore`` interface and its backends."""
+
+from switchboard.state.base import CallState, CallStore, FencedOut, StaleWrite
+from switchboard.state.memory import MemoryCallStore
+
+__all__ = ["CallState", "CallStore", "FencedOut", "MemoryCallStore", "StaleWrite"]
