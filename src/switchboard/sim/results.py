@@ -102,4 +102,7 @@ class RunReport(msgspec.Struct, kw_only=True):
     turns_per_core_s: float | None = None
 
     passed: bool = False
+    #: why the run failed (empty when it passed); each one alone fails the run
     verdict_reasons: list[str] = msgspec.field(default_factory=list)
+    #: doubts about the measurement itself (e.g. a saturated simulator); never fail the run
+    verdict_warnings: list[str] = msgspec.field(default_factory=list)
