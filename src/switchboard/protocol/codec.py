@@ -44,14 +44,14 @@ class _StrictReminderRequired(ReminderRequired, forbid_unknown_fields=True):
     pass
 
 
-_strict = msgspec.json.Decoder(
+_strict: msgspec.json.Decoder[InboundMessage] = msgspec.json.Decoder(
     _StrictPingPong
     | _StrictCallDetails
     | _StrictUpdateOnly
     | _StrictResponseRequired
     | _StrictReminderRequired
 )
-_lenient = msgspec.json.Decoder(InboundMessage)  # type: ignore[arg-type]
+_lenient: msgspec.json.Decoder[InboundMessage] = msgspec.json.Decoder(InboundMessage)
 _encoder = msgspec.json.Encoder()
 
 _AT = re.compile(r"^(?P<reason>.*?)(?: - at `(?P<path>[^`]+)`)?$", re.DOTALL)
@@ -110,7 +110,9 @@ class FrameDecoder:
         return ProtocolError(reason, path or "$")
 
 
-def decode_inbound(data: str | bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> InboundMessage:
+def decode_inbound(
+    data: str | bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+) -> InboundMessage:
     """Decode one inbound frame (convenience wrapper around ``FrameDecoder``)."""
     return FrameDecoder(max_frame_bytes).decode(data)
 

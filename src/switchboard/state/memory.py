@@ -19,9 +19,7 @@ _decoder = msgspec.json.Decoder(CallState)
 
 
 class MemoryCallStore:
-    def __init__(
-        self, ttl_s: float = 3600.0, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, ttl_s: float = 3600.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl_s = ttl_s
         self._clock = clock
         self._entries: dict[str, tuple[float, bytes]] = {}

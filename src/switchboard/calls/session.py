@@ -1,0 +1,498 @@
+"""``CallSession``: the runtime of one Retell socket.
+
+What may not change (the invariants of ``docs/design.md``):
+
+* ``config`` is the first frame on every socket; the begin message (``response_id`` 0)
+  follows, empty when the call was already greeted (a reconnect).
+* ``ping_pong`` is answered inline by the reader, never queued behind a generation.
+* At most one generation per call. Reading a newer ``response_required`` or
+  ``reminder_required`` cancels the older generation's task (which closes the agent's
+  upstream stream) *before* anything else is awaited, and every send checks that its
+  generation is still current, so no frame of a superseded id leaves after that point.
+* Every generation that is still current when it ends sends ``content_complete: true``
+  from a ``finally`` path, with a spoken fallback if the agent raised or produced no
+  first chunk in time. Silence is the worst failure in voice.
+* A superseded turn leaves no trace: the agent works on a copy of ``state`` that is
+  committed only when its turn completes.
+* Closing the session cancels and awaits every task it owns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Protocol
+
+import msgspec
+
+from switchboard.agents.base import (
+    Action,
+    Agent,
+    EndCall,
+    Interrupt,
+    NoInterruption,
+    PressDigit,
+    SendMetadata,
+    ToolCallFinished,
+    ToolCallStarted,
+    Transfer,
+    Turn,
+    TurnKind,
+    UpdateAgent,
+)
+from switchboard.calls.generation import Generation
+from switchboard.calls.observer import NULL_OBSERVER, SessionObserver
+from switchboard.log import get_logger
+from switchboard.protocol.codec import FrameDecoder, encode
+from switchboard.protocol.errors import FrameTooLarge, ProtocolError, UnknownInteraction
+from switchboard.protocol.inbound import (
+    CallDetails,
+    PingPong,
+    ReminderRequired,
+    ResponseRequired,
+    UpdateOnly,
+    Utterance,
+)
+from switchboard.protocol.outbound import (
+    AgentConfig,
+    AgentInterrupt,
+    Config,
+    ConfigOptions,
+    Metadata,
+    Response,
+    ToolCallInvocation,
+    ToolCallResult,
+    UpdateAgentConfig,
+)
+from switchboard.state.base import CallState, CallStore, FencedOut, StaleWrite
+
+#: WebSocket close code for a frame above the size limit ("message too big").
+CLOSE_TOO_BIG = 1009
+
+_state_encoder = msgspec.json.Encoder()
+_state_decoder = msgspec.json.Decoder(dict[str, Any])
+_unknown_logged: set[str] = set()
+
+
+class Transport(Protocol):
+    """The socket as the session sees it; the server adapts its ASGI connection to this."""
+
+    async def send_text(self, text: str) -> None: ...
+
+    async def close(self, code: int) -> None: ...
+
+    def abort(self) -> None:
+        """Drop the connection without a close frame (Retell sees 1006 and reconnects)."""
+        ...
+
+
+class SessionOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """The per-call knobs, taken from ``Settings`` once per process."""
+
+    auto_reconnect: bool = True
+    call_details: bool = True
+    transcript_with_tool_calls: bool = False
+    first_chunk_timeout_s: float = 2.5
+    turn_timeout_s: float = 60.0
+    call_details_timeout_s: float = 2.0
+    fallback_text: str = "Sorry, I'm having a little trouble. Could you say that again?"
+    max_frame_bytes: int = 1 << 20
+    close_grace_s: float = 5.0
+
+
+class _SocketGone(Exception):
+    """The transport failed under a send: stop the generation quietly."""
+
+
+class CallSession:
+    """Serves one socket of one call. The server feeds it frames; it owns its tasks."""
+
+    def __init__(
+        self,
+        call_id: str,
+        transport: Transport,
+        agent: Agent,
+        store: CallStore,
+        options: SessionOptions,
+        *,
+        node_id: str = "local",
+        observer: SessionObserver = NULL_OBSERVER,
+    ) -> None:
+        self.call_id = call_id
+        self._transport = transport
+        self._agent = agent
+        self._store = store
+        self._options = options
+        self._node_id = node_id
+        self._observer = observer
+        self._decoder = FrameDecoder(options.max_frame_bytes)
+        self._log = get_logger("switchboard.call", call_id=call_id)
+        self._state: CallState = CallState(call_id=call_id)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._save_lock = asyncio.Lock()
+        self._call_details_seen = asyncio.Event()
+        self._interrupt_id = 0
+        self.current: Generation | None = None
+        self.closed = False
+        self.fenced = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Claim the call, send ``config`` then the begin message (or schedule the greeting)."""
+        self._state = await self._store.claim(self.call_id, self._node_id)
+        with contextlib.suppress(_SocketGone):
+            await self._open()
+
+    async def _open(self) -> None:
+        options = self._options
+        await self._send(
+            encode(
+                Config(
+                    config=ConfigOptions(
+                        auto_reconnect=options.auto_reconnect,
+                        call_details=options.call_details,
+                        transcript_with_tool_calls=options.transcript_with_tool_calls,
+                    )
+                )
+            )
+        )
+        if self._state.greeted:
+            self._log.info("call resumed", epoch=self._state.epoch, turns=self._state.turns)
+            await self._send(encode(Response(response_id=0, content="", content_complete=True)))
+            return
+        self._begin(0, TurnKind.GREETING, (), None)
+
+    async def close(self) -> None:
+        """Cancel and await everything this call owns. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            done, pending = await asyncio.wait(tasks, timeout=self._options.close_grace_s)
+            for task in pending:
+                self._log.error("task ignored cancellation at close", task=task.get_name())
+
+    def abort(self) -> None:
+        """Drop the socket without a close frame (draining, or a newer socket took the call)."""
+        self._transport.abort()
+
+    # ------------------------------------------------------------------ reader
+
+    async def receive_text(self, data: str | bytes) -> None:
+        """Handle one inbound text frame. Never raises for bad input; never blocks on agents."""
+        try:
+            message = self._decoder.decode(data)
+        except FrameTooLarge as err:
+            self._log.warning("frame too large, closing", size=err.size, limit=err.limit)
+            self._observer.frame_rejected("too_large")
+            await self._close_socket(CLOSE_TOO_BIG)
+            return
+        except UnknownInteraction as err:
+            self._log.info(
+                "ignored unknown interaction_type", interaction_type=err.interaction_type
+            )
+            self._observer.frame_rejected("unknown_interaction")
+            return
+        except ProtocolError as err:
+            self._log.warning(
+                "ignored malformed frame", reason=err.reason, field=err.field, size=len(data)
+            )
+            self._observer.frame_rejected("malformed")
+            return
+        if self._decoder.unknown_fields:
+            self._note_unknown_fields()
+        if isinstance(message, ResponseRequired):
+            self._begin(
+                message.response_id,
+                TurnKind.RESPONSE,
+                message.transcript,
+                message.transcript_with_tool_calls,
+            )
+        elif isinstance(message, UpdateOnly):
+            return
+        elif isinstance(message, PingPong):
+            await self._send(f'{{"response_type":"ping_pong","timestamp":{message.timestamp}}}')
+        elif isinstance(message, ReminderRequired):
+            self._begin(
+                message.response_id,
+                TurnKind.REMINDER,
+                message.transcript,
+                message.transcript_with_tool_calls,
+            )
+        elif isinstance(message, CallDetails):
+            self._state.call = message.call
+            self._call_details_seen.set()
+
+    def receive_binary(self, size: int) -> None:
+        """Retell never sends binary; ignore it rather than guess what it means."""
+        self._log.warning("ignored binary frame", size=size)
+        self._observer.frame_rejected("binary")
+
+    def _note_unknown_fields(self) -> None:
+        for path in self._decoder.unknown_fields:
+            if path not in _unknown_logged:
+                _unknown_logged.add(path)
+                self._log.info("tolerated unknown field (logged once per process)", field=path)
+        self._decoder.unknown_fields.clear()
+
+    # ------------------------------------------------------------------ generations
+
+    def _begin(
+        self,
+        response_id: int,
+        kind: TurnKind,
+        transcript: Sequence[Utterance],
+        with_tools: Sequence[dict[str, Any]] | None,
+    ) -> None:
+        """Supersede the current generation and start a new one. Synchronous on purpose:
+        the old generation is no longer current before the reader awaits anything."""
+        if self.closed:
+            return
+        previous = self.current
+        if previous is not None and not previous.completed:
+            previous.cancel()
+            self._observer.superseded()
+            if previous.kind is TurnKind.GREETING:
+                self._state.greeted = True  # the caller already engaged; never greet twice
+        generation = Generation(response_id, kind)
+        self.current = generation
+        task = asyncio.get_running_loop().create_task(
+            self._run(generation, transcript, with_tools), name=f"turn-{response_id}"
+        )
+        generation.task = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(
+        self,
+        gen: Generation,
+        transcript: Sequence[Utterance],
+        with_tools: Sequence[dict[str, Any]] | None,
+    ) -> None:
+        working = _clone(self._state.state)
+        failure: str | None = None
+        try:
+            if gen.kind is TurnKind.GREETING and self._agent.needs_call_details:
+                await self._await_call_details()
+            turn = Turn(
+                call_id=self.call_id,
+                kind=gen.kind,
+                response_id=gen.response_id,
+                transcript=transcript,
+                state=working,
+                call=self._state.call,
+                dynamic_variables=_dynamic_variables(self._state.call),
+                transcript_with_tool_calls=with_tools,
+            )
+            await self._stream(gen, self._agent.respond(turn))
+        except asyncio.CancelledError:
+            raise
+        except _SocketGone:
+            return
+        except TimeoutError:
+            failure = "first_chunk_timeout" if not gen.spoken else "turn_timeout"
+            self._log.warning("agent timed out", response_id=gen.response_id, reason=failure)
+        except Exception:
+            failure = "agent_error"
+            self._log.exception("agent raised", response_id=gen.response_id)
+        finally:
+            if self.current is gen and not self.closed and not gen.completed:
+                await self._finish(gen, working, failure)
+
+    async def _stream(self, gen: Generation, items: AsyncIterator[str | Action]) -> None:
+        options = self._options
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(options.first_chunk_timeout_s) as deadline:
+                async for item in items:
+                    if isinstance(item, str):
+                        if not item:
+                            continue
+                        if not gen.spoken:
+                            deadline.reschedule(loop.time() + options.turn_timeout_s)
+                        await self._send_chunk(gen, item)
+                    else:
+                        await self._apply(gen, item)
+        finally:
+            aclose = getattr(items, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+
+    async def _send_chunk(self, gen: Generation, text: str) -> None:
+        if self.current is not gen:
+            raise asyncio.CancelledError  # superseded between the agent's yield and here
+        if not gen.spoken:
+            gen.spoken = True
+            gen.first_chunk_ns = time.perf_counter_ns()
+            self._observer.first_chunk(gen.kind, gen.first_chunk_ns - gen.started_ns)
+        await self._send(
+            encode(
+                Response(
+                    response_id=gen.response_id,
+                    content=text,
+                    content_complete=False,
+                    no_interruption_allowed=True if gen.no_interruption else None,
+                )
+            )
+        )
+
+    async def _apply(self, gen: Generation, action: Action) -> None:
+        if isinstance(action, EndCall):
+            gen.end_call = True
+        elif isinstance(action, Transfer):
+            gen.transfer_number = action.number
+            gen.show_transferee_as_caller = action.show_transferee_as_caller
+        elif isinstance(action, PressDigit):
+            gen.digit_to_press = action.digits
+        elif isinstance(action, NoInterruption):
+            gen.no_interruption = True
+        else:
+            if self.current is not gen:
+                raise asyncio.CancelledError
+            await self._send(self._side_frame(action))
+
+    def _side_frame(self, action: Action) -> str:
+        if isinstance(action, ToolCallStarted):
+            return encode(
+                ToolCallInvocation(
+                    tool_call_id=action.tool_call_id, name=action.name, arguments=action.arguments
+                )
+            )
+        if isinstance(action, ToolCallFinished):
+            return encode(
+                ToolCallResult(
+                    tool_call_id=action.tool_call_id,
+                    content=action.content,
+                    successful=action.successful,
+                )
+            )
+        if isinstance(action, Interrupt):
+            self._interrupt_id += 1
+            return encode(
+                AgentInterrupt(
+                    interrupt_id=self._interrupt_id,
+                    content=action.content,
+                    content_complete=True,
+                    no_interruption_allowed=action.no_interruption_allowed or None,
+                    end_call=action.end_call or None,
+                    transfer_number=action.transfer_number,
+                )
+            )
+        if isinstance(action, UpdateAgent):
+            return encode(
+                UpdateAgentConfig(
+                    agent_config=AgentConfig(
+                        responsiveness=action.responsiveness,
+                        interruption_sensitivity=action.interruption_sensitivity,
+                        reminder_trigger_ms=action.reminder_trigger_ms,
+                        reminder_max_count=action.reminder_max_count,
+                    )
+                )
+            )
+        if isinstance(action, SendMetadata):
+            return encode(Metadata(metadata=action.data))
+        raise TypeError(f"agent yielded an unsupported value: {action!r}")
+
+    async def _finish(self, gen: Generation, working: dict[str, Any], failure: str | None) -> None:
+        """Send ``content_complete`` (with the fallback if nothing was said) and commit."""
+        content = ""
+        if failure is not None:
+            self._observer.fallback(failure)
+            if not gen.spoken:
+                content = self._options.fallback_text
+        # Retell runs at most one of these; send only the one it would run.
+        end_call = gen.end_call or None
+        transfer = None if end_call else gen.transfer_number
+        digits = None if end_call or transfer else gen.digit_to_press
+        gen.completed = True
+        try:
+            await self._send(
+                encode(
+                    Response(
+                        response_id=gen.response_id,
+                        content=content,
+                        content_complete=True,
+                        no_interruption_allowed=True if gen.no_interruption else None,
+                        end_call=end_call,
+                        transfer_number=transfer,
+                        show_transferee_as_caller=(
+                            True if transfer and gen.show_transferee_as_caller else None
+                        ),
+                        digit_to_press=digits,
+                    )
+                )
+            )
+        except _SocketGone:
+            return
+        self._observer.turn_completed(gen.kind, time.perf_counter_ns() - gen.started_ns)
+        state = self._state
+        if failure is None:
+            state.state = working
+        if gen.kind is TurnKind.GREETING:
+            state.greeted = True
+        else:
+            state.turns += 1
+        state.last_response_id = gen.response_id
+        await asyncio.shield(self._persist())
+
+    async def _await_call_details(self) -> None:
+        if not self._options.call_details or self._state.call is not None:
+            return
+        try:
+            await asyncio.wait_for(
+                self._call_details_seen.wait(), self._options.call_details_timeout_s
+            )
+        except TimeoutError:
+            self._log.warning("no call_details in time; greeting without call data")
+
+    # ------------------------------------------------------------------ I/O helpers
+
+    async def _persist(self) -> None:
+        async with self._save_lock:
+            if self.fenced:
+                return
+            try:
+                await self._store.save(self._state)
+            except FencedOut:
+                self.fenced = True
+                self._log.warning("call claimed by a newer socket; dropping this one")
+                self._observer.fenced()
+                self.abort()
+            except StaleWrite as err:
+                self._log.error("state save refused", reason=str(err))
+            except Exception:
+                self._log.exception("state save failed")
+
+    async def _send(self, text: str) -> None:
+        if self.closed:
+            raise _SocketGone
+        try:
+            await self._transport.send_text(text)
+        except Exception as err:
+            self.closed = True
+            raise _SocketGone from err
+
+    async def _close_socket(self, code: int) -> None:
+        with contextlib.suppress(Exception):
+            await self._transport.close(code)
+        await self.close()
+
+
+def _clone(state: dict[str, Any]) -> dict[str, Any]:
+    if not state:
+        return {}
+    return _state_decoder.decode(_state_encoder.encode(state))
+
+
+def _dynamic_variables(call: dict[str, Any] | None) -> dict[str, str]:
+    if not call:
+        return {}
+    variables = call.get("retell_llm_dynamic_variables")
+    return variables if isinstance(variables, dict) else {}

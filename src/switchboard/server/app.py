@@ -1,0 +1,89 @@
+"""The ASGI application: the call socket, webhooks, health, readiness and metrics.
+
+The call socket is dispatched before Starlette sees the request (the per-frame path stays
+raw ASGI); everything else is an ordinary Starlette app with a lifespan.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from switchboard.agents.base import Agent
+from switchboard.config import Settings
+from switchboard.log import get_logger
+from switchboard.server.llm_socket import PREFIX, serve_call
+from switchboard.server.node import Node
+from switchboard.server.webhook import WebhookReceiver
+from switchboard.state.base import CallStore
+from switchboard.state.memory import MemoryCallStore
+
+_log = get_logger("switchboard.app")
+
+
+class SwitchboardApp:
+    """ASGI callable. ``node`` holds the live state (sessions, drain) for the runner."""
+
+    def __init__(self, settings: Settings, agent: Agent, store: CallStore | None = None) -> None:
+        if store is None:
+            store = MemoryCallStore(ttl_s=settings.state_ttl_s)
+        self.node = Node(settings, agent, store)
+        api_key = settings.retell_api_key.get_secret_value() if settings.retell_api_key else None
+        self.webhooks = WebhookReceiver(api_key, tolerance_ms=settings.webhook_tolerance_ms)
+        self.http = Starlette(
+            routes=[
+                Route("/healthz", self._healthz, methods=["GET"]),
+                Route("/readyz", self._readyz, methods=["GET"]),
+                Route("/metrics", self._metrics, methods=["GET"]),
+                Route("/webhook", self.webhooks.endpoint, methods=["POST"]),
+            ],
+            lifespan=self._lifespan,
+        )
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket" and scope["path"].startswith(PREFIX):
+            await serve_call(scope, receive, send, self.node)
+        else:
+            await self.http(scope, receive, send)
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        await self.webhooks.start()
+        _log.info(
+            "switchboard ready",
+            profile=self.node.settings.profile,
+            node_id=self.node.node_id,
+            max_calls=self.node.settings.max_calls,
+        )
+        try:
+            yield
+        finally:
+            await self.webhooks.stop()
+            await self.node.aclose()
+
+    async def _healthz(self, _request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def _readyz(self, _request: Request) -> Response:
+        node = self.node
+        body = {
+            "ready": node.ready,
+            "draining": node.draining,
+            "active_calls": node.active,
+            "max_calls": node.settings.max_calls,
+        }
+        return JSONResponse(body, status_code=200 if node.ready else 503)
+
+    async def _metrics(self, _request: Request) -> Response:
+        return Response(generate_latest(self.node.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def create_app(settings: Settings, agent: Agent, store: CallStore | None = None) -> SwitchboardApp:
+    return SwitchboardApp(settings, agent, store)

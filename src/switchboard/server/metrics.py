@@ -1,0 +1,69 @@
+"""Prometheus metrics for one node, in a registry of its own (several apps can share a
+process in tests). Children are bound once so the per-turn cost is one observe call."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from switchboard.agents.base import TurnKind
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class NodeMetrics:
+    """Implements ``SessionObserver`` and holds the node-level gauges and counters."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.active_calls = Gauge("switchboard_active_calls", "Open call sockets.", registry=r)
+        self.calls_total = Counter("switchboard_calls", "Call sockets accepted.", registry=r)
+        self.rejected_total = Counter(
+            "switchboard_handshakes_rejected", "Handshakes refused.", ["reason"], registry=r
+        )
+        first_chunk = Histogram(
+            "switchboard_first_chunk_seconds",
+            "Request read -> first content frame sent.",
+            ["kind"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        completed = Histogram(
+            "switchboard_turn_seconds",
+            "Request read -> content_complete sent.",
+            ["kind"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self._first_chunk = {k: first_chunk.labels(k.value) for k in TurnKind}
+        self._completed = {k: completed.labels(k.value) for k in TurnKind}
+        self.superseded_total = Counter(
+            "switchboard_superseded_generations", "Generations cancelled by barge-in.", registry=r
+        )
+        self.fallbacks_total = Counter(
+            "switchboard_fallbacks", "Turns completed by a fallback.", ["reason"], registry=r
+        )
+        self.frames_rejected_total = Counter(
+            "switchboard_frames_rejected", "Inbound frames rejected.", ["reason"], registry=r
+        )
+        self.fenced_total = Counter(
+            "switchboard_fenced_sessions", "Sessions fenced out by a newer claim.", registry=r
+        )
+
+    def first_chunk(self, kind: TurnKind, elapsed_ns: int) -> None:
+        self._first_chunk[kind].observe(elapsed_ns / 1e9)
+
+    def turn_completed(self, kind: TurnKind, elapsed_ns: int) -> None:
+        self._completed[kind].observe(elapsed_ns / 1e9)
+
+    def superseded(self) -> None:
+        self.superseded_total.inc()
+
+    def fallback(self, reason: str) -> None:
+        self.fallbacks_total.labels(reason).inc()
+
+    def frame_rejected(self, reason: str) -> None:
+        self.frames_rejected_total.labels(reason).inc()
+
+    def fenced(self) -> None:
+        self.fenced_total.inc()

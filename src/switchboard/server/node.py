@@ -1,0 +1,108 @@
+"""One server process: its agent, store, live sessions, admission cap and drain state.
+
+Admission is exact: ``admit`` checks and increments in one synchronous step, so no
+interleaving of handshakes can push the node over ``max_calls``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+
+from switchboard.agents.base import Agent
+from switchboard.calls.session import CallSession, SessionOptions
+from switchboard.config import Settings
+from switchboard.log import get_logger
+from switchboard.server.guard import Network, parse_networks
+from switchboard.server.metrics import NodeMetrics
+from switchboard.state.base import CallStore
+
+_log = get_logger("switchboard.node")
+
+
+def session_options(settings: Settings) -> SessionOptions:
+    return SessionOptions(
+        auto_reconnect=settings.auto_reconnect,
+        call_details=settings.call_details,
+        transcript_with_tool_calls=settings.transcript_with_tool_calls,
+        first_chunk_timeout_s=settings.first_chunk_timeout_ms / 1000,
+        turn_timeout_s=settings.turn_timeout_s,
+        call_details_timeout_s=settings.call_details_timeout_ms / 1000,
+        fallback_text=settings.fallback_text,
+        max_frame_bytes=settings.max_frame_bytes,
+    )
+
+
+class Node:
+    def __init__(self, settings: Settings, agent: Agent, store: CallStore) -> None:
+        self.settings = settings
+        self.agent = agent
+        self.store = store
+        self.options = session_options(settings)
+        self.node_id = settings.node_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.metrics = NodeMetrics()
+        self.networks: tuple[Network, ...] = parse_networks(settings.allowed_ips)
+        self.secret = settings.url_secret.get_secret_value() if settings.url_secret else None
+        self.sessions: dict[str, CallSession] = {}
+        self.active = 0
+        self.draining = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # ------------------------------------------------------------------ admission
+
+    @property
+    def ready(self) -> bool:
+        return not self.draining and self.active < self.settings.max_calls
+
+    def admit(self) -> str | None:
+        """Take a slot, or say why not (``draining`` / ``at_capacity``)."""
+        if self.draining:
+            return "draining"
+        if self.active >= self.settings.max_calls:
+            return "at_capacity"
+        self.active += 1
+        self._idle.clear()
+        self.metrics.active_calls.inc()
+        return None
+
+    def release(self) -> None:
+        self.active -= 1
+        self.metrics.active_calls.dec()
+        if self.active == 0:
+            self._idle.set()
+
+    def attach(self, session: CallSession) -> None:
+        """Register the socket serving ``call_id``; an older socket of the call is dropped."""
+        previous = self.sessions.get(session.call_id)
+        self.sessions[session.call_id] = session
+        if previous is not None and previous is not session:
+            _log.info("newer socket took the call; dropping the old one", call_id=session.call_id)
+            previous.abort()
+
+    def detach(self, session: CallSession) -> None:
+        if self.sessions.get(session.call_id) is session:
+            del self.sessions[session.call_id]
+
+    # ------------------------------------------------------------------ drain
+
+    async def drain(self, timeout_s: float) -> int:
+        """Stop admitting, let calls finish until ``timeout_s``, then drop the rest without a
+        close frame so Retell reconnects them through the load balancer to another node.
+        Returns how many calls were handed off that way."""
+        self.draining = True
+        _log.info("draining", active=self.active, timeout_s=timeout_s)
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+            return 0
+        except TimeoutError:
+            remaining = list(self.sessions.values())
+            for session in remaining:
+                session.abort()
+            _log.info("drain timeout; handed calls off", calls=len(remaining))
+            return len(remaining)
+
+    async def aclose(self) -> None:
+        await self.agent.aclose()
+        await self.store.close()
