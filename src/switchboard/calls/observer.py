@@ -19,7 +19,7 @@ class SessionObserver(Protocol):
     def superseded(self) -> None: ...
 
     def fallback(self, reason: str) -> None:
-        """A fallback completed the turn: ``agent_error``, ``first_chunk_timeout``, ``turn_timeout``."""
+        """A fallback ended the turn: ``agent_error``, ``first_chunk_timeout``, ``turn_timeout``."""
 
     def frame_rejected(self, reason: str) -> None:
         """``malformed``, ``too_large``, ``binary``, ``unknown_interaction``."""

@@ -174,7 +174,7 @@ class CallSession:
         for task in tasks:
             task.cancel()
         if tasks:
-            done, pending = await asyncio.wait(tasks, timeout=self._options.close_grace_s)
+            _, pending = await asyncio.wait(tasks, timeout=self._options.close_grace_s)
             for task in pending:
                 self._log.error("task ignored cancellation at close", task=task.get_name())
 
