@@ -1,0 +1,169 @@
+"""The orchestration behind ``make demo`` and ``make bench``: child processes, then both runs.
+
+Children are real processes; every test checks that what it started is gone afterwards.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from switchboard.sim.processes import (
+    Child,
+    ChildError,
+    free_port,
+    pin_prefix,
+    run_simulator,
+    wait_http_ready,
+    wait_port_open,
+)
+
+
+def gone(pid: int) -> bool:
+    """No such process, or only a zombie waiting for init to reap it."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def python(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+def wait_for_line(child: Child, prefix: str, deadline_s: float = 20.0) -> str:
+    """The first line of the child's log starting with ``prefix`` (polls the log file)."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        for line in child.log_path.read_text().splitlines():
+            if line.startswith(prefix):
+                return line
+        assert child.poll() is None, child.log_tail()
+        time.sleep(0.02)
+    raise AssertionError(f"no {prefix!r} line from {child.name}: {child.log_tail()}")
+
+
+@pytest.fixture
+def children() -> Iterator[list[Child]]:
+    """Children a test starts; stopped whatever the test's outcome."""
+    started: list[Child] = []
+    yield started
+    for child in started:
+        child.stop()
+
+
+def test_stop_ends_the_child_and_everything_it_spawned(
+    tmp_path: Path, children: list[Child]
+) -> None:
+    code = (
+        "import subprocess, sys, time\n"
+        "g = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        "print('grandchild', g.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    child = Child("parent", python(code), log_path=tmp_path / "parent.log")
+    children.append(child)
+    grandchild = int(wait_for_line(child, "grandchild").split()[1])
+    assert not gone(grandchild)
+
+    assert child.stop() == -signal.SIGTERM
+    assert gone(child.pid)
+    assert gone(grandchild)
+    assert child.stop() == -signal.SIGTERM  # stopping twice is harmless
+
+
+def test_stop_kills_a_child_that_ignores_sigterm(tmp_path: Path, children: list[Child]) -> None:
+    code = (
+        "import signal, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    child = Child("stubborn", python(code), log_path=tmp_path / "stubborn.log")
+    children.append(child)
+    wait_for_line(child, "ready")
+    assert child.stop(timeout_s=0.2) == -signal.SIGKILL
+    assert gone(child.pid)
+
+
+def test_cpu_seconds_counts_the_childs_own_work(tmp_path: Path, children: list[Child]) -> None:
+    code = (
+        "import time\n"
+        "while time.process_time() < 0.3: pass\n"
+        "print('busy done', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    child = Child("busy", python(code), log_path=tmp_path / "busy.log")
+    children.append(child)
+    wait_for_line(child, "busy done")
+    assert child.cpu_seconds() >= 0.25  # kernel accounting is in 10 ms ticks
+    child.stop()
+    assert child.cpu_seconds() == 0.0
+
+
+def test_wait_http_ready_returns_once_the_child_answers(
+    tmp_path: Path, children: list[Child]
+) -> None:
+    port = free_port()
+    argv = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+    argv += ["--directory", str(tmp_path)]
+    child = Child("http", argv, log_path=tmp_path / "http.log")
+    children.append(child)
+    wait_http_ready(child, f"http://127.0.0.1:{port}/", deadline_s=30)
+    assert child.poll() is None
+
+
+def test_wait_http_ready_fails_at_once_when_the_child_dies(
+    tmp_path: Path, children: list[Child]
+) -> None:
+    child = Child(
+        "crasher",
+        python("import sys; print('bad agent file'); sys.exit(3)"),
+        log_path=tmp_path / "crasher.log",
+    )
+    children.append(child)
+    with pytest.raises(ChildError, match="exited with code 3") as err:
+        wait_http_ready(child, f"http://127.0.0.1:{free_port()}/readyz", deadline_s=60)
+    assert "bad agent file" in str(err.value)
+
+
+def test_readiness_waits_give_up_at_their_deadline(tmp_path: Path, children: list[Child]) -> None:
+    child = Child("idle", python("import time; time.sleep(600)"), log_path=tmp_path / "i.log")
+    children.append(child)
+    port = free_port()
+    with pytest.raises(ChildError, match="not ready"):
+        wait_http_ready(child, f"http://127.0.0.1:{port}/readyz", deadline_s=0.2)
+    with pytest.raises(ChildError, match="not listening"):
+        wait_port_open(child, port, deadline_s=0.2)
+
+
+def test_wait_port_open_returns_once_the_child_listens(
+    tmp_path: Path, children: list[Child]
+) -> None:
+    port = free_port()
+    code = (
+        f"import socket, time\ns = socket.create_server(('127.0.0.1', {port}))\ntime.sleep(600)\n"
+    )
+    child = Child("listener", python(code), log_path=tmp_path / "listener.log")
+    children.append(child)
+    wait_port_open(child, port, deadline_s=30)
+
+
+def test_pinning_uses_taskset_only_for_an_existing_core() -> None:
+    assert pin_prefix(None) == []
+    assert pin_prefix(10_000) == []
+    if pin_prefix(0):
+        assert pin_prefix(0) == ["taskset", "-c", "0"]
+
+
+def test_a_simulator_that_writes_no_report_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ChildError, match="without writing"):
+        run_simulator(
+            ["--no-such-option"], json_path=tmp_path / "out.json", log_dir=tmp_path, timeout_s=60
+        )
