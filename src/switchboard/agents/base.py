@@ -48,12 +48,15 @@ class Turn:
 
     @property
     def last_user_text(self) -> str:
-        """The caller's most recent utterance ("" if the agent spoke last or none yet)."""
-        for utterance in reversed(self.transcript):
-            if utterance.role == "agent":
-                return ""
-            if utterance.role == "user":
-                return utterance.content
+        """The caller's most recent utterance ("" if the agent spoke last or none yet).
+
+        Any role other than ``agent`` counts as the caller: Retell's docs and demos show
+        ``system`` and ``transfer_target`` too, and unknown roles must not be dropped.
+        """
+        if self.transcript:
+            last = self.transcript[-1]
+            if last.role != "agent":
+                return last.content
         return ""
 
 
