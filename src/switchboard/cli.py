@@ -25,14 +25,71 @@ def serve(
     agent_file: Annotated[
         Path | None, typer.Option("--agent-file", help="Agent file (YAML or TOML).")
     ] = None,
-    config: Annotated[
-        Path | None, typer.Option("--config", help="Settings file (TOML).")
-    ] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="Settings file (TOML).")] = None,
 ) -> None:
     """Run the server: Retell connects to ws://HOST:PORT/llm-websocket/{call_id}."""
     from switchboard.server.run import run_server
 
     run_server(config_file=config, host=host, port=port, agent_file=agent_file)
+
+
+@app.command()
+def demo(
+    calls: Annotated[int, typer.Option(min=1, help="Concurrent random calls.")] = 20,
+    turns: Annotated[int, typer.Option(min=1, help="Caller turns per random call.")] = 4,
+    html: Annotated[Path, typer.Option(help="HTML report to write.")] = Path("reports/demo.html"),
+) -> None:
+    """Start a server, play the receptionist scenarios and random calls, judge the run."""
+    from rich.console import Console
+
+    from switchboard.sim.demo import DemoOptions, run_demo
+    from switchboard.sim.processes import ChildError
+
+    options = DemoOptions(
+        calls=calls, turns=turns, html_path=html, json_path=html.with_suffix(".json")
+    )
+    try:
+        report = run_demo(options, Console())
+    except ChildError as exc:
+        typer.echo(f"demo could not run: {exc}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(0 if report.passed else 1)
+
+
+@app.command()
+def bench(
+    duration: Annotated[float, typer.Option(min=1, help="Seconds of load per case.")] = 20.0,
+    turns: Annotated[int, typer.Option(min=1, help="Caller turns per call.")] = 6,
+    think_ms: Annotated[float, typer.Option(min=0, help="Caller pause between turns.")] = 250.0,
+    cases: Annotated[
+        str | None, typer.Option(help="Comma-separated case names (default: all).")
+    ] = None,
+    results_dir: Annotated[Path, typer.Option(help="Where JSON results go.")] = Path(
+        "bench/results"
+    ),
+    strict: Annotated[bool, typer.Option(help="Also fail when a target is missed.")] = False,
+) -> None:
+    """Measure turns per server core and TTFB/TTC percentiles; see docs/benchmarks.md."""
+    from rich.console import Console
+
+    from switchboard.sim.bench import DEFAULT_CASES, BenchSettings, run_bench
+
+    chosen = list(DEFAULT_CASES)
+    if cases:
+        wanted = {c.strip() for c in cases.split(",") if c.strip()}
+        unknown = wanted - {c.name for c in DEFAULT_CASES}
+        if unknown:
+            known = ", ".join(c.name for c in DEFAULT_CASES)
+            raise typer.BadParameter(
+                f"unknown case(s) {', '.join(sorted(unknown))}; known: {known}"
+            )
+        chosen = [c for c in DEFAULT_CASES if c.name in wanted]
+    settings = BenchSettings(
+        duration_s=duration, turns=turns, think_ms=think_ms, results_dir=results_dir
+    )
+    run = run_bench(chosen, settings, Console())
+    missed = any(r.missed_targets for r in run.results)
+    raise typer.Exit(0 if run.passed and not (strict and missed) else 1)
 
 
 def main() -> None:

@@ -65,8 +65,11 @@ class Child:
         log_path: Path,
         env: Mapping[str, str] | None = None,
         cpu: int | None = None,
+        port: int | None = None,
     ) -> None:
         self.name = name
+        #: the port it serves on, when it is a server
+        self.port = port
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         full_env = {**os.environ, **(env or {})}
@@ -216,7 +219,8 @@ def start_server(
     argv += ["--agent-file", str(agent_file)]
     if config is not None:
         argv += ["--config", str(config)]
-    child = Child("server", argv, log_path=log_dir / f"server-{port}.log", env=env, cpu=cpu)
+    log_path = log_dir / f"server-{port}.log"
+    child = Child("server", argv, log_path=log_path, env=env, cpu=cpu, port=port)
     try:
         wait_http_ready(child, f"http://127.0.0.1:{port}/readyz", ready_deadline_s)
     except BaseException:
@@ -237,7 +241,8 @@ def start_fake_llm(
     """The OpenAI-compatible fake LLM on 127.0.0.1:``port``, returned once it listens."""
     argv = [sys.executable, "-m", "switchboard.sim.fake_llm", "--host", "127.0.0.1"]
     argv += ["--port", str(port), "--ttft-ms", f"{ttft_ms:g}", "--token-ms", f"{token_ms:g}"]
-    child = Child("fake LLM", argv, log_path=log_dir / f"fake-llm-{port}.log", cpu=cpu)
+    log_path = log_dir / f"fake-llm-{port}.log"
+    child = Child("fake LLM", argv, log_path=log_path, cpu=cpu, port=port)
     try:
         wait_port_open(child, port, ready_deadline_s)
     except BaseException:

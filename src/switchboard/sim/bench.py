@@ -1,0 +1,348 @@
+"""``switchboard bench``: how much turn throughput one server core buys, and at what latency.
+
+Each case starts a fresh server pinned to core 0 and runs the simulator on core 1 (when
+there are two cores and ``taskset``), both as separate processes, so the server's CPU
+can be read from its own pid: ``turns_per_core_s`` = turns / server CPU seconds over the
+simulator run. That is a cost per turn, so it holds however hard the simulator pushes;
+latency percentiles, on the other hand, are only as good as the simulator is idle, which
+is why its CPU and loop lag are reported and flagged by the verdict.
+
+Results go to ``bench/results/`` as one JSON per run (timestamped) plus ``latest.json``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from switchboard.config import builtin_example
+from switchboard.sim.processes import (
+    Child,
+    ChildError,
+    free_port,
+    run_simulator,
+    start_fake_llm,
+    start_server,
+)
+from switchboard.sim.results import ProcessStats, RunReport, TurnKindStats
+from switchboard.sim.verdict import JUDGED_KINDS, judge
+
+BENCH_SCHEMA_VERSION = 1
+SERVER_CPU = 0
+SIMULATOR_CPU = 1
+AGENT_FILES = {"scripted": "receptionist.yaml", "openai": "openai-receptionist.yaml"}
+
+
+class BenchCase(msgspec.Struct, frozen=True, kw_only=True):
+    """One measured configuration and the targets it is held to (``None``: no target)."""
+
+    name: str
+    agent: str  # a key of AGENT_FILES
+    calls: int
+    barge_in_rate: float = 0.0
+    min_turns_per_core_s: float | None = None
+    max_ttfb_p99_ms: float | None = None
+
+
+class BenchCaseResult(msgspec.Struct, kw_only=True):
+    case: BenchCase
+    simulator_exit_code: int
+    report: RunReport
+    #: targets the case missed, as sentences (empty: all met)
+    missed_targets: list[str] = msgspec.field(default_factory=list)
+
+
+class BenchRun(msgspec.Struct, kw_only=True):
+    schema_version: int = BENCH_SCHEMA_VERSION
+    started_at: str
+    #: where it ran: cores, Python, whether server and simulator were pinned
+    host: dict[str, object] = msgspec.field(default_factory=dict)
+    #: the knobs shared by every case (duration, turns, think time)
+    settings: dict[str, object] = msgspec.field(default_factory=dict)
+    results: list[BenchCaseResult] = msgspec.field(default_factory=list)
+    #: cases that could not run at all (a child failed to start), with why
+    errors: dict[str, str] = msgspec.field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        """Every case ran and passed its verdict (targets are reported, not required)."""
+        return not self.errors and all(r.report.passed for r in self.results)
+
+
+DEFAULT_CASES: tuple[BenchCase, ...] = (
+    BenchCase(
+        name="scripted-100",
+        agent="scripted",
+        calls=100,
+        min_turns_per_core_s=2000,
+        max_ttfb_p99_ms=20,
+    ),
+    BenchCase(name="scripted-300", agent="scripted", calls=300, min_turns_per_core_s=2000),
+    BenchCase(
+        name="openai-0ms-100",
+        agent="openai",
+        calls=100,
+        min_turns_per_core_s=700,
+        max_ttfb_p99_ms=20,
+    ),
+    BenchCase(name="openai-0ms-300", agent="openai", calls=300, min_turns_per_core_s=700),
+    BenchCase(name="barge-in-0.3", agent="scripted", calls=100, barge_in_rate=0.3),
+)
+
+
+class BenchSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Sizes shared by every case; shrink them for a quick look or a test."""
+
+    duration_s: float = 20.0
+    turns: int = 6
+    think_ms: float = 250.0
+    seed: int = 1
+    results_dir: Path = Path("bench/results")
+
+
+def run_bench(
+    cases: Sequence[BenchCase],
+    settings: BenchSettings,
+    console: Console,
+    log_dir: Path | None = None,
+) -> BenchRun:
+    """Run every case in turn, print the table, write the JSON files, return the run."""
+    log_dir = log_dir or Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
+    cores = os.cpu_count() or 1
+    pinned = shutil.which("taskset") is not None and cores >= 2
+    run = BenchRun(
+        started_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        host={
+            "cpu_count": cores,
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "pinned": pinned,
+        },
+        settings={
+            "duration_s": settings.duration_s,
+            "turns": settings.turns,
+            "think_ms": settings.think_ms,
+            "seed": settings.seed,
+        },
+    )
+    server_cpu = SERVER_CPU if pinned else None
+    sim_cpu = SIMULATOR_CPU if pinned else None
+    fake_llm: Child | None = None
+    try:
+        for case in cases:
+            console.print(f"[dim]bench[/] {case.name}: {case.calls} calls ...")
+            try:
+                if case.agent == "openai" and fake_llm is None:
+                    fake_llm = start_fake_llm(port=free_port(), log_dir=log_dir, cpu=sim_cpu)
+                llm_port = fake_llm.port if fake_llm is not None else None
+                run.results.append(
+                    _run_case(case, settings, log_dir, server_cpu, sim_cpu, llm_port)
+                )
+            except (ChildError, OSError, ValueError) as exc:
+                run.errors[case.name] = str(exc)
+                console.print(Text(f"{case.name} could not run: {exc}", style="red"))
+    finally:
+        if fake_llm is not None:
+            fake_llm.stop()
+    console.print(bench_table(run))
+    stamp = run.started_at.replace("-", "").replace(":", "")
+    for name in (f"bench-{stamp}.json", "latest.json"):
+        _write_run(run, settings.results_dir / name)
+    console.print(f"results: {settings.results_dir / 'latest.json'} (logs in {log_dir})")
+    return run
+
+
+def _run_case(
+    case: BenchCase,
+    settings: BenchSettings,
+    log_dir: Path,
+    server_cpu: int | None,
+    sim_cpu: int | None,
+    llm_port: int | None,
+) -> BenchCaseResult:
+    if case.agent not in AGENT_FILES:
+        raise ValueError(f"unknown agent {case.agent!r}; expected one of {', '.join(AGENT_FILES)}")
+    port = free_port()
+    env = {
+        "SWITCHBOARD_MAX_CALLS": str(case.calls * 2 + 10),
+        "SWITCHBOARD_LOG_LEVEL": "warning",
+        "SWITCHBOARD_DRAIN_TIMEOUT_S": "2",
+    }
+    if case.agent == "openai":
+        env["OPENAI_BASE_URL"] = f"http://127.0.0.1:{llm_port}/v1"
+        env["OPENAI_API_KEY"] = "bench"
+    agent_file = builtin_example(AGENT_FILES[case.agent])
+    server = start_server(
+        port=port, agent_file=agent_file, log_dir=log_dir, env=env, cpu=server_cpu
+    )
+    try:
+        cpu_before = server.cpu_seconds()
+        code, report = run_simulator(
+            simulator_args(case, settings, f"ws://127.0.0.1:{port}/llm-websocket"),
+            json_path=log_dir / f"{case.name}.json",
+            log_dir=log_dir,
+            cpu=sim_cpu,
+            timeout_s=settings.duration_s * 3 + 120,
+        )
+        server_cpu_s = server.cpu_seconds() - cpu_before
+    finally:
+        server.stop()
+    report = with_server_cpu(report, server_cpu_s)
+    report = judge(msgspec.structs.replace(report, label=case.name))
+    return BenchCaseResult(
+        case=case,
+        simulator_exit_code=code,
+        report=report,
+        missed_targets=missed_targets(case, report),
+    )
+
+
+def simulator_args(case: BenchCase, settings: BenchSettings, url: str) -> list[str]:
+    """The ``switchboard simulate`` options for one case (without ``--json``/``--quiet``)."""
+    return [
+        "--url",
+        url,
+        "--calls",
+        str(case.calls),
+        "--turns",
+        str(settings.turns),
+        "--think-ms",
+        f"{settings.think_ms:g}",
+        "--barge-in-rate",
+        f"{case.barge_in_rate:g}",
+        "--duration",
+        f"{settings.duration_s:g}",
+        "--seed",
+        str(settings.seed),
+        "--label",
+        case.name,
+    ]
+
+
+def with_server_cpu(report: RunReport, server_cpu_s: float) -> RunReport:
+    """Attach the server's CPU over the run and the turns it bought per CPU second."""
+    percent = 100.0 * server_cpu_s / report.duration_s if report.duration_s > 0 else 0.0
+    return msgspec.structs.replace(
+        report,
+        server=ProcessStats(cpu_seconds=server_cpu_s, cpu_percent=percent),
+        turns_per_core_s=report.turns / server_cpu_s if server_cpu_s > 0 else None,
+    )
+
+
+def missed_targets(case: BenchCase, report: RunReport) -> list[str]:
+    missed = []
+    if case.min_turns_per_core_s is not None:
+        got = report.turns_per_core_s
+        if got is None or got < case.min_turns_per_core_s:
+            shown = "unknown" if got is None else f"{got:.0f}"
+            missed.append(f"turns/s per core {shown} < target {case.min_turns_per_core_s:g}")
+    if case.max_ttfb_p99_ms is not None:
+        worst = _worst_judged_p99(report)
+        if worst is None or worst > case.max_ttfb_p99_ms:
+            shown = "unknown" if worst is None else f"{worst:.1f} ms"
+            missed.append(f"TTFB p99 {shown} > target {case.max_ttfb_p99_ms:g} ms")
+    return missed
+
+
+def bench_table(run: BenchRun) -> Table:
+    """One row per case and judged turn kind: throughput, cost, latency, targets, verdict."""
+    table = Table(title="switchboard bench", box=box.SIMPLE_HEAD, title_justify="left")
+    for name in ("case", "kind", "calls", "turns", "turns/s"):
+        table.add_column(name, justify="left" if name in ("case", "kind") else "right")
+    for name in ("TTFB p50", "p90", "p99", "TTC p50", "p90", "p99"):
+        table.add_column(name, justify="right")
+    for name in ("server CPU", "turns/core·s", "targets", "verdict"):
+        table.add_column(name, justify="right" if name != "targets" else "left")
+    for result in run.results:
+        r = result.report
+        judged: list[TurnKindStats | None] = [
+            k for k in r.per_kind if k.kind in JUDGED_KINDS and k.turns
+        ]
+        kinds = judged or [None]
+        for i, kind in enumerate(kinds):
+            first = i == 0
+            table.add_row(
+                Text(result.case.name if first else ""),
+                Text(kind.kind if kind else "-"),
+                str(r.calls_started) if first else "",
+                str(r.turns) if first else "",
+                f"{r.turns_per_s:.0f}" if first else "",
+                *_latency_cells(kind),
+                _server_cpu(r) if first else "",
+                f"{r.turns_per_core_s:.0f}" if first and r.turns_per_core_s else "",
+                _targets_cell(result) if first else Text(""),
+                _verdict_cell(r) if first else Text(""),
+            )
+    for name, error in run.errors.items():
+        table.add_row(Text(name), *[""] * 13, Text(error.splitlines()[0], style="red"))
+    return table
+
+
+def _latency_cells(kind: TurnKindStats | None) -> list[str]:
+    if kind is None:
+        return ["-"] * 6
+    return [
+        f"{v:.1f}"
+        for v in (
+            kind.ttfb.p50_ms,
+            kind.ttfb.p90_ms,
+            kind.ttfb.p99_ms,
+            kind.ttc.p50_ms,
+            kind.ttc.p90_ms,
+            kind.ttc.p99_ms,
+        )
+    ]
+
+
+def _server_cpu(report: RunReport) -> str:
+    return "" if report.server is None else f"{report.server.cpu_percent:.0f}%"
+
+
+def _targets_cell(result: BenchCaseResult) -> Text:
+    case = result.case
+    if case.min_turns_per_core_s is None and case.max_ttfb_p99_ms is None:
+        return Text("-")
+    if result.missed_targets:
+        return Text("missed: " + "; ".join(result.missed_targets), style="red")
+    wanted = []
+    if case.min_turns_per_core_s is not None:
+        wanted.append(f">= {case.min_turns_per_core_s:g}/core·s")
+    if case.max_ttfb_p99_ms is not None:
+        wanted.append(f"p99 <= {case.max_ttfb_p99_ms:g} ms")
+    return Text("met: " + ", ".join(wanted), style="green")
+
+
+def _verdict_cell(report: RunReport) -> Text:
+    text = Text("PASS" if report.passed else "FAIL", style="green" if report.passed else "red")
+    if report.verdict_warnings:
+        text.append(" !", style="yellow")
+    return text
+
+
+def _worst_judged_p99(report: RunReport) -> float | None:
+    p99s = [k.ttfb.p99_ms for k in report.per_kind if k.kind in JUDGED_KINDS and k.ttfb.count]
+    return max(p99s) if p99s else None
+
+
+def _write_run(run: BenchRun, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(msgspec.json.format(msgspec.json.encode(run), indent=2))
+    os.replace(tmp, path)
+
+
+def load_bench(path: Path) -> BenchRun:
+    """Read a bench JSON file back (e.g. to compare with a reference run)."""
+    return msgspec.json.decode(path.read_bytes(), type=BenchRun)
