@@ -11,15 +11,18 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
+from switchboard.config import builtin_example
 from switchboard.sim.processes import (
     Child,
     ChildError,
     free_port,
     pin_prefix,
     run_simulator,
+    start_server,
     wait_http_ready,
     wait_port_open,
 )
@@ -167,3 +170,26 @@ def test_a_simulator_that_writes_no_report_is_an_error(tmp_path: Path) -> None:
         run_simulator(
             ["--no-such-option"], json_path=tmp_path / "out.json", log_dir=tmp_path, timeout_s=60
         )
+
+
+def test_server_starts_ready_and_stops_cleanly(tmp_path: Path) -> None:
+    server = start_server(
+        port=free_port(),
+        agent_file=builtin_example("receptionist.yaml"),
+        log_dir=tmp_path,
+        env={"SWITCHBOARD_DRAIN_TIMEOUT_S": "1"},
+    )
+    try:
+        response = httpx.get(f"http://127.0.0.1:{server.port}/readyz", timeout=10)
+        assert response.status_code == 200
+        assert server.cpu_seconds() > 0
+    finally:
+        code = server.stop()
+    assert code == 0  # drained and exited on SIGTERM, not killed
+    assert gone(server.pid)
+
+
+def test_a_server_that_cannot_start_reports_why(tmp_path: Path) -> None:
+    with pytest.raises(ChildError, match="exited with code") as err:
+        start_server(port=free_port(), agent_file=tmp_path / "missing.yaml", log_dir=tmp_path)
+    assert "missing.yaml" in str(err.value)
