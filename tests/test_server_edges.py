@@ -7,18 +7,10 @@ from typing import Any
 import httpx
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
 
 from switchboard.state.memory import MemoryCallStore
 from tests.fixtures.agents import EchoAgent
-from tests.fixtures.server import retell, spoken
-
-
-async def handshake_status(url: str) -> int:
-    with pytest.raises(InvalidStatus) as refused:
-        async with connect(url, open_timeout=10):
-            pass
-    return refused.value.response.status_code
+from tests.fixtures.server import handshake_status, retell, spoken
 
 
 async def test_admission_cap_is_exact_and_readiness_follows_it(serve: Any) -> None:
