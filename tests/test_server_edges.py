@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-import pytest
 from websockets.asyncio.client import connect
 
 from switchboard.state.memory import MemoryCallStore
