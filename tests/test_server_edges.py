@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 from websockets.asyncio.client import connect
 
+from switchboard.config import Settings
+from switchboard.server.app import SwitchboardApp
 from switchboard.state.memory import MemoryCallStore
 from tests.fixtures.agents import EchoAgent
 from tests.fixtures.server import handshake_status, retell, spoken
@@ -99,3 +102,8 @@ async def test_oversized_frame_closes_only_that_call(serve: Any) -> None:
         async with httpx.AsyncClient() as http:
             metrics = (await http.get(f"{srv.http_url}/metrics")).text
         assert 'switchboard_frames_rejected_total{reason="too_large"} 1.0' in metrics
+
+
+def test_shared_state_profiles_refuse_to_run_on_process_memory() -> None:
+    with pytest.raises(ValueError, match="shared call store"):
+        SwitchboardApp(Settings(profile="distributed"), EchoAgent())

@@ -33,6 +33,13 @@ class SwitchboardApp:
 
     def __init__(self, settings: Settings, agent: Agent, store: CallStore | None = None) -> None:
         if store is None:
+            if settings.profile != "single":
+                # Running a shared-state profile on per-process memory would silently break
+                # reconnects that land on another node; refuse instead.
+                raise ValueError(
+                    f"profile {settings.profile!r} needs a shared call store (Redis), which "
+                    "this version does not ship yet; use profile 'single' (docs/profiles.md)"
+                )
             store = MemoryCallStore(ttl_s=settings.state_ttl_s)
         self.node = Node(settings, agent, store)
         api_key = settings.retell_api_key.get_secret_value() if settings.retell_api_key else None
