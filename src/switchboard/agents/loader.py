@@ -48,11 +48,16 @@ class AgentFileError(ValueError):
         match = _MSGSPEC_LOCATION.match(text)
         if match is not None:
             message, where = match.group("message"), (match.group("where") or "").lstrip(".")
-        for pattern, reason in ((_UNKNOWN_FIELD, "unknown field"), (_MISSING_FIELD, "missing")):
+        for pattern, reason in (
+            (_UNKNOWN_FIELD, "unknown field"),
+            (_MISSING_FIELD, "required, but missing"),
+        ):
             named = pattern.match(message)
             if named is not None:
                 field = f"{where}.{named.group('name')}" if where else named.group("name")
                 return cls(path, field, reason)
+        if message.endswith("got `bool`"):
+            message += " (YAML reads unquoted yes/no/on/off as booleans: quote them)"
         return cls(path, where or None, message)
 
 
