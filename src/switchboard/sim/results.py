@@ -79,6 +79,9 @@ class RunReport(msgspec.Struct, kw_only=True):
     calls_completed: int = 0
     #: failed calls by Retell disconnection reason, e.g. "error_llm_websocket_open"
     calls_failed: dict[str, int] = msgspec.field(default_factory=dict)
+    #: every call by how it ended, failed or not: "user_hangup", "agent_hangup" (end_call or
+    #: the server closing with 1000), "call_transfer", and the failure reasons above
+    calls_ended: dict[str, int] = msgspec.field(default_factory=dict)
     reconnects: int = 0
 
     turns: int = 0
@@ -94,6 +97,10 @@ class RunReport(msgspec.Struct, kw_only=True):
     #: frames for a superseded id that arrived within the stale grace: dropped, not violations
     stale_in_grace: int = 0
     frames_dropped: int = 0
+    frames_sent: int = 0
+    frames_received: int = 0
+    #: messages other than ``response`` the server sent, by ``response_type``
+    server_messages: dict[str, int] = msgspec.field(default_factory=dict)
 
     scenarios: list[ScenarioResult] = msgspec.field(default_factory=list)
     client: ProcessStats = msgspec.field(default_factory=ProcessStats)

@@ -1,0 +1,698 @@
+"""One simulated call: Retell's side of the custom-LLM socket, as the spec says it behaves.
+
+Two coroutines share a call. The *lifecycle* owns sockets: it connects (3 attempts, 7 s
+open timeout, 3 s apart), reads every frame, answers ``config`` (``call_details``,
+keepalive pings), and after a socket ends decides, as Retell does, whether to reconnect
+(after 1006 up to 4 times; after 5 s without a pong up to 2 times) or to end the call
+with a disconnection reason. The *script* is the caller: it speaks in ``update_only``
+partials, asks with ``response_required``/``reminder_required`` and waits for the
+answer, barging in when its script says so. A reconnect continues the same call: same
+``call_id``, full transcript, and a request the lost socket never answered is asked
+again under a new id.
+
+The frame handler is synchronous and never blocks, so frame timestamps are taken the
+moment the frame is read. Violations are judged as Retell would see them (spec 1.8):
+content for a superseded id is dropped (a violation only when it arrives later than the
+stale grace after the newer request was sent), content after ``content_complete`` and
+ids never requested are always violations, and invalid frames are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Sequence
+from typing import Final
+
+import msgspec
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from switchboard.log import get_logger
+from switchboard.protocol.outbound import (
+    AgentInterrupt,
+    Config,
+    Metadata,
+    PingPongReply,
+    Response,
+    ToolCallInvocation,
+    ToolCallResult,
+    UpdateAgentConfig,
+)
+from switchboard.sim.conversation import CallerTurn, CallRecord, TurnOutcome
+from switchboard.sim.frames import InvalidFrame, decode_server_frame
+from switchboard.sim.metrics import RunMetrics
+from switchboard.sim.options import SimOptions
+from switchboard.sim.transcript import Transcript
+
+log = get_logger("switchboard.sim")
+
+_STOP: Final = object()
+_now = time.perf_counter
+_encoder = msgspec.json.Encoder()
+
+# How a socket ended, as far as reconnecting is concerned.
+_ABNORMAL = "abnormal"
+_KEEPALIVE = "keepalive"
+_LOCAL = "local"
+
+USER_HANGUP = "user_hangup"
+AGENT_HANGUP = "agent_hangup"
+CALL_TRANSFER = "call_transfer"
+ERR_OPEN = "error_llm_websocket_open"
+ERR_LOST = "error_llm_websocket_lost_connection"
+ERR_RUNTIME = "error_llm_websocket_runtime"
+ERR_CORRUPT = "error_llm_websocket_corrupt_payload"
+ERR_UNKNOWN = "error_unknown"
+
+
+class _CallOver(Exception):
+    """The call ended while the caller was waiting for something."""
+
+
+class _Request:
+    """One ``response_required``/``reminder_required`` and what came back for it."""
+
+    __slots__ = (
+        "completed",
+        "end_call",
+        "first_at",
+        "id",
+        "interrupted",
+        "kind",
+        "parts",
+        "sent_at",
+        "superseded_at",
+        "transfer_number",
+    )
+
+    def __init__(self, response_id: int, kind: str, sent_at: float) -> None:
+        self.id = response_id
+        self.kind = kind
+        self.sent_at = sent_at
+        self.first_at: float | None = None
+        self.superseded_at: float | None = None
+        self.completed = False
+        self.interrupted = False
+        self.parts: list[str] = []
+        self.end_call = False
+        self.transfer_number: str | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+class _Socket:
+    """One WebSocket of the call (a reconnect makes a new one)."""
+
+    __slots__ = (
+        "begin_first_at",
+        "begin_parts",
+        "begun",
+        "interrupt_id",
+        "interrupt_parts",
+        "keepalive",
+        "last_ping_at",
+        "last_ping_ts",
+        "last_pong_at",
+        "local_reason",
+        "opened_at",
+        "pongs",
+        "ws",
+    )
+
+    def __init__(self, ws: ClientConnection, opened_at: float) -> None:
+        self.ws = ws
+        self.opened_at = opened_at
+        self.begun = False
+        self.begin_first_at: float | None = None
+        self.begin_parts: list[str] = []
+        self.keepalive: asyncio.Task[None] | None = None
+        self.last_ping_ts = 0
+        self.last_ping_at = 0.0
+        self.last_pong_at = 0.0
+        self.pongs = 0
+        self.local_reason: str | None = None
+        self.interrupt_id: int | None = None
+        self.interrupt_parts: list[str] = []
+
+
+class SimulatedCall:
+    """Plays one call; ``run`` returns how it ended. Every observation goes to ``metrics``."""
+
+    def __init__(
+        self,
+        options: SimOptions,
+        metrics: RunMetrics,
+        call_id: str,
+        call: dict[str, object],
+        script: Sequence[CallerTurn],
+        rng: random.Random,
+        stop: asyncio.Event | None = None,
+    ) -> None:
+        self.options = options
+        self.metrics = metrics
+        self.call_id = call_id
+        self.url = f"{options.base_url}/{call_id}"
+        self.script = script
+        self.rng = rng
+        self.stop = stop
+        self.record = CallRecord(call_id=call_id)
+        self.transcript = Transcript()
+        self._call_details = _encoder.encode({"interaction_type": "call_details", "call": call})
+        self._grace = options.stale_grace_ms / 1000.0
+        self._requests: list[_Request] = []
+        self._sock: _Socket | None = None
+        self._progress = asyncio.Event()
+        self._hanging_up = False  # the caller (Retell) is closing on purpose
+        self._ever_ponged = False
+        self._no_pong_reported = False
+        self._started = 0.0
+
+    # ------------------------------------------------------------------ the call
+
+    async def run(self) -> CallRecord:
+        m = self.metrics
+        m.calls_started += 1
+        m.calls_active += 1
+        self._started = _now()
+        lifecycle = asyncio.create_task(self._lifecycle())
+        try:
+            await self._converse()
+        except _CallOver:
+            pass
+        except Exception as exc:
+            log.exception("simulated call crashed", call_id=self.call_id)
+            self._finish(f"{ERR_UNKNOWN}: {exc!r}", failed=True)
+        finally:
+            self._finish(USER_HANGUP, failed=False)
+            await self._shut(lifecycle)
+            m.call_ended(self.record.reason, self.record.failed)
+        return self.record
+
+    async def _shut(self, lifecycle: asyncio.Task[None]) -> None:
+        """Retell closes the socket (1000) when the call ends, then the lifecycle is over."""
+        if not lifecycle.done():
+            await self._close(1000)
+            await asyncio.wait({lifecycle}, timeout=self.options.close_timeout_s + 1.0)
+        if not lifecycle.done():
+            lifecycle.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await lifecycle
+
+    def _finish(self, reason: str, failed: bool) -> None:
+        """Record how the call ended; the first reason wins."""
+        if self.record.reason:
+            return
+        self.record.reason = reason
+        self.record.failed = failed
+        self._progress.set()
+
+    async def _close(self, code: int) -> None:
+        self._hanging_up = True
+        sock = self._sock
+        if sock is not None:
+            with contextlib.suppress(Exception):
+                await sock.ws.close(code)
+
+    # ------------------------------------------------------------------ the script
+
+    async def _converse(self) -> None:
+        think = self.options.think_ms / 1000.0
+        for turn in self.script:
+            if self.stop is not None and self.stop.is_set():
+                break
+            if think:
+                await asyncio.sleep(think * (0.5 + self.rng.random()))
+            if turn.say is None:
+                outcome = await self._reminder()
+            else:
+                outcome = await self._speak(turn)
+            self.record.outcomes.append(outcome)
+            if outcome.end_call:
+                self._finish(AGENT_HANGUP, failed=False)
+                return
+            if outcome.transfer_number is not None:
+                self._finish(CALL_TRANSFER, failed=False)
+                return
+        await self._ready()  # a caller hangs up on a live call only
+        self._finish(USER_HANGUP, failed=False)
+
+    async def _reminder(self) -> TurnOutcome:
+        req = await self._ask("reminder")
+        return self._conclude(req)
+
+    async def _speak(self, turn: CallerTurn) -> TurnOutcome:
+        assert turn.say is not None
+        words = turn.say.split()
+        await self._say(words)
+        req = await self._ask("response", until_first_frame=turn.barge_in is not None)
+        if turn.barge_in and not req.interrupted:
+            more = turn.barge_in.split()
+            if req.completed:
+                # The reply is being spoken: the caller talks over it.
+                self._conclude(req)
+                await self._say(more)
+            else:
+                # Retell asked too early: the caller kept talking, it asks again.
+                await self._say(words + more, first=len(words))
+            req = await self._ask("barge_in")
+        return self._conclude(req)
+
+    def _conclude(self, req: _Request) -> TurnOutcome:
+        """The turn is over: the caller's words and the agent's reply join the transcript."""
+        self.transcript.commit_user()
+        text = req.text
+        if req.completed:
+            self.transcript.add_agent(text)
+        return TurnOutcome(
+            reply=text,
+            completed=req.completed,
+            end_call=req.completed and req.end_call,
+            transfer_number=req.transfer_number if req.completed and not req.end_call else None,
+            interrupted=req.interrupted,
+        )
+
+    async def _say(self, words: list[str], first: int = 0) -> None:
+        """Stream the caller's utterance as ``update_only`` partials, one word at a time."""
+        word_s = self.options.word_ms / 1000.0
+        for n in range(first + 1, len(words) + 1):
+            sock = await self._ready()
+            self.transcript.user_says(words[:n])
+            await self._send(sock, self.transcript.update_only("user_turn" if n == 1 else None))
+            if word_s:
+                await asyncio.sleep(word_s)
+
+    async def _ask(self, kind: str, until_first_frame: bool = False) -> _Request:
+        """Send a request and wait for its ``content_complete`` (or only its first frame:
+        the cue of a caller who barges in). A request lost with its socket is asked again
+        on the next socket, under a new id."""
+        sock = await self._ready()
+        req = await self._request(sock, kind)
+        deadline = req.sent_at + self.options.turn_timeout_s
+        agent_turn_sent = False
+        while True:
+            if req.completed or req.interrupted:
+                return req
+            if until_first_frame and req.first_at is not None:
+                return req
+            if self._sock is not sock:
+                sock = await self._ready()
+                req = await self._request(sock, kind)
+                deadline = req.sent_at + self.options.turn_timeout_s
+                agent_turn_sent = False
+                continue
+            if req.first_at is not None and not agent_turn_sent:
+                agent_turn_sent = True
+                await self._send(sock, self.transcript.update_only("agent_turn"))
+                continue
+            remaining = deadline - _now()
+            if remaining <= 0:
+                self.metrics.violation(
+                    "missing_content_complete",
+                    self.call_id,
+                    f"no content_complete within {self.options.turn_timeout_s:g} s "
+                    f"({len(req.parts)} chunks received)",
+                    req.id,
+                )
+                return req
+            await self._wait(remaining)
+
+    async def _request(self, sock: _Socket, kind: str) -> _Request:
+        requests = self._requests
+        now = _now()
+        if requests:
+            last = requests[-1]
+            if not last.completed and last.superseded_at is None:
+                last.superseded_at = now
+        req = _Request(len(requests) + 1, kind, now)
+        requests.append(req)
+        interaction = "reminder_required" if kind == "reminder" else "response_required"
+        await self._send(sock, self.transcript.request(interaction, req.id))
+        return req
+
+    async def _ready(self) -> _Socket:
+        """The live socket once its begin message has arrived (Retell waits for it)."""
+        while True:
+            if self.record.reason:
+                raise _CallOver
+            sock = self._sock
+            remaining: float | None = None
+            if sock is not None:
+                if sock.begun:
+                    return sock
+                remaining = sock.opened_at + self.options.begin_timeout_s - _now()
+                if remaining <= 0:
+                    self.metrics.violation(
+                        "no_begin_message",
+                        self.call_id,
+                        f"no response_id 0 with content_complete within "
+                        f"{self.options.begin_timeout_s:g} s of the socket opening",
+                        0,
+                    )
+                    self._finish(USER_HANGUP, failed=False)
+                    raise _CallOver
+            await self._wait(remaining)
+
+    async def _wait(self, seconds: float | None) -> None:
+        self._progress.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._progress.wait()
+
+    async def _send(self, sock: _Socket, frame: bytes) -> None:
+        try:
+            await sock.ws.send(frame, text=True)
+        except ConnectionClosed:
+            return  # the lifecycle notices and reconnects or ends the call
+        self.metrics.frames_sent += 1
+
+    # ------------------------------------------------------------------ sockets
+
+    async def _lifecycle(self) -> None:
+        abnormal = keepalive = 0
+        first = True
+        try:
+            while True:
+                sock = await self._open(first)
+                if sock is None:
+                    self._finish(ERR_OPEN if first else ERR_LOST, failed=True)
+                    return
+                if not first:
+                    self.metrics.reconnects += 1
+                first = False
+                ending = await self._serve(sock)
+                if ending == _LOCAL:
+                    return
+                if ending == _ABNORMAL:
+                    abnormal += 1
+                    if abnormal > self.options.max_abnormal_reconnects:
+                        self._finish(ERR_RUNTIME, failed=True)
+                        return
+                elif ending == _KEEPALIVE:
+                    keepalive += 1
+                    if keepalive > self.options.max_keepalive_reconnects:
+                        self._finish(ERR_LOST, failed=True)
+                        return
+                else:
+                    self._finish(ending, failed=ending.startswith("error_"))
+                    return
+        finally:
+            self._sock = None
+            self._progress.set()
+
+    async def _open(self, first: bool) -> _Socket | None:
+        o = self.options
+        for attempt in range(1, o.connect_attempts + 1):
+            if self._hanging_up or self.record.reason:
+                return None
+            started = _now()
+            try:
+                ws = await connect(
+                    self.url,
+                    compression=None,
+                    open_timeout=o.open_timeout_s,
+                    ping_interval=None,
+                    close_timeout=o.close_timeout_s,
+                    max_size=o.max_frame_bytes,
+                    proxy=None,
+                    user_agent_header=None,
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug(
+                    "LLM Ws init attempt failed",
+                    call_id=self.call_id,
+                    attempt=attempt,
+                    error=repr(exc),
+                )
+                if attempt < o.connect_attempts:
+                    await asyncio.sleep(o.connect_retry_delay_s)
+                continue
+            opened = _now()
+            self.metrics.connect.record(opened - started)
+            if self._hanging_up or self.record.reason:
+                with contextlib.suppress(Exception):
+                    await ws.close(1000)
+                return None
+            return _Socket(ws, opened)
+        return None
+
+    async def _serve(self, sock: _Socket) -> str:
+        """Read one socket until it ends; say how it ended."""
+        ws = sock.ws
+        self._sock = sock
+        self._progress.set()
+        m = self.metrics
+        try:
+            async for data in ws:
+                m.frames_received += 1
+                result = self._on_frame(sock, data)
+                if result is None:
+                    continue
+                if result is _STOP:
+                    break
+                assert isinstance(result, Config)
+                await self._configure(sock, result)
+        except ConnectionClosed:
+            pass
+        finally:
+            keepalive = sock.keepalive
+            if keepalive is not None and not keepalive.done():
+                if sock.local_reason == _KEEPALIVE:
+                    await keepalive  # it is closing this socket; let it finish
+                else:
+                    keepalive.cancel()
+            if self._sock is sock:
+                self._sock = None
+            self._progress.set()
+        if sock.local_reason == ERR_CORRUPT:
+            with contextlib.suppress(Exception):
+                await ws.close(1007, "binary frame")
+            return ERR_CORRUPT
+        if self._hanging_up:
+            return _LOCAL
+        if sock.local_reason is not None:
+            return sock.local_reason
+        received = ws.protocol.close_rcvd
+        if received is None:
+            return _ABNORMAL
+        if received.code == 1000:
+            return AGENT_HANGUP
+        if received.code == 1005:
+            return ERR_OPEN
+        return ERR_RUNTIME
+
+    async def _configure(self, sock: _Socket, frame: Config) -> None:
+        config = frame.config
+        self.transcript.with_tool_calls = config.transcript_with_tool_calls
+        if config.call_details:
+            await self._send(sock, self._call_details)
+        if config.auto_reconnect and sock.keepalive is None:
+            sock.keepalive = asyncio.create_task(self._keepalive(sock))
+
+    async def _keepalive(self, sock: _Socket) -> None:
+        """Ping every 2 s; 5 s without any pong closes the socket for a reconnect."""
+        o = self.options
+        start = _now()
+        sock.last_pong_at = start
+        next_ping = start
+        while True:
+            now = _now()
+            if now - sock.last_pong_at >= o.pong_timeout_s:
+                break
+            if now >= next_ping:
+                ts = int(time.time() * 1000)
+                if ts <= sock.last_ping_ts:
+                    ts = sock.last_ping_ts + 1
+                sock.last_ping_ts = ts
+                sock.last_ping_at = now
+                await self._send(sock, b'{"interaction_type":"ping_pong","timestamp":%d}' % ts)
+                next_ping = now + o.ping_interval_s
+            await asyncio.sleep(
+                max(0.0, min(next_ping, sock.last_pong_at + o.pong_timeout_s) - now)
+            )
+        if not self._ever_ponged and not self._no_pong_reported:
+            self._no_pong_reported = True
+            self.metrics.violation(
+                "no_pong",
+                self.call_id,
+                f"no ping_pong reply within {o.pong_timeout_s:g} s (auto_reconnect was requested)",
+            )
+        sock.local_reason = _KEEPALIVE
+        with contextlib.suppress(Exception):
+            await sock.ws.close(1001, "keepalive timeout")
+
+    # ------------------------------------------------------------------ frames
+
+    def _on_frame(self, sock: _Socket, data: str | bytes) -> object:
+        now = _now()
+        m = self.metrics
+        if isinstance(data, bytes):
+            m.violation("binary_frame", self.call_id, f"binary frame of {len(data)} bytes")
+            m.frames_dropped += 1
+            sock.local_reason = ERR_CORRUPT
+            return _STOP
+        try:
+            frame = decode_server_frame(data)
+        except InvalidFrame as err:
+            m.violation("invalid_frame", self.call_id, f"{err}: {data[:120]!r}")
+            m.frames_dropped += 1
+            return None
+        if isinstance(frame, Response):
+            self._on_response(sock, frame, now)
+        elif isinstance(frame, PingPongReply):
+            self._on_pong(sock, now, frame.timestamp)
+        elif isinstance(frame, Config):
+            m.server_messages["config"] += 1
+            return frame
+        elif isinstance(frame, AgentInterrupt):
+            self._on_interrupt(sock, frame)
+        elif isinstance(frame, ToolCallInvocation | ToolCallResult):
+            item = msgspec.structs.asdict(frame)
+            role = (
+                "tool_call_invocation"
+                if isinstance(frame, ToolCallInvocation)
+                else "tool_call_result"
+            )
+            item["role"] = role
+            if item.get("successful", 0) is None:
+                del item["successful"]
+            self.transcript.add_tool_event(item)
+            m.server_messages[role] += 1
+        elif isinstance(frame, UpdateAgentConfig):
+            m.server_messages["update_agent"] += 1
+        elif isinstance(frame, Metadata):
+            m.server_messages["metadata"] += 1
+        return None
+
+    def _on_pong(self, sock: _Socket, now: float, timestamp: int) -> None:
+        self.metrics.server_messages["ping_pong"] += 1
+        if sock.keepalive is None or sock.last_ping_ts == 0:
+            return  # a pong nobody asked for: harmless
+        if timestamp >= sock.last_ping_ts:  # an echo of the latest ping, or the server's time
+            self.metrics.pong_rtt.record(now - sock.last_ping_at)
+        sock.last_pong_at = now
+        sock.pongs += 1
+        self._ever_ponged = True
+
+    def _on_response(self, sock: _Socket, r: Response, now: float) -> None:
+        m = self.metrics
+        rid = r.response_id
+        if rid == 0:
+            self._on_begin(sock, r, now)
+            return
+        requests = self._requests
+        if rid < 1 or rid > len(requests):
+            m.violation(
+                "unknown_response_id",
+                self.call_id,
+                f"response_id {rid} was never requested (latest is {len(requests)})",
+                rid,
+            )
+            m.frames_dropped += 1
+            return
+        req = requests[rid - 1]
+        if req.completed:
+            m.violation(
+                "content_after_complete",
+                self.call_id,
+                f"frame for response_id {rid} after its content_complete: {r.content[:60]!r}",
+                rid,
+            )
+            m.frames_dropped += 1
+            return
+        if req.superseded_at is not None:
+            late = now - req.superseded_at
+            m.frames_dropped += 1
+            if late > self._grace:
+                m.violation(
+                    "stale_frame",
+                    self.call_id,
+                    f"frame for superseded response_id {rid} {late * 1000:.1f} ms after "
+                    f"response_id {rid + 1} was sent",
+                    rid,
+                )
+            else:
+                m.stale_in_grace += 1
+            return
+        if req.interrupted:
+            m.frames_dropped += 1  # agent_interrupt cancelled it; Retell drops the rest
+            return
+        times = m.per_kind[req.kind]
+        if req.first_at is None:
+            req.first_at = now
+            times.ttfb.record(now - req.sent_at)
+            self._progress.set()
+        req.parts.append(r.content)
+        if r.content_complete:
+            req.completed = True
+            req.end_call = bool(r.end_call)
+            req.transfer_number = r.transfer_number
+            times.ttc.record(now - req.sent_at)
+            m.turns += 1
+            self._progress.set()
+
+    def _on_begin(self, sock: _Socket, r: Response, now: float) -> None:
+        m = self.metrics
+        if sock.begun:
+            m.violation(
+                "content_after_complete",
+                self.call_id,
+                f"frame for response_id 0 after the begin message completed: {r.content[:60]!r}",
+                0,
+            )
+            m.frames_dropped += 1
+            return
+        times = m.per_kind["greeting"]
+        if sock.begin_first_at is None:
+            sock.begin_first_at = now
+            times.ttfb.record(now - sock.opened_at)
+        sock.begin_parts.append(r.content)
+        if not r.content_complete:
+            return
+        sock.begun = True
+        times.ttc.record(now - sock.opened_at)
+        greeting = "".join(sock.begin_parts)
+        if self.record.greeting is None:
+            self.record.greeting = greeting
+            m.greeting.record(now - self._started)
+            self.transcript.add_agent(greeting)
+        elif greeting.strip():
+            m.violation(
+                "repeated_greeting",
+                self.call_id,
+                f"greeting spoken again after a reconnect: {greeting[:60]!r}",
+                0,
+            )
+        if r.end_call:
+            self._finish(AGENT_HANGUP, failed=False)
+        elif r.transfer_number is not None:
+            self._finish(CALL_TRANSFER, failed=False)
+        self._progress.set()
+
+    def _on_interrupt(self, sock: _Socket, frame: AgentInterrupt) -> None:
+        """The agent speaks now: the response in flight is cancelled (spec 1.7)."""
+        self.metrics.server_messages["agent_interrupt"] += 1
+        if frame.interrupt_id != sock.interrupt_id:
+            sock.interrupt_id = frame.interrupt_id
+            sock.interrupt_parts = []
+        sock.interrupt_parts.append(frame.content)
+        if self._requests:
+            current = self._requests[-1]
+            if not current.completed and not current.interrupted:
+                current.interrupted = True
+                self._progress.set()
+        if not frame.content_complete:
+            return
+        self.transcript.commit_user()
+        self.transcript.add_agent("".join(sock.interrupt_parts))
+        sock.interrupt_parts = []
+        if frame.end_call:
+            self._finish(AGENT_HANGUP, failed=False)
+        elif frame.transfer_number is not None:
+            self._finish(CALL_TRANSFER, failed=False)

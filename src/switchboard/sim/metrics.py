@@ -1,0 +1,145 @@
+"""Everything a run measures, in one place: HDR histograms (µs resolution), counters and
+violations. Calls write here as events happen; the live display reads it while the run
+goes on; ``RunReport`` is filled from it at the end.
+
+Single-threaded by design (one event loop), so nothing is locked.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+from hdrh.histogram import HdrHistogram
+
+from switchboard.sim.results import LatencySummary, TurnKindStats, Violation
+
+#: Largest value a histogram keeps (10 min, in µs); larger values are clamped to it.
+MAX_US = 600_000_000
+TURN_KINDS = ("greeting", "response", "reminder", "barge_in")
+_CDF_PERCENTILES = (0.0, 1, 5, 10, 25, 50, 75, 90, 95, 99, 99.9, 99.99, 100.0)
+
+
+class Histogram:
+    """An HDR histogram of seconds, kept in µs."""
+
+    __slots__ = ("_h",)
+
+    def __init__(self) -> None:
+        self._h = HdrHistogram(1, MAX_US, 3)
+
+    def record(self, seconds: float) -> None:
+        us = int(seconds * 1_000_000)
+        self._h.record_value(min(max(us, 1), MAX_US))
+
+    @property
+    def count(self) -> int:
+        total: int = self._h.get_total_count()
+        return total
+
+    def percentile_ms(self, percentile: float) -> float:
+        if self.count == 0:
+            return 0.0
+        return float(self._h.get_value_at_percentile(percentile)) / 1000.0
+
+    def summary(self) -> LatencySummary:
+        h = self._h
+        count = self.count
+        if count == 0:
+            return LatencySummary()
+        cdf = [(self.percentile_ms(p), p / 100.0) for p in _CDF_PERCENTILES]
+        buckets = [
+            (round(item.value_iterated_to / 1000.0, 3), item.count_added_in_this_iter_step)
+            for item in h.get_log_iterator(100, 1.5)
+        ]
+        return LatencySummary(
+            count=count,
+            min_ms=h.get_min_value() / 1000.0,
+            mean_ms=round(h.get_mean_value() / 1000.0, 3),
+            p50_ms=self.percentile_ms(50),
+            p90_ms=self.percentile_ms(90),
+            p95_ms=self.percentile_ms(95),
+            p99_ms=self.percentile_ms(99),
+            p999_ms=self.percentile_ms(99.9),
+            max_ms=h.get_max_value() / 1000.0,
+            cdf=cdf,
+            buckets=buckets,
+        )
+
+
+class TurnTimes:
+    """TTFB and TTC of one turn kind."""
+
+    __slots__ = ("ttc", "ttfb")
+
+    def __init__(self) -> None:
+        self.ttfb = Histogram()
+        self.ttc = Histogram()
+
+    def stats(self, kind: str) -> TurnKindStats:
+        return TurnKindStats(
+            kind=kind, turns=self.ttc.count, ttfb=self.ttfb.summary(), ttc=self.ttc.summary()
+        )
+
+
+class RunMetrics:
+    """The running tally of a simulator run."""
+
+    def __init__(self, violation_samples: int = 5) -> None:
+        self.started = time.perf_counter()
+        self.per_kind = {kind: TurnTimes() for kind in TURN_KINDS}
+        self.connect = Histogram()
+        self.greeting = Histogram()
+        self.pong_rtt = Histogram()
+        self.loop_lag = Histogram()
+
+        self.calls_started = 0
+        self.calls_active = 0
+        self.calls_completed = 0
+        self.calls_failed: Counter[str] = Counter()
+        self.calls_ended: Counter[str] = Counter()
+        self.reconnects = 0
+        self.turns = 0
+        self.stale_in_grace = 0
+        self.frames_dropped = 0
+        self.frames_received = 0
+        self.frames_sent = 0
+        #: non-response messages from the server, by ``response_type``
+        self.server_messages: Counter[str] = Counter()
+
+        self.violations: Counter[str] = Counter()
+        self.violation_samples: list[Violation] = []
+        self._samples_per_kind = violation_samples
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def violation(
+        self, kind: str, call_id: str, detail: str, response_id: int | None = None
+    ) -> None:
+        self.violations[kind] += 1
+        if self.violations[kind] <= self._samples_per_kind:
+            self.violation_samples.append(
+                Violation(
+                    kind=kind,
+                    call_id=call_id,
+                    detail=detail,
+                    response_id=response_id,
+                    at_s=round(self.elapsed(), 6),
+                )
+            )
+
+    def call_ended(self, reason: str, failed: bool) -> None:
+        self.calls_active -= 1
+        self.calls_ended[reason] += 1
+        if failed:
+            self.calls_failed[reason] += 1
+        else:
+            self.calls_completed += 1
+
+    def kind_stats(self) -> list[TurnKindStats]:
+        return [
+            times.stats(kind)
+            for kind, times in self.per_kind.items()
+            if times.ttfb.count or times.ttc.count
+        ]
