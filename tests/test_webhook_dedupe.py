@@ -1,4 +1,4 @@
-"""Dedupe policy for Retell webhooks (spec 3.1): no event id, retries up to 3 times."""
+"""Webhook payloads and the dedupe policy (spec 3.1): no event id, retries up to 3 times."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from switchboard.protocol.webhook import WebhookEvent, parse_webhook
+from switchboard.protocol.errors import ProtocolError
+from switchboard.protocol.webhook import InboundCall, WebhookEvent, parse_webhook
 from switchboard.server.dedupe import Verdict, WebhookDedupe, transcript_progress
 
 
@@ -37,6 +38,38 @@ def transcript(call_id: str, *contents: str, status: str = "ongoing") -> Webhook
         "transcript_with_tool_calls": utterances(*contents),
     }
     return event("transcript_updated", call)
+
+
+# --- payload parsing ---------------------------------------------------------------
+
+
+def test_chat_events_are_accepted_under_the_chat_key() -> None:
+    event = parse_webhook(b'{"event":"chat_ended","chat":{"chat_id":"h1","agent_id":"a"}}')
+    assert isinstance(event, WebhookEvent)
+    assert (event.chat_id, event.call_id, event.agent_id, event.call) == ("h1", None, "a", {})
+
+
+def test_chat_key_is_not_accepted_for_call_events() -> None:
+    with pytest.raises(ProtocolError, match=r"\$\.call"):
+        parse_webhook(b'{"event":"call_ended","chat":{"chat_id":"h1"}}')
+
+
+def test_properties_do_not_lie_about_types() -> None:
+    event = parse_webhook(
+        b'{"event":"call_ended","call":{"call_id":7,"start_timestamp":"1","end_timestamp":true}}'
+    )
+    assert isinstance(event, WebhookEvent)
+    assert (event.call_id, event.start_timestamp, event.end_timestamp) == (None, None, None)
+
+
+def test_inbound_sms_answer_uses_its_own_key() -> None:
+    inbound = parse_webhook(b'{"event":"chat_inbound","chat_inbound":{"from_number":"+1"}}')
+    assert isinstance(inbound, InboundCall)
+    assert inbound.answer({"reject": True}) == b'{"chat_inbound":{"reject":true}}'
+    assert inbound.answer(None) == b"{}"
+
+
+# --- dedupe -------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
