@@ -15,6 +15,7 @@ from tests.fixtures.agents import (
     FailingAgent,
     GatedAgent,
     SilentAgent,
+    WrongTypeAgent,
 )
 from tests.fixtures.conditions import eventually
 from tests.fixtures.server import retell, spoken
@@ -260,3 +261,15 @@ async def test_disconnect_cancels_the_generation_and_frees_the_slot(serve: Any) 
         await asyncio.wait_for(agent.cancelled_event.wait(), 10)
         node = srv.app.node
         await eventually(lambda: node.active == 0 and not node.sessions)
+
+
+async def test_a_value_that_is_not_text_never_reaches_the_wire(serve: Any) -> None:
+    async with (
+        serve(WrongTypeAgent(), call_details=False) as srv,
+        retell(srv.ws_url, "c16") as peer,
+    ):
+        await peer.complete(0)
+        await peer.request(1, "hello")
+        frames = await peer.complete(1)
+        assert spoken(frames, 1) == FALLBACK
+        assert all(isinstance(f["content"], str) for f in responses(frames, 1))

@@ -1,14 +1,15 @@
 """Decode inbound frames and encode outbound ones.
 
 Decoding is two-tier so that unknown fields cost nothing on the happy path yet are still
-noticed: frames are decoded into strict twins of the public classes (unknown fields
-forbidden); only when that fails on an unknown field is the frame decoded again leniently,
-and the field is reported through ``FrameDecoder.unknown_fields`` so the caller can log it.
+noticed: the public classes forbid unknown fields; only when a frame fails on one is it
+decoded again with lenient private twins and converted back to the public type, and the
+field is reported through ``FrameDecoder.unknown_fields`` so the caller can log it.
 """
 
 from __future__ import annotations
 
 import re
+from typing import cast
 
 import msgspec
 
@@ -24,34 +25,42 @@ from switchboard.protocol.inbound import (
 from switchboard.protocol.outbound import OutboundMessage
 
 
-class _StrictPingPong(PingPong, forbid_unknown_fields=True):
+class _LenientPingPong(PingPong, forbid_unknown_fields=False):
     pass
 
 
-class _StrictCallDetails(CallDetails, forbid_unknown_fields=True):
+class _LenientCallDetails(CallDetails, forbid_unknown_fields=False):
     pass
 
 
-class _StrictUpdateOnly(UpdateOnly, forbid_unknown_fields=True):
+class _LenientUpdateOnly(UpdateOnly, forbid_unknown_fields=False):
     pass
 
 
-class _StrictResponseRequired(ResponseRequired, forbid_unknown_fields=True):
+class _LenientResponseRequired(ResponseRequired, forbid_unknown_fields=False):
     pass
 
 
-class _StrictReminderRequired(ReminderRequired, forbid_unknown_fields=True):
+class _LenientReminderRequired(ReminderRequired, forbid_unknown_fields=False):
     pass
 
 
-_strict: msgspec.json.Decoder[InboundMessage] = msgspec.json.Decoder(
-    _StrictPingPong
-    | _StrictCallDetails
-    | _StrictUpdateOnly
-    | _StrictResponseRequired
-    | _StrictReminderRequired
+_PUBLIC: dict[type[msgspec.Struct], type[msgspec.Struct]] = {
+    _LenientPingPong: PingPong,
+    _LenientCallDetails: CallDetails,
+    _LenientUpdateOnly: UpdateOnly,
+    _LenientResponseRequired: ResponseRequired,
+    _LenientReminderRequired: ReminderRequired,
+}
+
+_strict: msgspec.json.Decoder[InboundMessage] = msgspec.json.Decoder(InboundMessage)
+_lenient: msgspec.json.Decoder[InboundMessage] = msgspec.json.Decoder(
+    _LenientPingPong
+    | _LenientCallDetails
+    | _LenientUpdateOnly
+    | _LenientResponseRequired
+    | _LenientReminderRequired
 )
-_lenient: msgspec.json.Decoder[InboundMessage] = msgspec.json.Decoder(InboundMessage)
 _encoder = msgspec.json.Encoder()
 
 _AT = re.compile(r"^(?P<reason>.*?)(?: - at `(?P<path>[^`]+)`)?$", re.DOTALL)
@@ -92,9 +101,12 @@ class FrameDecoder:
         except msgspec.DecodeError as err:
             raise ProtocolError(f"malformed JSON: {_split(err)[0]}") from None
         try:
-            return _lenient.decode(data)
+            lenient = _lenient.decode(data)
         except msgspec.ValidationError as err:
             raise self._classify(*_split(err)) from None
+        public = _PUBLIC[type(lenient)]
+        fields = {name: getattr(lenient, name) for name in public.__struct_fields__}
+        return cast(InboundMessage, public(**fields))
 
     @staticmethod
     def _classify(reason: str, path: str | None) -> ProtocolError:

@@ -1,7 +1,8 @@
 """Messages Retell sends us, discriminated by ``interaction_type`` (spec 1.4).
 
-Unknown fields are tolerated. The public classes accept them silently; the codec decodes
-into strict twins first so a new field is noticed and logged once (see ``codec``).
+Unknown fields are tolerated, yet noticed: these public classes forbid them, so the codec's
+first (and, on the happy path, only) decode fails on a new field; the codec then decodes
+with lenient private twins and converts back, reporting the field (see ``codec``).
 
 ``words`` timings are kept as raw JSON: no agent needs them per turn, and decoding a word
 list for every utterance of a growing transcript on every frame would dominate the cost
@@ -41,15 +42,21 @@ class Utterance(msgspec.Struct, frozen=True):
         return _words_decoder.decode(self.words) if self.words else []
 
 
-class PingPong(msgspec.Struct, tag="ping_pong", tag_field="interaction_type"):
+class PingPong(
+    msgspec.Struct, tag="ping_pong", tag_field="interaction_type", forbid_unknown_fields=True
+):
     timestamp: int
 
 
-class CallDetails(msgspec.Struct, tag="call_details", tag_field="interaction_type"):
+class CallDetails(
+    msgspec.Struct, tag="call_details", tag_field="interaction_type", forbid_unknown_fields=True
+):
     call: dict[str, Any]
 
 
-class UpdateOnly(msgspec.Struct, tag="update_only", tag_field="interaction_type"):
+class UpdateOnly(
+    msgspec.Struct, tag="update_only", tag_field="interaction_type", forbid_unknown_fields=True
+):
     """Transcript or turn-taking changed. Never answered, never supersedes a request.
 
     The transcript stays raw: nothing on the per-frame path reads it.
@@ -60,13 +67,23 @@ class UpdateOnly(msgspec.Struct, tag="update_only", tag_field="interaction_type"
     transcript_with_tool_calls: msgspec.Raw | None = None
 
 
-class ResponseRequired(msgspec.Struct, tag="response_required", tag_field="interaction_type"):
+class ResponseRequired(
+    msgspec.Struct,
+    tag="response_required",
+    tag_field="interaction_type",
+    forbid_unknown_fields=True,
+):
     response_id: int
     transcript: list[Utterance]
     transcript_with_tool_calls: list[dict[str, Any]] | None = None
 
 
-class ReminderRequired(msgspec.Struct, tag="reminder_required", tag_field="interaction_type"):
+class ReminderRequired(
+    msgspec.Struct,
+    tag="reminder_required",
+    tag_field="interaction_type",
+    forbid_unknown_fields=True,
+):
     response_id: int
     transcript: list[Utterance]
     transcript_with_tool_calls: list[dict[str, Any]] | None = None

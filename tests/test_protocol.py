@@ -1,0 +1,181 @@
+"""The wire codec: every message of the spec, and errors that name the field."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from switchboard.protocol import (
+    AgentConfig,
+    AgentInterrupt,
+    CallDetails,
+    Config,
+    ConfigOptions,
+    FrameDecoder,
+    FrameTooLarge,
+    Metadata,
+    PingPong,
+    PingPongReply,
+    ProtocolError,
+    ReminderRequired,
+    Response,
+    ResponseRequired,
+    ToolCallInvocation,
+    ToolCallResult,
+    UnknownInteraction,
+    UpdateAgentConfig,
+    UpdateOnly,
+    encode,
+)
+
+UTTERANCE = (
+    b'{"role":"user","content":"hi there",'
+    b'"words":[{"word":"hi","start":0.5,"end":0.7},{"word":"there","start":0.7,"end":1.0}]}'
+)
+
+
+def decode(frame: bytes) -> object:
+    return FrameDecoder().decode(frame)
+
+
+def test_every_inbound_message_decodes_to_its_type() -> None:
+    assert decode(b'{"interaction_type":"ping_pong","timestamp":1}') == PingPong(timestamp=1)
+    details = decode(b'{"interaction_type":"call_details","call":{"call_id":"c"}}')
+    assert isinstance(details, CallDetails)
+    assert details.call == {"call_id": "c"}
+    update = decode(
+        b'{"interaction_type":"update_only","transcript":[' + UTTERANCE + b"],"
+        b'"turntaking":"user_turn"}'
+    )
+    assert isinstance(update, UpdateOnly)
+    assert update.turntaking == "user_turn"
+    for kind, cls in (
+        ("response_required", ResponseRequired),
+        ("reminder_required", ReminderRequired),
+    ):
+        message = decode(
+            b'{"interaction_type":"'
+            + kind.encode()
+            + b'","response_id":4,"transcript":['
+            + UTTERANCE
+            + b'],"transcript_with_tool_calls":[{"role":"tool_call_invocation","name":"x"}]}'
+        )
+        assert isinstance(message, cls)
+        assert message.response_id == 4
+        assert message.transcript[0].content == "hi there"
+        assert [w.word for w in message.transcript[0].word_timings()] == ["hi", "there"]
+        assert message.transcript_with_tool_calls == [{"role": "tool_call_invocation", "name": "x"}]
+
+
+@pytest.mark.parametrize(
+    ("frame", "field"),
+    [
+        (
+            b'{"interaction_type":"response_required","response_id":"1","transcript":[]}',
+            "$.response_id",
+        ),
+        (b'{"interaction_type":"response_required","transcript":[]}', "$.response_id"),
+        (
+            b'{"interaction_type":"reminder_required","response_id":1,"transcript":[{"role":"user"}]}',
+            "$.transcript[0].content",
+        ),
+        (b'{"interaction_type":"ping_pong","timestamp":1.5}', "$.timestamp"),
+        (b'{"response_id":1}', "$.interaction_type"),
+        (b'{"interaction_type":"call_details","call":[]}', "$.call"),
+        (b"[1,2]", "$"),
+    ],
+)
+def test_invalid_frames_raise_an_error_naming_the_field(frame: bytes, field: str) -> None:
+    with pytest.raises(ProtocolError) as err:
+        decode(frame)
+    assert err.value.field == field
+
+
+def test_malformed_json_is_a_protocol_error() -> None:
+    with pytest.raises(ProtocolError, match="malformed JSON"):
+        decode(b'{"interaction_type":')
+
+
+def test_unknown_interaction_type_is_its_own_error() -> None:
+    with pytest.raises(UnknownInteraction) as err:
+        decode(b'{"interaction_type":"dtmf","digit":"1"}')
+    assert err.value.interaction_type == "dtmf"
+
+
+def test_unknown_fields_are_tolerated_and_reported() -> None:
+    decoder = FrameDecoder()
+    message = decoder.decode(b'{"interaction_type":"ping_pong","timestamp":3,"region":"us"}')
+    assert message == PingPong(timestamp=3)
+    assert decoder.unknown_fields == ["$.region"]
+
+
+def test_frames_over_the_limit_are_refused_before_parsing() -> None:
+    with pytest.raises(FrameTooLarge) as err:
+        FrameDecoder(max_frame_bytes=10).decode(b'{"interaction_type":"ping_pong","timestamp":1}')
+    assert err.value.limit == 10
+
+
+def test_every_outbound_message_encodes_as_the_spec_says() -> None:
+    def as_dict(message: object) -> object:
+        return msgspec.json.decode(encode(message))  # type: ignore[arg-type]
+
+    assert as_dict(Config(config=ConfigOptions(auto_reconnect=True, call_details=True))) == {
+        "response_type": "config",
+        "config": {
+            "auto_reconnect": True,
+            "call_details": True,
+            "transcript_with_tool_calls": False,
+        },
+    }
+    assert as_dict(PingPongReply(timestamp=9)) == {"response_type": "ping_pong", "timestamp": 9}
+    assert as_dict(Response(response_id=2, content="Hi.", content_complete=False)) == {
+        "response_type": "response",
+        "response_id": 2,
+        "content": "Hi.",
+        "content_complete": False,
+    }
+    assert as_dict(
+        Response(response_id=3, content="", content_complete=True, transfer_number="+1555")
+    ) == {
+        "response_type": "response",
+        "response_id": 3,
+        "content": "",
+        "content_complete": True,
+        "transfer_number": "+1555",
+    }
+    assert as_dict(
+        AgentInterrupt(interrupt_id=1, content="Wait.", content_complete=True, end_call=True)
+    ) == {
+        "response_type": "agent_interrupt",
+        "interrupt_id": 1,
+        "content": "Wait.",
+        "content_complete": True,
+        "end_call": True,
+    }
+    assert as_dict(UpdateAgentConfig(agent_config=AgentConfig(reminder_trigger_ms=5000))) == {
+        "response_type": "update_agent",
+        "agent_config": {"reminder_trigger_ms": 5000},
+    }
+    assert as_dict(ToolCallInvocation(tool_call_id="t", name="book", arguments="{}")) == {
+        "response_type": "tool_call_invocation",
+        "tool_call_id": "t",
+        "name": "book",
+        "arguments": "{}",
+    }
+    assert as_dict(ToolCallResult(tool_call_id="t", content="ok")) == {
+        "response_type": "tool_call_result",
+        "tool_call_id": "t",
+        "content": "ok",
+    }
+    assert as_dict(Metadata(metadata={"a": [1]})) == {
+        "response_type": "metadata",
+        "metadata": {"a": [1]},
+    }
+
+
+def test_frames_with_unknown_fields_still_decode_to_the_public_types() -> None:
+    message = decode(
+        b'{"interaction_type":"response_required","response_id":1,"new":1,"transcript":[]}'
+    )
+    assert type(message) is ResponseRequired
+    assert message == ResponseRequired(response_id=1, transcript=[])
