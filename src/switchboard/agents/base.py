@@ -14,13 +14,13 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from switchboard.protocol.inbound import Utterance
 
 
-class TurnKind(str, Enum):
+class TurnKind(StrEnum):
     """Why the agent is asked to speak."""
 
     GREETING = "greeting"  # response_id 0: the begin message ("" = wait for the caller)
@@ -150,5 +150,5 @@ class Agent(abc.ABC):
     def respond(self, turn: Turn) -> AsyncIterator[str | Action]:
         """Yield text chunks and actions for this turn (an ``async def`` with ``yield``)."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, deliberately a no-op
         """Release process-wide resources (HTTP pools) at shutdown."""
