@@ -116,6 +116,7 @@ class WebhookReceiver:
         self._subscribers.append(callback)
 
     async def start(self) -> None:
+        """Start the delivery task; until then webhooks are refused with 503."""
         if self._task is not None:
             return
         if self._api_key is None:
@@ -131,9 +132,11 @@ class WebhookReceiver:
         if task is None:
             return
         timeout = self.drain_timeout_s if timeout_s is None else timeout_s
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._queue.join(), timeout)
-        task.cancel()
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queue.join(), timeout)
+        finally:
+            task.cancel()
         await asyncio.wait({task})  # unlike ``await task``, never swallows our own cancel
         dropped = self._queue.qsize() + (self._current is not None)
         self._current = None
@@ -145,6 +148,8 @@ class WebhookReceiver:
             _log.warning("webhook events not delivered before shutdown", dropped=dropped)
 
     async def endpoint(self, request: Request) -> Response:
+        """The Starlette endpoint: 204 accepted (or duplicate), 200 inbound-call answer,
+        400 bad payload, 401 bad or missing signature, 413 too large, 503 not running/full."""
         self.counters.received += 1
         if self._api_key is None:
             return self._refuse(request, 401, "no_api_key")
