@@ -107,3 +107,15 @@ async def test_oversized_frame_closes_only_that_call(serve: Any) -> None:
 def test_shared_state_profiles_refuse_to_run_on_process_memory() -> None:
     with pytest.raises(ValueError, match="shared call store"):
         SwitchboardApp(Settings(profile="distributed"), EchoAgent())
+
+
+async def test_webhook_outcomes_are_exported_as_metrics(serve: Any) -> None:
+    async with (
+        serve(EchoAgent(), retell_api_key="test-api-key") as srv,
+        httpx.AsyncClient() as http,
+    ):
+        refused = await http.post(f"{srv.http_url}/webhook", content=b'{"event":"call_ended"}')
+        assert refused.status_code == 401
+        metrics = (await http.get(f"{srv.http_url}/metrics")).text
+    assert 'switchboard_webhooks_total{outcome="received"} 1.0' in metrics
+    assert 'switchboard_webhooks_rejected_total{reason="missing_signature"} 1.0' in metrics

@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     # Webhooks.
     retell_api_key: SecretStr | None = None
     webhook_tolerance_ms: int = 300_000
+    webhook_max_body_bytes: int = Field(default=1 << 20, ge=1024)
 
     log_level: str = "info"
     log_json: bool = False

@@ -28,6 +28,8 @@ from switchboard.protocol.outbound import (
     ToolCallResult,
     UpdateAgentConfig,
 )
+from switchboard.protocol.signature import check, sign, verify
+from switchboard.protocol.webhook import InboundCall, WebhookEvent, parse_webhook
 
 __all__ = [
     "AgentConfig",
@@ -37,6 +39,7 @@ __all__ = [
     "ConfigOptions",
     "FrameDecoder",
     "FrameTooLarge",
+    "InboundCall",
     "InboundMessage",
     "Metadata",
     "OutboundMessage",
@@ -52,7 +55,12 @@ __all__ = [
     "UpdateAgentConfig",
     "UpdateOnly",
     "Utterance",
+    "WebhookEvent",
     "Word",
+    "check",
     "decode_inbound",
     "encode",
+    "parse_webhook",
+    "sign",
+    "verify",
 ]

@@ -20,6 +20,7 @@ from switchboard.agents.base import Agent
 from switchboard.config import Settings
 from switchboard.log import get_logger
 from switchboard.server.llm_socket import PREFIX, serve_call
+from switchboard.server.metrics import WebhookCollector
 from switchboard.server.node import Node
 from switchboard.server.webhook import WebhookReceiver
 from switchboard.state.base import CallStore
@@ -43,7 +44,12 @@ class SwitchboardApp:
             store = MemoryCallStore(ttl_s=settings.state_ttl_s)
         self.node = Node(settings, agent, store)
         api_key = settings.retell_api_key.get_secret_value() if settings.retell_api_key else None
-        self.webhooks = WebhookReceiver(api_key, tolerance_ms=settings.webhook_tolerance_ms)
+        self.webhooks = WebhookReceiver(
+            api_key,
+            tolerance_ms=settings.webhook_tolerance_ms,
+            max_body_bytes=settings.webhook_max_body_bytes,
+        )
+        self.node.metrics.registry.register(WebhookCollector(self.webhooks.counters))
         self.http = Starlette(
             routes=[
                 Route("/healthz", self._healthz, methods=["GET"]),

@@ -3,9 +3,14 @@ process in tests). Children are bound once so the per-turn cost is one observe c
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from switchboard.agents.base import TurnKind
+from switchboard.server.webhook import WebhookCounters
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -67,3 +72,33 @@ class NodeMetrics:
 
     def fenced(self) -> None:
         self.fenced_total.inc()
+
+
+class WebhookCollector(Collector):
+    """Exports the webhook receiver's plain counters at scrape time (nothing on its path)."""
+
+    def __init__(self, counters: WebhookCounters) -> None:
+        self._counters = counters
+
+    def collect(self) -> Iterator[Metric]:
+        c = self._counters
+        outcomes = CounterMetricFamily(
+            "switchboard_webhooks", "Webhook requests by outcome.", labels=["outcome"]
+        )
+        for outcome, value in (
+            ("received", c.received),
+            ("delivered", c.delivered),
+            ("duplicate", c.duplicates),
+            ("superseded", c.superseded),
+            ("inbound", c.inbound),
+            ("subscriber_error", c.subscriber_errors),
+            ("dropped", c.dropped),
+        ):
+            outcomes.add_metric([outcome], value)
+        yield outcomes
+        rejected = CounterMetricFamily(
+            "switchboard_webhooks_rejected", "Webhook requests refused.", labels=["reason"]
+        )
+        for reason, value in sorted(c.rejected.items()):
+            rejected.add_metric([reason], value)
+        yield rejected
