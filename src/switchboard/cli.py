@@ -70,6 +70,8 @@ def bench(
     strict: Annotated[bool, typer.Option(help="Also fail when a target is missed.")] = False,
 ) -> None:
     """Measure turns per server core and TTFB/TTC percentiles; see docs/benchmarks.md."""
+    import sys
+
     from rich.console import Console
 
     from switchboard.sim.bench import DEFAULT_CASES, BenchSettings, run_bench
@@ -87,7 +89,9 @@ def bench(
     settings = BenchSettings(
         duration_s=duration, turns=turns, think_ms=think_ms, results_dir=results_dir
     )
-    run = run_bench(chosen, settings, Console())
+    # The table is wide: give it room when the output is a file or a CI log.
+    console = Console() if sys.stdout.isatty() else Console(width=150)
+    run = run_bench(chosen, settings, console)
     missed = any(r.missed_targets for r in run.results)
     raise typer.Exit(0 if run.passed and not (strict and missed) else 1)
 
