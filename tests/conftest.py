@@ -3,4 +3,6 @@
 pytest_plugins = [
     "tests.fixtures.ports",
     "tests.fixtures.server",
+    "tests.fixtures.fake_llm",
+    "tests.fixtures.broken_servers",
 ]

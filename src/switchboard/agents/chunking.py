@@ -99,11 +99,7 @@ class SentenceChunker:
         after = at + 1
         size = len(buffer)
         if mark == "\n":
-            if at == start or buffer[start:at].isspace():
-                return -1
-            while after < size and buffer[after].isspace():
-                after += 1
-            return after
+            return -1 if at == start or buffer[start:at].isspace() else after
         while after < size and buffer[after] in _CLOSERS:
             after += 1
         if after >= size:

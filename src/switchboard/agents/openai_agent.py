@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -227,7 +227,7 @@ class OpenAIAgent(Agent):
             messages.append({"role": "system", "content": self.reminder_prompt})
         return messages
 
-    async def respond(self, turn: Turn) -> AsyncIterator[str | Action]:
+    async def respond(self, turn: Turn) -> AsyncGenerator[str | Action, None]:
         if turn.kind is TurnKind.GREETING:
             greeting = self.greeting.render([turn.dynamic_variables])
             if greeting:

@@ -132,6 +132,7 @@ class FakeLLMStats:
         self.errors = 0
         self.tokens_sent = 0
         self.active = 0
+        self.peak_active = 0
         self.streams: collections.deque[StreamRecord] = collections.deque(maxlen=self._keep)
         self._bodies: collections.deque[bytes] = collections.deque(maxlen=100)
         self._ids = itertools.count(1)
@@ -157,6 +158,7 @@ class FakeLLMStats:
             "closed_early": self.closed_early,
             "errors": self.errors,
             "active": self.active,
+            "peak_active": self.peak_active,
             "tokens_sent": self.tokens_sent,
             "streams": [msgspec.to_builtins(r) for r in list(self.streams)[-100:]],
         }
@@ -200,6 +202,7 @@ class FakeLLMStats:
         self.requests += 1
         self.started += 1
         self.active += 1
+        self.peak_active = max(self.peak_active, self.active)
         self.streams.append(record)
         self._bodies.append(body)
         self.changed()
@@ -673,7 +676,12 @@ class FakeLLMServer:
     @property
     def base_url(self) -> str:
         """What ``OPENAI_BASE_URL`` should be set to."""
-        return f"http://{self.host}:{self.port}/v1"
+        return f"{self.root_url}/v1"
+
+    @property
+    def root_url(self) -> str:
+        """Where ``/stats``, ``/stats/reset`` and ``/config`` live."""
+        return f"http://{self.host}:{self.port}"
 
     @property
     def stats(self) -> FakeLLMStats:
@@ -726,8 +734,12 @@ def uvicorn_config(app: FakeLLM, loop: str = "asyncio") -> uvicorn.Config:
 
 
 def _listen(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted sockets only when it
+    # sees TCP there. With proto 0, Nagle holds the body behind the headers until the
+    # client's delayed ACK, adding ~40 ms to every response.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
     sock.listen(2048)
     return sock
