@@ -110,6 +110,8 @@ class BenchSettings(msgspec.Struct, frozen=True, kw_only=True):
     duration_s: float = 20.0
     turns: int = 6
     think_ms: float = 250.0
+    #: call starts are spread over this time, so a case measures steady state, not a connect storm
+    ramp_ms: float = 2000.0
     seed: int = 1
     results_dir: Path = Path("bench/results")
 
@@ -136,6 +138,7 @@ def run_bench(
             "duration_s": settings.duration_s,
             "turns": settings.turns,
             "think_ms": settings.think_ms,
+            "ramp_ms": settings.ramp_ms,
             "seed": settings.seed,
         },
     )
@@ -224,6 +227,8 @@ def simulator_args(case: BenchCase, settings: BenchSettings, url: str) -> list[s
         str(settings.turns),
         "--think-ms",
         f"{settings.think_ms:g}",
+        "--ramp-ms",
+        f"{settings.ramp_ms:g}",
         "--barge-in-rate",
         f"{case.barge_in_rate:g}",
         "--duration",
