@@ -5,6 +5,7 @@ Children are real processes; every test checks that what it started is gone afte
 
 from __future__ import annotations
 
+import io
 import signal
 import sys
 import time
@@ -14,8 +15,18 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from rich.console import Console
 
 from switchboard.config import builtin_example
+from switchboard.sim.bench import (
+    BenchCase,
+    BenchSettings,
+    load_bench,
+    missed_targets,
+    run_bench,
+    with_server_cpu,
+)
+from switchboard.sim.demo import DemoOptions, run_demo
 from switchboard.sim.processes import (
     Child,
     ChildError,
@@ -26,6 +37,8 @@ from switchboard.sim.processes import (
     wait_http_ready,
     wait_port_open,
 )
+from switchboard.sim.report import load_json
+from tests.test_verdict import passing_report
 
 
 def gone(pid: int) -> bool:
@@ -193,3 +206,91 @@ def test_a_server_that_cannot_start_reports_why(tmp_path: Path) -> None:
     with pytest.raises(ChildError, match="exited with code") as err:
         start_server(port=free_port(), agent_file=tmp_path / "missing.yaml", log_dir=tmp_path)
     assert "missing.yaml" in str(err.value)
+
+
+def switchboard_children() -> list[psutil.Process]:
+    """Processes this test run started that are still alive (servers, simulators, fake LLMs)."""
+    alive = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(proc)
+        except psutil.NoSuchProcess:
+            continue
+    return alive
+
+
+def quiet_console() -> Console:
+    return Console(file=io.StringIO(), width=160, record=True, color_system=None)
+
+
+def test_demo_runs_scenarios_and_random_calls_and_passes(tmp_path: Path) -> None:
+    console = quiet_console()
+    options = DemoOptions(
+        calls=2, turns=2, html_path=tmp_path / "demo.html", json_path=tmp_path / "demo.json"
+    )
+    report = run_demo(options, console, log_dir=tmp_path / "logs")
+
+    assert report.passed, report.verdict_reasons
+    assert report.scenarios, "the receptionist scenarios were played"
+    assert all(s.passed for s in report.scenarios)
+    assert report.calls_completed >= 2 + len(report.scenarios)
+    assert load_json(options.json_path) == report
+    assert "PASS" in options.html_path.read_text()
+    text = console.export_text()
+    assert "PASS" in text
+    assert str(options.html_path) in text
+    assert switchboard_children() == []
+
+
+def test_bench_measures_server_cpu_and_writes_results(tmp_path: Path) -> None:
+    console = quiet_console()
+    cases = [
+        BenchCase(name="tiny-scripted", agent="scripted", calls=3, min_turns_per_core_s=1),
+        BenchCase(name="tiny-openai", agent="openai", calls=2, max_ttfb_p99_ms=1e9),
+    ]
+    settings = BenchSettings(duration_s=1, turns=2, think_ms=20, results_dir=tmp_path / "r")
+    run = run_bench(cases, settings, console, log_dir=tmp_path / "logs")
+
+    assert run.errors == {}
+    assert [r.case.name for r in run.results] == ["tiny-scripted", "tiny-openai"]
+    for result in run.results:
+        report = result.report
+        assert report.passed, (result.case.name, report.verdict_reasons)
+        assert report.label == result.case.name
+        assert report.turns > 0
+        assert report.server is not None
+        assert report.server.cpu_seconds > 0
+        assert report.turns_per_core_s == pytest.approx(report.turns / report.server.cpu_seconds)
+        assert result.missed_targets == []
+    assert run.passed
+    latest = load_bench(settings.results_dir / "latest.json")
+    stamped = [p for p in settings.results_dir.glob("bench-*.json")]
+    assert len(stamped) == 1
+    assert load_bench(stamped[0]) == latest
+    assert [r.report for r in latest.results] == [r.report for r in run.results]
+    assert "tiny-scripted" in console.export_text()
+    assert switchboard_children() == []
+
+
+def test_missed_targets_are_named() -> None:
+    case = BenchCase(name="c", agent="scripted", calls=1, min_turns_per_core_s=2000)
+    report = with_server_cpu(passing_report(turns=1000, duration_s=10), server_cpu_s=1.0)
+    assert report.turns_per_core_s == 1000
+    assert report.server is not None
+    assert report.server.cpu_percent == pytest.approx(10.0)
+    assert missed_targets(case, report) == ["turns/s per core 1000 < target 2000"]
+    strict = BenchCase(name="c", agent="scripted", calls=1, max_ttfb_p99_ms=5)
+    assert missed_targets(strict, report) == ["TTFB p99 18.0 ms > target 5 ms"]
+    assert missed_targets(BenchCase(name="c", agent="scripted", calls=1), report) == []
+
+
+def test_an_unknown_agent_is_reported_not_raised(tmp_path: Path) -> None:
+    run = run_bench(
+        [BenchCase(name="bad", agent="nope", calls=1)],
+        BenchSettings(duration_s=1, results_dir=tmp_path),
+        quiet_console(),
+        log_dir=tmp_path,
+    )
+    assert "unknown agent 'nope'" in run.errors["bad"]
+    assert not run.passed
