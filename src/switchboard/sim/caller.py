@@ -617,6 +617,16 @@ class SimulatedCall:
                     f"response_id {rid + 1} was sent",
                     rid,
                 )
+            elif any(newer.first_at is not None for newer in requests[rid:]):
+                # Frames are ordered: the server answered the newer request first, so
+                # it had read it before sending this one. Never in flight.
+                m.violation(
+                    "stale_frame",
+                    self.call_id,
+                    f"frame for superseded response_id {rid} after the server had already "
+                    f"answered a newer request",
+                    rid,
+                )
             else:
                 m.stale_in_grace += 1
             return
