@@ -40,6 +40,7 @@ from switchboard.config import builtin_example
 from switchboard.protocol.inbound import Utterance
 from switchboard.sim.fake_llm import FakeLLMConfig, FakeLLMServer
 from tests.fixtures.ports import free_port
+from tests.fixtures.server import retell, spoken
 
 TIMEOUT = 10.0
 REPLY = "Thanks for calling. Dr. Patel is in at 9:30 on Tuesday. Would that suit you?"
@@ -434,6 +435,37 @@ async def test_missing_api_key_is_a_clear_error(monkeypatch: pytest.MonkeyPatch)
     keyless = OpenAIAgent(model="m", system_prompt="Be brief.", api_key_env="GROQ_API_KEY")
     with pytest.raises(OpenAIAgentError, match="GROQ_API_KEY is not set"):
         await collect(keyless, turn("Hello?"))
+
+
+# Through the real server, as Retell sees it
+
+
+async def test_barge_in_through_the_server_closes_the_llm_stream(
+    serve: Any, fake_llm: FakeLLMServer
+) -> None:
+    agent = OpenAIAgent(model="m", system_prompt="Be brief.", greeting="Hello.", max_retries=0)
+    fake_llm.config = FakeLLMConfig(reply=REPLY, token_ms=20, tokens=1000)
+    async with serve(agent, call_details=False) as srv, retell(srv.ws_url, "llm-1") as peer:
+        assert spoken(await peer.complete(0), 0) == "Hello."
+        await peer.request(1, "Hello?")
+        await peer.recv_until(lambda f: f.get("response_id") == 1 and bool(f.get("content")))
+        await peer.request(2, "Sorry, what are your hours? [fake: tokens=4 token_ms=0]")
+        frames = await peer.complete(2)
+        assert spoken(frames, 2) == "Thanks for calling."
+        await fake_llm.stats.wait_for(lambda s: s.closed_early == 1, TIMEOUT)
+        assert [r.outcome for r in fake_llm.stats.streams] == ["closed_early", "completed"]
+
+
+async def test_provider_error_through_the_server_is_a_spoken_fallback(
+    serve: Any, fake_llm: FakeLLMServer
+) -> None:
+    agent = OpenAIAgent(model="m", system_prompt="Be brief.", max_retries=0)
+    async with serve(agent, call_details=False) as srv, retell(srv.ws_url, "llm-2") as peer:
+        await peer.complete(0)
+        await peer.request(1, "Hello? [fake: error_status=502]")
+        frames = await peer.complete(1)
+        assert spoken(frames, 1) == srv.app.node.settings.fallback_text
+    assert fake_llm.stats.errors == 1
 
 
 # Conversation history with tool calls
