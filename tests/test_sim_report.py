@@ -53,6 +53,10 @@ def failing_report() -> RunReport:
             ScenarioResult(name="books-appointment", passed=True),
             ScenarioResult(name="asks-hours", passed=False, failures=["expected 'open' in reply"]),
         ],
+        calls_ended={"user_hangup": 18, "error_llm_websocket_lost_connection": 2},
+        frames_sent=400,
+        frames_received=900,
+        server_messages={"config": 20, "ping_pong": 40},
         server=ProcessStats(cpu_seconds=0.5, cpu_percent=4.0),
         turns_per_core_s=2400.0,
     )
@@ -82,6 +86,8 @@ def test_summary_shows_failures_samples_scenarios_and_server() -> None:
     assert "asks-hours: expected 'open' in reply" in text
     assert "1/2 passed" in text
     assert "2400 turns/s per core" in text
+    assert "ended: error_llm_websocket_lost_connection x2, user_hangup x18" in text
+    assert "400 sent, 900 received; besides responses: config x20, ping_pong x40" in text
 
 
 def test_summary_prints_markup_in_data_literally() -> None:

@@ -107,12 +107,19 @@ def _run_rows(report: RunReport) -> Iterator[tuple[str, str]]:
     failed = sum(report.calls_failed.values())
     calls = f"{report.calls_started} started, {report.calls_completed} completed, {failed} failed"
     if report.calls_failed:
-        calls += " (" + ", ".join(f"{k} x{n}" for k, n in sorted(report.calls_failed.items())) + ")"
+        calls += f" ({_counts(report.calls_failed)})"
     if report.reconnects:
         calls += f", {report.reconnects} reconnects"
+    if report.calls_ended:
+        calls += "\nended: " + _counts(report.calls_ended)
     yield "calls", calls
     yield "turns", f"{report.turns} ({report.turns_per_s:.1f}/s)"
     yield "violations", _violations_text(report)
+    if report.frames_sent or report.frames_received:
+        frames = f"{report.frames_sent} sent, {report.frames_received} received"
+        if report.server_messages:
+            frames += "; besides responses: " + _counts(report.server_messages)
+        yield "frames", frames
     if report.stale_in_grace or report.frames_dropped:
         yield (
             "dropped frames",
@@ -129,6 +136,10 @@ def _run_rows(report: RunReport) -> Iterator[tuple[str, str]]:
             server += f", {report.turns_per_core_s:.0f} turns/s per core"
         yield "server", server
     yield "budget", f"{report.budget_ms:g} ms: {BUDGET_RULE}"
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} x{n}" for k, n in sorted(counts.items()))
 
 
 def _violations_text(report: RunReport) -> str:
@@ -181,8 +192,8 @@ def _verdict_panel(report: RunReport) -> Panel:
 
 def _connection_latencies(report: RunReport) -> list[tuple[str, LatencySummary]]:
     return [
-        ("connect", report.connect),
-        ("greeting", report.greeting),
+        ("connect (socket open)", report.connect),
+        ("dial to greeting", report.greeting),
         ("pong RTT", report.pong_rtt),
     ]
 
