@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 import openai
 import pytest
+from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall, ChoiceDeltaToolCallFunction
 
 from switchboard.agents.base import (
     Action,
@@ -26,6 +27,7 @@ from switchboard.agents.openai_agent import (
     TOOL_TEMPERATURE,
     OpenAIAgent,
     OpenAIAgentError,
+    _accumulate,
 )
 from switchboard.agents.receptionist_tools import bookings
 from switchboard.agents.tools import (
@@ -491,6 +493,34 @@ def test_transcript_with_tool_calls_becomes_paired_messages() -> None:
     ]
     assert messages[2] == {"role": "tool", "tool_call_id": "a", "content": "Booked."}
     assert messages[3] == {"role": "assistant", "content": "One moment."}
+
+
+def test_tool_call_fragments_merge_however_the_server_streams_them() -> None:
+    def fragment(
+        index: int | None, call_id: str | None, name: str | None, args: str | None
+    ) -> ChoiceDeltaToolCall:
+        function = ChoiceDeltaToolCallFunction.model_construct(name=name, arguments=args)
+        return ChoiceDeltaToolCall.model_construct(index=index, id=call_id, function=function)
+
+    openai_style: dict[int, Any] = {}
+    for delta in [
+        fragment(0, "a", "book", ""),
+        fragment(0, None, None, '{"day":'),
+        fragment(1, "b", "hours", "{}"),
+        fragment(0, None, None, '"mon"}'),
+    ]:
+        _accumulate(openai_style, [delta])
+    assert [(c.id, c.name, c.arguments) for c in openai_style.values()] == [
+        ("a", "book", '{"day":"mon"}'),
+        ("b", "hours", "{}"),
+    ]
+    whole_calls: dict[int, Any] = {}  # whole calls, every one at index 0, or with no index
+    _accumulate(whole_calls, [fragment(0, "x", "book", "{}"), fragment(0, "y", "hours", "{}")])
+    _accumulate(whole_calls, [fragment(None, None, "end", "")])
+    calls = list(whole_calls.values())
+    assert [(c.id, c.name) for c in calls[:2]] == [("x", "book"), ("y", "hours")]
+    assert calls[2].name == "end"
+    assert calls[2].id.startswith("call_")  # an id is made up when the server sends none
 
 
 # Declaring tools
