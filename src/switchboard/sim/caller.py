@@ -281,7 +281,7 @@ class SimulatedCall:
         word_s = self.options.word_ms / 1000.0
         for n in range(first + 1, len(words) + 1):
             sock = await self._ready()
-            self.transcript.user_says(words[:n])
+            self.transcript.user_says(words, n)
             await self._send(sock, self.transcript.update_only("user_turn" if n == 1 else None))
             if word_s:
                 await asyncio.sleep(word_s)

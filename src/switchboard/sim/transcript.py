@@ -17,7 +17,8 @@ from typing import Any
 import msgspec
 
 SECONDS_PER_WORD = 0.32
-_WORD_S = 0.28
+_STEP_MS = 320
+_WORD_MS = 280
 _PAUSE_S = 0.6
 
 
@@ -37,11 +38,12 @@ _encoder = msgspec.json.Encoder()
 
 
 def _timed(words: Sequence[str], start: float) -> list[_Word]:
+    # Integer milliseconds, so timings come out as short decimals without rounding.
+    t = int(start * 1000)
     out: list[_Word] = []
-    t = start
     for word in words:
-        out.append(_Word(word, round(t, 3), round(t + _WORD_S, 3)))
-        t += SECONDS_PER_WORD
+        out.append(_Word(word, t / 1000, (t + _WORD_MS) / 1000))
+        t += _STEP_MS
     return out
 
 
@@ -63,6 +65,8 @@ class Transcript:
         "_pending",
         "_pending_tools",
         "_pending_words",
+        "_user_timed",
+        "_user_words",
         "audio_s",
         "utterances",
         "with_tool_calls",
@@ -74,15 +78,23 @@ class Transcript:
         self._pending: bytes | None = None
         self._pending_words = 0
         self._pending_tools = b""
+        self._user_words: list[str] = []
+        self._user_timed: list[_Word] = []
         self.audio_s = 0.0
         self.utterances = 0
         self.with_tool_calls = False
 
-    def user_says(self, words: Sequence[str]) -> None:
-        """Set the caller's utterance in progress (it grows as ASR hears more words)."""
-        utterance = _Utterance("user", " ".join(words), _timed(words, self.audio_s))
+    def user_says(self, words: Sequence[str], heard: int | None = None) -> None:
+        """Set the caller's utterance in progress: ``words`` is what they will have said,
+        of which ASR has ``heard`` so far (all by default). Called once per partial, so
+        the word timings are computed once per utterance and sliced."""
+        if words != self._user_words:
+            self._user_words = list(words)
+            self._user_timed = _timed(words, self.audio_s)
+        n = len(words) if heard is None else heard
+        utterance = _Utterance("user", " ".join(words[:n]), self._user_timed[:n])
         self._pending = _encoder.encode(utterance)
-        self._pending_words = len(words)
+        self._pending_words = n
 
     def commit_user(self) -> None:
         """The caller's utterance is final: it becomes part of the history."""
@@ -94,6 +106,7 @@ class Transcript:
             self._pending_tools = b""
         self.audio_s += self._pending_words * SECONDS_PER_WORD + _PAUSE_S
         self._pending = None
+        self._user_words = []
 
     def add_agent(self, text: str) -> None:
         """The agent spoke ``text`` (an empty reply adds nothing, as nothing was heard)."""
