@@ -172,7 +172,7 @@ class Child:
 def wait_http_ready(child: Child, url: str, deadline_s: float = 30.0) -> None:
     """Poll ``url`` until it answers 200; fail early if the child exits, or at the deadline."""
     deadline = time.monotonic() + deadline_s
-    with httpx.Client(timeout=2.0) as client:
+    with httpx.Client(timeout=2.0, trust_env=False) as client:  # never via a proxy
         while True:
             code = child.poll()
             if code is not None:
