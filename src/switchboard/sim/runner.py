@@ -219,9 +219,17 @@ def run_simulation(options: SimOptions, console: Console | None = None) -> RunRe
                 task.cancel()
             simulation.stop()
 
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        previous = signal.getsignal(signal.SIGINT)
+        try:
             loop.add_signal_handler(signal.SIGINT, on_sigint)
-        return await simulation.run(console)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+            return await simulation.run(console)
+        try:
+            return await simulation.run(console)
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
 
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         try:
