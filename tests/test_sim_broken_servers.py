@@ -12,6 +12,7 @@ from tests.fixtures.broken_servers import (
     AlwaysDrops,
     ClosesWith1000,
     ClosesWith1011,
+    ClosesWithoutStatus,
     Handler,
     NeverCompletes,
     NeverPongs,
@@ -141,6 +142,13 @@ async def test_close_1000_is_agent_hangup_not_a_failure(llm_server: Start) -> No
     assert report.calls_completed == 3
     assert report.calls_ended == {"agent_hangup": 3}
     assert report.violations == {}
+
+
+async def test_close_without_status_is_open_error(llm_server: Start) -> None:
+    url = await llm_server(ClosesWithoutStatus())
+    report = await simulate(fast_options(url, calls=2, turns=1))
+
+    assert report.calls_failed == {"error_llm_websocket_open": 2}  # spec 1.9: 1005 mid-call
 
 
 async def test_no_begin_message(llm_server: Start) -> None:

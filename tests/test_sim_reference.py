@@ -17,6 +17,7 @@ from tests.fixtures.broken_servers import (
     TRANSFER_TO,
     DropsFirstSocket,
     Handler,
+    Interrupts,
     ReferenceServer,
     ToolsAndExtras,
     fast_options,
@@ -193,6 +194,27 @@ async def test_tool_calls_reach_transcript_with_tool_calls(llm_server: Start) ->
         for f in frames
         if f["interaction_type"] in ("update_only", "response_required")
     )
+
+
+async def test_agent_interrupt_cancels_the_response_in_flight(llm_server: Start) -> None:
+    server = Interrupts()
+    url = await llm_server(server)
+    scenario = parse_scenario("turns:\n - say: hello\n - say: ok goodbye\n", "cut.yaml")
+    report = await Simulation(fast_options(url, calls=0), [scenario]).run()
+
+    assert report.violations == {"expectation_failed": 2}  # both turns were cut off
+    assert all("cut off by agent_interrupt" in f for f in report.scenarios[0].failures)
+    assert report.server_messages["agent_interrupt"] == 4
+    assert report.frames_dropped == 2  # the cancelled ids' completions: dropped, no violation
+    assert report.calls_ended == {"agent_hangup": 1}  # the second interrupt said end_call
+    requests = [
+        json.loads(raw)
+        for _, raw in server.seen.frames
+        if b"response_required" in (raw if isinstance(raw, bytes) else raw.encode())
+    ]
+    # The interrupt was spoken: it is in the transcript of the next request.
+    spoken = [u["content"] for u in requests[1]["transcript"] if u["role"] == "agent"]
+    assert spoken[1:] == ["Sorry to cut in, one moment."]
 
 
 async def test_actions_end_the_call_as_retell_does(llm_server: Start) -> None:

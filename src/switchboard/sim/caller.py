@@ -184,9 +184,9 @@ class SimulatedCall:
             await self._converse()
         except _CallOver:
             pass
-        except Exception as exc:
+        except Exception:
             log.exception("simulated call crashed", call_id=self.call_id)
-            self._finish(f"{ERR_UNKNOWN}: {exc!r}", failed=True)
+            self._finish(ERR_UNKNOWN, failed=True)
         finally:
             self._finish(USER_HANGUP, failed=False)
             await self._shut(lifecycle)
