@@ -377,7 +377,7 @@ class SimulatedCall:
         first = True
         try:
             while True:
-                sock = await self._open(first)
+                sock = await self._open()
                 if sock is None:
                     self._finish(ERR_OPEN if first else ERR_LOST, failed=True)
                     return
@@ -404,7 +404,7 @@ class SimulatedCall:
             self._sock = None
             self._progress.set()
 
-    async def _open(self, first: bool) -> _Socket | None:
+    async def _open(self) -> _Socket | None:
         o = self.options
         for attempt in range(1, o.connect_attempts + 1):
             if self._hanging_up or self.record.reason:

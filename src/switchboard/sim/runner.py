@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import random
 import signal
@@ -57,7 +58,6 @@ class Simulation:
         self._rng = random.Random(options.seed)
         self._agent_id = new_id()
         self._scenario_failures: dict[str, list[str]] = {s.name: [] for s in scenarios}
-        self._scenario_calls: dict[str, int] = dict.fromkeys(self._scenario_failures, 0)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -93,8 +93,10 @@ class Simulation:
         m.started = time.perf_counter()
         cpu = CpuMeter()
         lag = asyncio.create_task(measure_loop_lag(m.loop_lag, o.lag_interval_s))
-        slots: list[Coroutine[Any, Any, None]] = [self._scenario_caller(s) for s in self.scenarios]
-        slots += [self._random_caller() for _ in range(self.random_callers)]
+        slots: list[Callable[[], Coroutine[Any, Any, None]]] = [
+            functools.partial(self._scenario_caller, s) for s in self.scenarios
+        ]
+        slots += [self._random_caller] * self.random_callers
         ramp_s = o.ramp_ms / 1000.0
         timer = None
         if o.duration_s is not None:
@@ -118,10 +120,10 @@ class Simulation:
                 await lag
         return self._report(started_at, m, cpu)
 
-    async def _after(self, delay: float, slot: Coroutine[Any, Any, None]) -> None:
+    async def _after(self, delay: float, slot: Callable[[], Coroutine[Any, Any, None]]) -> None:
         if delay:
             await asyncio.sleep(delay)
-        await slot
+        await slot()
 
     def _new_call(
         self, script: Sequence[CallerTurn], dynamic_variables: dict[str, str] | None, stop: bool
@@ -150,7 +152,6 @@ class Simulation:
     async def _scenario_caller(self, scenario: Scenario) -> None:
         call = self._new_call(scenario.turns, scenario.dynamic_variables, stop=False)
         record = await call.run()
-        self._scenario_calls[scenario.name] += 1
         kept = self._scenario_failures[scenario.name]
         for failure in check(scenario, record):
             self.metrics.violation(
