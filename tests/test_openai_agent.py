@@ -388,6 +388,22 @@ async def test_cancellation_before_the_first_token_closes_the_stream(
     assert fake_llm.stats.streams[-1].tokens_sent == 0
 
 
+async def test_httpx_transport_streams_and_closes_on_cancel_too(fake_llm: FakeLLMServer) -> None:
+    made = OpenAIAgent(model="m", system_prompt="Be brief.", max_retries=0, transport="httpx")
+    try:
+        fake_llm.config = FakeLLMConfig(reply=REPLY)
+        assert "".join(texts(await collect(made, turn("Hi?")))) == REPLY
+        fake_llm.config = FakeLLMConfig(ttft_ms=600_000)
+        task = asyncio.create_task(collect(made, turn("Hello?")))
+        await fake_llm.stats.wait_for(lambda s: s.started == 2, TIMEOUT)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await fake_llm.stats.wait_for(lambda s: s.closed_early == 1, TIMEOUT)
+    finally:
+        await made.aclose()
+
+
 async def test_provider_error_propagates(agent: OpenAIAgent, fake_llm: FakeLLMServer) -> None:
     with pytest.raises(openai.InternalServerError):
         await collect(agent, turn("[fake: error_status=503]"))
