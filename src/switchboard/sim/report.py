@@ -176,7 +176,7 @@ def _verdict_panel(report: RunReport) -> Panel:
     lines.append(
         "PASS" if report.passed else "FAIL", style="bold green" if report.passed else "bold red"
     )
-    lines.append(f" against a {report.budget_ms:g} ms budget")
+    lines.append(f" against {_article(report.budget_ms)} {report.budget_ms:g} ms budget")
     for reason in report.verdict_reasons:
         lines.append("\n  - " + reason, style="red")
     for warning in report.verdict_warnings:
@@ -226,7 +226,8 @@ def render_html(report: RunReport) -> str:
     body = [
         f"<h1>{escape(title)}</h1>",
         f'<section class="verdict {verdict.lower()}"><h2>{verdict}</h2>'
-        f"<p>against a {report.budget_ms:g} ms budget: {escape(BUDGET_RULE)}.</p>",
+        f"<p>against {_article(report.budget_ms)} {report.budget_ms:g} ms budget: "
+        f"{escape(BUDGET_RULE)}.</p>",
         _html_list(report.verdict_reasons, "reasons"),
         _html_list(report.verdict_warnings, "warnings"),
         "</section>",
@@ -352,3 +353,12 @@ svg .area{fill:#fff;stroke:#94a3b8}svg .grid{stroke:#e2e8f0}
 svg text{font:11px system-ui,sans-serif;fill:#475569}
 svg .title{font-size:13px;font-weight:600;fill:#0f172a}svg .legend{font-size:11px;fill:#0f172a}
 """
+
+
+def _article(number: float) -> str:
+    """'an 800 ms budget', 'a 300 ms budget': English reads the number aloud."""
+    digits = f"{number:.0f}"
+    if digits.startswith("8"):
+        return "an"  # eight, eighty, eight hundred, eight thousand...
+    eleven = digits.startswith(("11", "18")) and len(digits) % 3 == 2  # eleven, eighteen thousand
+    return "an" if eleven else "a"
