@@ -15,6 +15,7 @@ from switchboard.sim.call_object import call_object, new_id
 from switchboard.sim.conversation import PHRASES, random_script
 from switchboard.sim.display import LiveView
 from switchboard.sim.frames import InvalidFrame, decode_server_frame
+from switchboard.sim.ledger import Ledger
 from switchboard.sim.metrics import Histogram, RunMetrics
 from switchboard.sim.options import SimOptions
 from switchboard.sim.transcript import Transcript
@@ -206,3 +207,69 @@ def test_live_view_renders_the_run_so_far() -> None:
     assert "turns 12" in text
     assert "TTFB p50 4.0 ms" in text
     assert "violations 1" in text
+
+
+def _response(rid: int, content: str = "x", complete: bool = False) -> Response:
+    return Response(response_id=rid, content=content, content_complete=complete)
+
+
+def test_ledger_plays_only_the_latest_id_until_it_completes() -> None:
+    metrics = RunMetrics()
+    ledger = Ledger("call", metrics, stale_grace_s=0.025)
+    first = ledger.request("response", now=10.0)
+    assert ledger.on_response(_response(1, "Hel"), now=10.1)  # first frame: wake up
+    assert not ledger.on_response(_response(1, "lo"), now=10.2)
+    assert ledger.on_response(_response(1, "!", complete=True), now=10.3)
+    assert first.text == "Hello!"
+    assert first.completed
+    assert metrics.per_kind["response"].ttfb.count == 1
+    assert metrics.per_kind["response"].ttc.count == 1
+    assert metrics.turns == 1
+
+    ledger.on_response(_response(1, "more"), now=10.4)
+    ledger.on_response(_response(7), now=10.5)
+    ledger.on_response(_response(-1), now=10.5)
+    assert metrics.violations == {"content_after_complete": 1, "unknown_response_id": 2}
+    assert metrics.frames_dropped == 3
+
+
+def test_ledger_superseded_frames_in_flight_or_stale() -> None:
+    metrics = RunMetrics()
+    ledger = Ledger("call", metrics, stale_grace_s=0.025)
+    old = ledger.request("response", now=1.0)
+    ledger.on_response(_response(1, "Let me"), now=1.01)
+    newer = ledger.request("barge_in", now=2.0)
+    assert old.superseded_at == 2.0
+    assert newer.id == 2
+
+    ledger.on_response(_response(1, " see"), now=2.02)  # within the grace: in flight
+    assert metrics.stale_in_grace == 1
+    assert metrics.violations == {}
+    ledger.on_response(_response(1, " now"), now=2.03)  # later than the grace
+    assert metrics.violations == {"stale_frame": 1}
+
+    ledger.on_response(_response(2, "Sure"), now=2.002)
+    ledger.on_response(_response(1, "!"), now=2.004)  # early, but after the newer answer
+    assert metrics.violations == {"stale_frame": 2}
+    assert "already answered a newer request" in metrics.violation_samples[-1].detail
+    assert old.text == "Let me"  # nothing stale was played
+    assert metrics.frames_dropped == 3
+
+
+def test_ledger_interrupt_cancels_the_response_in_flight() -> None:
+    metrics = RunMetrics()
+    ledger = Ledger("call", metrics, stale_grace_s=0.025)
+    assert not ledger.interrupt()  # nothing in flight
+    req = ledger.request("response", now=0.0)
+    assert ledger.interrupt()
+    assert not ledger.on_response(_response(1, "late", complete=True), now=0.1)
+    assert req.interrupted
+    assert not req.completed
+    assert metrics.violations == {}
+    assert metrics.frames_dropped == 1
+    # A completed request is not superseded by the next one: its late frames are after-complete.
+    ledger.request("response", now=1.0)
+    ledger.on_response(_response(2, "ok", complete=True), now=1.1)
+    ledger.request("response", now=2.0)
+    ledger.on_response(_response(2, "again"), now=2.1)
+    assert metrics.violations == {"content_after_complete": 1}

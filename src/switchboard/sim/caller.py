@@ -11,10 +11,7 @@ answer, barging in when its script says so. A reconnect continues the same call:
 again under a new id.
 
 The frame handler is synchronous and never blocks, so frame timestamps are taken the
-moment the frame is read. Violations are judged as Retell would see them (spec 1.8):
-content for a superseded id is dropped (a violation only when it arrives later than the
-stale grace after the newer request was sent), content after ``content_complete`` and
-ids never requested are always violations, and invalid frames are dropped and counted.
+moment the frame is read; ``Ledger`` judges each response frame as Retell would (spec 1.8).
 """
 
 from __future__ import annotations
@@ -43,6 +40,7 @@ from switchboard.protocol.outbound import (
 )
 from switchboard.sim.conversation import CallerTurn, CallRecord, TurnOutcome
 from switchboard.sim.frames import InvalidFrame, decode_server_frame
+from switchboard.sim.ledger import Ledger, Request
 from switchboard.sim.metrics import RunMetrics
 from switchboard.sim.options import SimOptions
 from switchboard.sim.transcript import Transcript
@@ -70,39 +68,6 @@ ERR_UNKNOWN = "error_unknown"
 
 class _CallOver(Exception):
     """The call ended while the caller was waiting for something."""
-
-
-class _Request:
-    """One ``response_required``/``reminder_required`` and what came back for it."""
-
-    __slots__ = (
-        "completed",
-        "end_call",
-        "first_at",
-        "id",
-        "interrupted",
-        "kind",
-        "parts",
-        "sent_at",
-        "superseded_at",
-        "transfer_number",
-    )
-
-    def __init__(self, response_id: int, kind: str, sent_at: float) -> None:
-        self.id = response_id
-        self.kind = kind
-        self.sent_at = sent_at
-        self.first_at: float | None = None
-        self.superseded_at: float | None = None
-        self.completed = False
-        self.interrupted = False
-        self.parts: list[str] = []
-        self.end_call = False
-        self.transfer_number: str | None = None
-
-    @property
-    def text(self) -> str:
-        return "".join(self.parts)
 
 
 class _Socket:
@@ -163,8 +128,7 @@ class SimulatedCall:
         self.record = CallRecord(call_id=call_id)
         self.transcript = Transcript()
         self._call_details = _encoder.encode({"interaction_type": "call_details", "call": call})
-        self._grace = options.stale_grace_ms / 1000.0
-        self._requests: list[_Request] = []
+        self.ledger = Ledger(call_id, metrics, options.stale_grace_ms / 1000.0)
         self._sock: _Socket | None = None
         self._progress = asyncio.Event()
         self._hanging_up = False  # the caller (Retell) is closing on purpose
@@ -262,7 +226,7 @@ class SimulatedCall:
             req = await self._ask("barge_in")
         return self._conclude(req)
 
-    def _conclude(self, req: _Request) -> TurnOutcome:
+    def _conclude(self, req: Request) -> TurnOutcome:
         """The turn is over: the caller's words and the agent's reply join the transcript."""
         self.transcript.commit_user()
         text = req.text
@@ -286,7 +250,7 @@ class SimulatedCall:
             if word_s:
                 await asyncio.sleep(word_s)
 
-    async def _ask(self, kind: str, until_first_frame: bool = False) -> _Request:
+    async def _ask(self, kind: str, until_first_frame: bool = False) -> Request:
         """Send a request and wait for its ``content_complete`` (or only its first frame:
         the cue of a caller who barges in). A request lost with its socket is asked again
         on the next socket, under a new id."""
@@ -321,15 +285,8 @@ class SimulatedCall:
                 return req
             await self._wait(remaining)
 
-    async def _request(self, sock: _Socket, kind: str) -> _Request:
-        requests = self._requests
-        now = _now()
-        if requests:
-            last = requests[-1]
-            if not last.completed and last.superseded_at is None:
-                last.superseded_at = now
-        req = _Request(len(requests) + 1, kind, now)
-        requests.append(req)
+    async def _request(self, sock: _Socket, kind: str) -> Request:
+        req = self.ledger.request(kind, _now())
         interaction = "reminder_required" if kind == "reminder" else "response_required"
         await self._send(sock, self.transcript.request(interaction, req.id))
         return req
@@ -581,70 +538,9 @@ class SimulatedCall:
         self._ever_ponged = True
 
     def _on_response(self, sock: _Socket, r: Response, now: float) -> None:
-        m = self.metrics
-        rid = r.response_id
-        if rid == 0:
+        if r.response_id == 0:
             self._on_begin(sock, r, now)
-            return
-        requests = self._requests
-        if rid < 1 or rid > len(requests):
-            m.violation(
-                "unknown_response_id",
-                self.call_id,
-                f"response_id {rid} was never requested (latest is {len(requests)})",
-                rid,
-            )
-            m.frames_dropped += 1
-            return
-        req = requests[rid - 1]
-        if req.completed:
-            m.violation(
-                "content_after_complete",
-                self.call_id,
-                f"frame for response_id {rid} after its content_complete: {r.content[:60]!r}",
-                rid,
-            )
-            m.frames_dropped += 1
-            return
-        if req.superseded_at is not None:
-            late = now - req.superseded_at
-            m.frames_dropped += 1
-            if late > self._grace:
-                m.violation(
-                    "stale_frame",
-                    self.call_id,
-                    f"frame for superseded response_id {rid} {late * 1000:.1f} ms after "
-                    f"response_id {rid + 1} was sent",
-                    rid,
-                )
-            elif any(newer.first_at is not None for newer in requests[rid:]):
-                # Frames are ordered: the server answered the newer request first, so
-                # it had read it before sending this one. Never in flight.
-                m.violation(
-                    "stale_frame",
-                    self.call_id,
-                    f"frame for superseded response_id {rid} after the server had already "
-                    f"answered a newer request",
-                    rid,
-                )
-            else:
-                m.stale_in_grace += 1
-            return
-        if req.interrupted:
-            m.frames_dropped += 1  # agent_interrupt cancelled it; Retell drops the rest
-            return
-        times = m.per_kind[req.kind]
-        if req.first_at is None:
-            req.first_at = now
-            times.ttfb.record(now - req.sent_at)
-            self._progress.set()
-        req.parts.append(r.content)
-        if r.content_complete:
-            req.completed = True
-            req.end_call = bool(r.end_call)
-            req.transfer_number = r.transfer_number
-            times.ttc.record(now - req.sent_at)
-            m.turns += 1
+        elif self.ledger.on_response(r, now):
             self._progress.set()
 
     def _on_begin(self, sock: _Socket, r: Response, now: float) -> None:
@@ -692,11 +588,8 @@ class SimulatedCall:
             sock.interrupt_id = frame.interrupt_id
             sock.interrupt_parts = []
         sock.interrupt_parts.append(frame.content)
-        if self._requests:
-            current = self._requests[-1]
-            if not current.completed and not current.interrupted:
-                current.interrupted = True
-                self._progress.set()
+        if self.ledger.interrupt():
+            self._progress.set()
         if not frame.content_complete:
             return
         self.transcript.commit_user()
