@@ -217,6 +217,22 @@ async def test_agent_interrupt_cancels_the_response_in_flight(llm_server: Start)
     assert spoken[1:] == ["Sorry to cut in, one moment."]
 
 
+async def test_no_barge_in_over_content_that_forbids_it(llm_server: Start) -> None:
+    class Uninterruptible(ReferenceServer):
+        async def send_response(self, ws, rid, content, complete, **extra):  # type: ignore[no-untyped-def]
+            await super().send_response(
+                ws, rid, content, complete, no_interruption_allowed=True, **extra
+            )
+
+    url = await llm_server(Uninterruptible())
+    report = await simulate(fast_options(url, calls=2, turns=3, barge_in_rate=1.0))
+
+    kinds = {k.kind: k.turns for k in report.per_kind}
+    assert "barge_in" not in kinds
+    assert kinds["response"] == 6
+    assert report.violations == {}
+
+
 async def test_actions_end_the_call_as_retell_does(llm_server: Start) -> None:
     server = ReferenceServer()
     url = await llm_server(server)

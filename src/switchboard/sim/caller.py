@@ -214,7 +214,8 @@ class SimulatedCall:
         words = turn.say.split()
         await self._say(words)
         req = await self._ask("response", until_first_frame=turn.barge_in is not None)
-        if turn.barge_in and not req.interrupted:
+        # Retell sets interruption sensitivity to 0 while such content plays.
+        if turn.barge_in and not req.interrupted and not req.no_interruption:
             more = turn.barge_in.split()
             if req.completed:
                 # The reply is being spoken: the caller talks over it.
@@ -252,8 +253,8 @@ class SimulatedCall:
 
     async def _ask(self, kind: str, until_first_frame: bool = False) -> Request:
         """Send a request and wait for its ``content_complete`` (or only its first frame:
-        the cue of a caller who barges in). A request lost with its socket is asked again
-        on the next socket, under a new id."""
+        the cue of a caller who barges in, unless the content may not be interrupted). A
+        request lost with its socket is asked again on the next socket, under a new id."""
         sock = await self._ready()
         req = await self._request(sock, kind)
         deadline = req.sent_at + self.options.turn_timeout_s
@@ -261,7 +262,7 @@ class SimulatedCall:
         while True:
             if req.completed or req.interrupted:
                 return req
-            if until_first_frame and req.first_at is not None:
+            if until_first_frame and req.first_at is not None and not req.no_interruption:
                 return req
             if self._sock is not sock:
                 sock = await self._ready()

@@ -28,6 +28,7 @@ class Request:
         "id",
         "interrupted",
         "kind",
+        "no_interruption",
         "parts",
         "sent_at",
         "superseded_at",
@@ -42,6 +43,8 @@ class Request:
         self.superseded_at: float | None = None
         self.completed = False
         self.interrupted = False
+        #: some content came with ``no_interruption_allowed``: the caller cannot barge in
+        self.no_interruption = False
         self.parts: list[str] = []
         self.end_call = False
         self.transfer_number: str | None = None
@@ -123,6 +126,8 @@ class Ledger:
             times.ttfb.record(now - req.sent_at)
             woke = True
         req.parts.append(r.content)
+        if r.no_interruption_allowed:
+            req.no_interruption = True
         if r.content_complete:
             req.completed = True
             req.end_call = bool(r.end_call)
