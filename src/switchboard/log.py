@@ -8,10 +8,17 @@ from typing import Any
 
 import structlog
 
+_CHATTY = ("httpx", "httpx2", "httpcore", "httpcore2", "openai", "aiohttp")
+
 
 def configure(level: str = "info", json: bool = False) -> None:
     """Set up logging once per process (the CLI calls it; tests rely on the defaults)."""
     logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper(), force=True)
+    if level.lower() != "debug":
+        # HTTP clients log every request at INFO: one line per LLM call, per turn. That is
+        # debug detail, and formatting it costs several percent of a turn's CPU.
+        for name in _CHATTY:
+            logging.getLogger(name).setLevel(logging.WARNING)
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if json

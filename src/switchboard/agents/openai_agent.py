@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import uuid
 from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -130,6 +131,8 @@ class OpenAIAgent(Agent):
         self.base_url = base_url
         self.api_key_env = api_key_env
         self.transport = transport
+        self._clock_minute = -1
+        self._clock_line = ""
         # Personalised greetings need the call's dynamic variables before response 0.
         self.needs_call_details = bool(self.greeting.variables)
         self._tools_by_name = {t.name: t for t in self.tools}
@@ -328,12 +331,17 @@ class OpenAIAgent(Agent):
         )
 
     def _now(self) -> str:
-        now = datetime.now(self.timezone)
-        hour = now.hour % 12 or 12
-        return (
-            f"Current date and time: {now:%A}, {now:%B} {now.day}, {now.year}, "
-            f"{hour}:{now:%M} {'AM' if now.hour < 12 else 'PM'} ({self.timezone.key})."
-        )
+        """The prompt's clock line; it reads to the minute, so it is built once a minute."""
+        minute = int(time.time() // 60)
+        if minute != self._clock_minute:
+            now = datetime.now(self.timezone)
+            hour = now.hour % 12 or 12
+            self._clock_line = (
+                f"Current date and time: {now:%A}, {now:%B} {now.day}, {now.year}, "
+                f"{hour}:{now:%M} {'AM' if now.hour < 12 else 'PM'} ({self.timezone.key})."
+            )
+            self._clock_minute = minute
+        return self._clock_line
 
 
 @dataclass(slots=True)

@@ -9,6 +9,7 @@ A second signal exits at once.
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 from pathlib import Path
 from types import FrameType
@@ -84,6 +85,11 @@ def run_server(
     agent = load_agent(settings.agent_file)
     app = SwitchboardApp(settings, agent)
     server = DrainingServer(uvicorn_config(app, settings), app, settings.drain_timeout_s)
+    # Everything loaded so far (modules, the agent, settings) lives as long as the process.
+    # Freezing it keeps full garbage collections, which stall every call on the node, to
+    # the objects that calls create.
+    gc.collect()
+    gc.freeze()
     _log.info(
         "listening",
         url=f"ws://{settings.host}:{settings.port}/llm-websocket/{{call_id}}",
