@@ -36,14 +36,22 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import httpx2
 import msgspec
-from openai import AsyncOpenAI, AsyncStream, DefaultAioHttpClient, Timeout
+from openai import (
+    APIConnectionError,
+    APITimeoutError,
+    AsyncOpenAI,
+    DefaultAioHttpClient,
+    Timeout,
+)
 from openai.types.chat import (
     ChatCompletionMessageParam,
     ChatCompletionToolUnionParam,
 )
 from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall
 
+from switchboard.agents import sse
 from switchboard.agents.base import (
     Action,
     Agent,
@@ -265,32 +273,31 @@ class OpenAIAgent(Agent):
             # ``chat.completions.create``'s parameter transform: it re-walks the whole
             # conversation on every turn (~40% of a turn's CPU) to rewrite nothing in
             # plain JSON dicts like ours.
-            # Chunks arrive as plain dicts (the SDK's own SSE decoding and error handling,
-            # without building a pydantic model per token); only tool-call fragments, which
-            # are rare, become typed objects.
-            stream = await client.post(
-                "/chat/completions",
-                body=body,
-                cast_to=object,
-                stream=True,
-                stream_cls=AsyncStream[object],
+            # The SDK sends the request (transport, auth, retries, status errors) and hands
+            # back the unread response; ``sse.chunks`` decodes the stream (see there why).
+            response = await client.post(
+                "/chat/completions", body=body, cast_to=httpx2.Response, stream=True
             )
-            async with stream:
-                async for chunk in stream:
-                    choices = chunk.get("choices") if isinstance(chunk, dict) else None
-                    if not choices:
+            try:
+                async for chunk in sse.chunks(response.aiter_bytes()):
+                    if not chunk.choices:
                         continue
-                    delta = choices[0].get("delta") or {}
-                    content = delta.get("content")
-                    if content:
-                        said.append(content)
-                        for piece in chunker.feed(content):
+                    delta = chunk.choices[0].delta
+                    if delta.content:
+                        said.append(delta.content)
+                        for piece in chunker.feed(delta.content):
                             yield piece
-                    fragments = delta.get("tool_calls")
-                    if fragments:
-                        _accumulate(
-                            calls, [ChoiceDeltaToolCall.model_validate(f) for f in fragments]
-                        )
+                    if delta.tool_calls:
+                        typed = [ChoiceDeltaToolCall.model_validate(f) for f in delta.tool_calls]
+                        _accumulate(calls, typed)
+            except httpx2.TimeoutException as err:
+                # The SDK maps transport errors while it owns the response; the body is
+                # read here, so map them the same way.
+                raise APITimeoutError(request=response.request) from err
+            except httpx2.TransportError as err:
+                raise APIConnectionError(request=response.request) from err
+            finally:
+                await response.aclose()
             rest = chunker.flush()
             if not calls or last_round:
                 if rest.strip():
