@@ -11,38 +11,14 @@ from __future__ import annotations
 
 import msgspec
 
-from switchboard.protocol.outbound import (
-    AgentInterrupt,
-    Config,
-    Metadata,
-    PingPongReply,
-    Response,
-    ToolCallInvocation,
-    ToolCallResult,
-    UpdateAgentConfig,
-)
+from switchboard.protocol.outbound import OutboundMessage, Response
 
-ServerFrame = (
-    Config
-    | PingPongReply
-    | Response
-    | AgentInterrupt
-    | UpdateAgentConfig
-    | ToolCallInvocation
-    | ToolCallResult
-    | Metadata
-)
+#: Everything a server may send, as Retell reads it: our own outbound types.
+ServerFrame = OutboundMessage
 
 
-class _UntaggedResponse(msgspec.Struct):
-    response_id: int
-    content: str
-    content_complete: bool
-    no_interruption_allowed: bool | None = None
-    end_call: bool | None = None
-    transfer_number: str | None = None
-    show_transferee_as_caller: bool | None = None
-    digit_to_press: str | None = None
+class _UntaggedResponse(Response, tag=False, tag_field=None):
+    """Retell treats an object without ``response_type`` as a ``response`` (legacy)."""
 
 
 _decoder = msgspec.json.Decoder(ServerFrame)
