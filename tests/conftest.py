@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.server",
     "tests.fixtures.fake_llm",
     "tests.fixtures.broken_servers",
+    "tests.fixtures.redis",
 ]

@@ -26,11 +26,30 @@ def serve(
         Path | None, typer.Option("--agent-file", help="Agent file (YAML or TOML).")
     ] = None,
     config: Annotated[Path | None, typer.Option("--config", help="Settings file (TOML).")] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(help="single, distributed or event-driven (default: single)."),
+    ] = None,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(help="Shared call state, e.g. redis://HOST:6379/0 (distributed profiles)."),
+    ] = None,
+    node_id: Annotated[
+        str | None, typer.Option(help="This node's name in the directory (default: host-pid).")
+    ] = None,
 ) -> None:
     """Run the server: Retell connects to ws://HOST:PORT/llm-websocket/{call_id}."""
     from switchboard.server.run import run_server
 
-    run_server(config_file=config, host=host, port=port, agent_file=agent_file)
+    run_server(
+        config_file=config,
+        host=host,
+        port=port,
+        agent_file=agent_file,
+        profile=profile,
+        redis_url=redis_url,
+        node_id=node_id,
+    )
 
 
 @app.command()

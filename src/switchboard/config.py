@@ -56,8 +56,18 @@ class Settings(BaseSettings):
     allowed_ips: list[str] = Field(default_factory=list)
     drain_timeout_s: float = Field(default=30.0, ge=0)
 
-    # State.
+    # State. ``redis_url`` is required by the shared-state profiles and ignored by ``single``.
     state_ttl_s: float = Field(default=3600.0, gt=0)
+    redis_url: str | None = None
+    #: Prefix of every key and channel switchboard uses, so one Redis can serve several
+    #: deployments (or a test suite) without collisions.
+    redis_namespace: str = "switchboard:"
+    #: Per-command deadline. A dead link costs a call at most this much, off the response
+    #: path; redis-py's default retries would turn it into many seconds.
+    redis_timeout_ms: int = Field(default=250, gt=0)
+    #: How often a node refreshes its entry in the live-call directory; it counts as dead
+    #: (its calls orphaned) after three missed beats.
+    heartbeat_ms: int = Field(default=1000, gt=0)
 
     # Webhooks.
     retell_api_key: SecretStr | None = None

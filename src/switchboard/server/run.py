@@ -77,10 +77,21 @@ def run_server(
     host: str | None = None,
     port: int | None = None,
     agent_file: Path | None = None,
+    profile: str | None = None,
+    redis_url: str | None = None,
+    node_id: str | None = None,
 ) -> None:
     from switchboard.agents.loader import load_agent
 
-    settings = load_settings(config_file, host=host, port=port, agent_file=agent_file)
+    settings = load_settings(
+        config_file,
+        host=host,
+        port=port,
+        agent_file=agent_file,
+        profile=profile,
+        redis_url=redis_url,
+        node_id=node_id,
+    )
     configure(settings.log_level, settings.log_json)
     agent = load_agent(settings.agent_file)
     app = SwitchboardApp(settings, agent)
