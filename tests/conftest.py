@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.fake_llm",
     "tests.fixtures.broken_servers",
     "tests.fixtures.redis",
+    "tests.fixtures.fault_proxy",
 ]

@@ -1,14 +1,18 @@
 """The ``CallStore`` contract. Every backend must pass this suite; add a backend to
-``BACKENDS`` (the Redis one will run against a real server)."""
+``BACKENDS``. The Redis backend runs against a real server (``redis_server_url``)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
+from switchboard.connections import redis_client
 from switchboard.state.base import CallState, CallStore, FencedOut, StaleWrite
 from switchboard.state.memory import MemoryCallStore
+from switchboard.state.redis import RedisCallStore
 
 
 class FakeClock:
@@ -19,8 +23,39 @@ class FakeClock:
         return self.now
 
 
-BACKENDS: dict[str, Callable[[FakeClock], CallStore]] = {
-    "memory": lambda clock: MemoryCallStore(ttl_s=3600, clock=clock),
+class Backend:
+    """A store under test and the means to let its TTL run out."""
+
+    def __init__(self, make: Callable[[float], CallStore], expire: Callable[[float], Any]) -> None:
+        self.make = make
+        self._expire = expire
+
+    async def let_time_pass(self, seconds: float) -> None:
+        result = self._expire(seconds)
+        if result is not None:
+            await result
+
+
+def memory_backend(clock: FakeClock, _url: str, _ns: str) -> Backend:
+    def advance(seconds: float) -> None:
+        clock.now += seconds
+
+    return Backend(lambda ttl: MemoryCallStore(ttl_s=ttl, clock=clock), advance)
+
+
+def redis_backend(_clock: FakeClock, url: str, namespace: str) -> Backend:
+    # Redis keeps its own time: let it pass for real (TTLs in these tests are short).
+    async def wait(seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    return Backend(
+        lambda ttl: RedisCallStore(redis_client(url), namespace=namespace, ttl_s=ttl), wait
+    )
+
+
+BACKENDS: dict[str, Callable[[FakeClock, str, str], Backend]] = {
+    "memory": memory_backend,
+    "redis": redis_backend,
 }
 
 
@@ -30,10 +65,17 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture(params=sorted(BACKENDS))
-async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[CallStore]:
-    backend = BACKENDS[request.param](clock)
-    yield backend
-    await backend.close()
+def backend(
+    request: pytest.FixtureRequest, clock: FakeClock, redis_server_url: str, redis_namespace: str
+) -> Backend:
+    return BACKENDS[request.param](clock, redis_server_url, redis_namespace)
+
+
+@pytest.fixture
+async def store(backend: Backend) -> AsyncIterator[CallStore]:
+    made = backend.make(3600)
+    yield made
+    await made.close()
 
 
 async def test_claim_creates_a_fresh_state(store: CallStore) -> None:
@@ -93,15 +135,54 @@ async def test_mutating_after_save_does_not_change_what_was_saved(store: CallSto
     assert stored.state == {"n": 1}
 
 
-async def test_state_expires_after_the_ttl(store: CallStore, clock: FakeClock) -> None:
+async def test_state_expires_after_the_ttl(backend: Backend) -> None:
+    store = backend.make(1.0)
+    try:
+        state = await store.claim("c1", "node-a")
+        state.greeted = True
+        await store.save(state)
+        assert await store.load("c1") is not None
+        await backend.let_time_pass(1.2)
+        assert await store.load("c1") is None
+        assert (await store.claim("c1", "node-a")).greeted is False
+    finally:
+        await store.close()
+
+
+async def test_a_save_refreshes_the_ttl(backend: Backend) -> None:
+    store = backend.make(2.0)
+    try:
+        state = await store.claim("c1", "node-a")
+        await backend.let_time_pass(1.2)
+        await store.save(state)
+        await backend.let_time_pass(1.2)
+        assert await store.load("c1") is not None
+    finally:
+        await store.close()
+
+
+async def test_release_keeps_the_state_but_not_over_a_newer_claim(store: CallStore) -> None:
+    old = await store.claim("c1", "node-a")
+    new = await store.claim("c1", "node-b")
+    await store.release("c1", old.epoch)
+    await store.save(new)  # the newer claim still owns the call
+    await store.release("c1", new.epoch)
+    assert await store.load("c1") is not None
+
+
+async def test_the_state_round_trips_every_field(store: CallStore) -> None:
     state = await store.claim("c1", "node-a")
     state.greeted = True
+    state.turns = 7
+    state.last_response_id = 12
+    state.call = {"call_id": "c1", "retell_llm_dynamic_variables": {"name": "Ada"}}
+    state.state = {"slots": {"day": "Tuesday", "party": 4}, "asked": [1, 2.5, None, "x"]}
     await store.save(state)
-    clock.now += 3599
-    assert await store.load("c1") is not None
-    clock.now += 3601
-    assert await store.load("c1") is None
-    assert (await store.claim("c1", "node-a")).greeted is False
+    again = await store.claim("c1", "node-b")
+    assert (again.greeted, again.turns, again.last_response_id) == (True, 7, 12)
+    assert again.call == state.call
+    assert again.state == state.state
+    assert again.version == state.version
 
 
 async def test_delete_forgets_the_call(store: CallStore) -> None:

@@ -38,6 +38,7 @@ from switchboard.sim.processes import (
     wait_port_open,
 )
 from switchboard.sim.report import load_json
+from tests.fixtures.redis import SESSION_SERVER_PIDS
 from tests.test_verdict import passing_report
 
 
@@ -209,9 +210,12 @@ def test_a_server_that_cannot_start_reports_why(tmp_path: Path) -> None:
 
 
 def switchboard_children() -> list[psutil.Process]:
-    """Processes this test run started that are still alive (servers, simulators, fake LLMs)."""
+    """Processes this test run started that are still alive (servers, simulators, fake LLMs),
+    apart from the session's shared servers (the test Redis)."""
     alive = []
     for proc in psutil.Process().children(recursive=True):
+        if proc.pid in SESSION_SERVER_PIDS:
+            continue
         try:
             if proc.status() != psutil.STATUS_ZOMBIE:
                 alive.append(proc)

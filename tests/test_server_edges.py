@@ -105,7 +105,7 @@ async def test_oversized_frame_closes_only_that_call(serve: Any) -> None:
 
 
 def test_shared_state_profiles_refuse_to_run_on_process_memory() -> None:
-    with pytest.raises(ValueError, match="shared call store"):
+    with pytest.raises(ValueError, match="needs Redis: set --redis-url"):
         SwitchboardApp(Settings(profile="distributed"), EchoAgent())
 
 

@@ -39,17 +39,21 @@ def serve(
     ] = None,
 ) -> None:
     """Run the server: Retell connects to ws://HOST:PORT/llm-websocket/{call_id}."""
-    from switchboard.server.run import run_server
+    from switchboard.server.run import StartupError, run_server
 
-    run_server(
-        config_file=config,
-        host=host,
-        port=port,
-        agent_file=agent_file,
-        profile=profile,
-        redis_url=redis_url,
-        node_id=node_id,
-    )
+    try:
+        run_server(
+            config_file=config,
+            host=host,
+            port=port,
+            agent_file=agent_file,
+            profile=profile,
+            redis_url=redis_url,
+            node_id=node_id,
+        )
+    except StartupError as exc:
+        typer.echo(f"serve: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()

@@ -66,7 +66,7 @@ from switchboard.protocol.outbound import (
     ToolCallResult,
     UpdateAgentConfig,
 )
-from switchboard.state.base import CallState, CallStore, FencedOut, StaleWrite
+from switchboard.state.base import CallState, CallStore, FencedOut, StaleWrite, StoreUnavailable
 
 #: WebSocket close code for a frame above the size limit ("message too big").
 CLOSE_TOO_BIG = 1009
@@ -106,6 +106,16 @@ class _SocketGone(Exception):
     """The transport failed under a send: stop the generation quietly."""
 
 
+class CallGone(RuntimeError):
+    """A command for a call whose socket here is closed, or was taken by a newer claim."""
+
+
+# Where the session stands with the store's claim (see ``start`` and ``claimed_elsewhere``).
+_CLAIM_PENDING = "pending"
+_CLAIMED = "claimed"
+_CLAIM_FAILED = "failed"
+
+
 class CallSession:
     """Serves one socket of one call. The server feeds it frames; it owns its tasks."""
 
@@ -134,17 +144,59 @@ class CallSession:
         self._save_lock = asyncio.Lock()
         self._call_details_seen = asyncio.Event()
         self._interrupt_id = 0
+        self._claim = _CLAIM_PENDING
+        self._foreign_epoch = 0
+        #: a save the store could not take (an outage); it outlives the socket, see ``Node``
+        self.pending_write: asyncio.Task[None] | None = None
         self.current: Generation | None = None
         self.closed = False
         self.fenced = False
 
     # ------------------------------------------------------------------ lifecycle
 
+    @property
+    def epoch(self) -> int:
+        """The fencing epoch of this socket's claim (0 until it is claimed)."""
+        return self._state.epoch
+
     async def start(self) -> None:
-        """Claim the call, send ``config`` then the begin message (or schedule the greeting)."""
-        self._state = await self._store.claim(self.call_id, self._node_id)
+        """Claim the call, send ``config`` then the begin message (or schedule the greeting).
+
+        If the store cannot be reached the call is served anyway, from a fresh state: a
+        caller must never hear silence because Redis is down. The claim is retried when
+        the store is back, and what this socket did meanwhile is saved then.
+        """
+        try:
+            self._state = await self._store.claim(self.call_id, self._node_id)
+            self._claim = _CLAIMED
+        except Exception as exc:
+            self._claim = _CLAIM_FAILED
+            if isinstance(exc, StoreUnavailable):
+                self._log.warning("call state unreachable; serving the call from a fresh state")
+            else:
+                self._log.exception("call claim failed; serving the call from a fresh state")
+            self._schedule_reconcile()
+        if self._claim == _CLAIMED and self._foreign_epoch > self._state.epoch:
+            self._fence("claimed by another node while this socket was claiming")
+            return
         with contextlib.suppress(_SocketGone):
             await self._open()
+
+    def claimed_elsewhere(self, epoch: int) -> None:
+        """Another node claimed this call at ``epoch``: if that is newer, stop writing and
+        drop this socket (Retell already reconnected the call there)."""
+        if self.fenced or self.closed:
+            return
+        if self._claim == _CLAIM_PENDING:
+            self._foreign_epoch = max(self._foreign_epoch, epoch)
+        elif self._claim == _CLAIM_FAILED or epoch > self._state.epoch:
+            self._fence(f"claimed by another node (epoch {epoch})")
+
+    def _fence(self, why: str) -> None:
+        self.fenced = True
+        self._log.warning("call taken over; dropping this socket", reason=why)
+        self._observer.fenced()
+        self.abort()
 
     async def _open(self) -> None:
         options = self._options
@@ -181,6 +233,34 @@ class CallSession:
     def abort(self) -> None:
         """Drop the socket without a close frame (draining, or a newer socket took the call)."""
         self._transport.abort()
+
+    async def interrupt(
+        self, content: str, *, transfer_number: str | None = None, end_call: bool = False
+    ) -> None:
+        """Speak ``content`` now (``agent_interrupt``), for commands from outside the call.
+
+        Retell cancels the response in flight when it gets an interrupt, so the current
+        generation is cancelled and sends nothing more. Raises ``CallGone`` if this socket
+        no longer serves the call.
+        """
+        if self.closed or self.fenced:
+            raise CallGone(self.call_id)
+        current = self.current
+        if current is not None and not current.completed:
+            current.cancel()
+            self.current = None
+        self._interrupt_id += 1
+        frame = AgentInterrupt(
+            interrupt_id=self._interrupt_id,
+            content=content,
+            content_complete=True,
+            end_call=True if end_call else None,
+            transfer_number=None if end_call else transfer_number,
+        )
+        try:
+            await self._send(encode(frame))
+        except _SocketGone:
+            raise CallGone(self.call_id) from None
 
     # ------------------------------------------------------------------ reader
 
@@ -458,17 +538,76 @@ class CallSession:
         async with self._save_lock:
             if self.fenced:
                 return
+            if self._claim != _CLAIMED:
+                self._schedule_reconcile()
+                return
             try:
-                await self._store.save(self._state)
+                await self._save()
             except FencedOut:
-                self.fenced = True
-                self._log.warning("call claimed by a newer socket; dropping this one")
-                self._observer.fenced()
-                self.abort()
+                self._fence("a newer claim refused this socket's save")
             except StaleWrite as err:
                 self._log.error("state save refused", reason=str(err))
+            except StoreUnavailable:
+                self._schedule_reconcile()
             except Exception:
                 self._log.exception("state save failed")
+
+    def _schedule_reconcile(self) -> None:
+        task = self.pending_write
+        if task is None or task.done():
+            self.pending_write = asyncio.get_running_loop().create_task(
+                self._reconcile(), name=f"reconcile-{self.call_id}"
+            )
+
+    async def _reconcile(self) -> None:
+        """Once the store is back, claim (if the first claim failed) and save the latest
+        state. Runs past the socket's end: the state is what a reconnect resumes from."""
+        while True:
+            await self._store.wait_available()
+            async with self._save_lock:
+                if self.fenced:
+                    return
+                try:
+                    if self._claim != _CLAIMED:
+                        stored = await self._store.claim(self.call_id, self._node_id)
+                        if self._foreign_epoch > stored.epoch:
+                            self._fence("claimed by another node during the outage")
+                            return
+                        self._adopt(stored)
+                    await self._save()
+                except StoreUnavailable:
+                    continue
+                except FencedOut:
+                    self._fence("a newer claim refused this socket's held save")
+                except Exception:
+                    self._log.exception("held state save failed")
+                else:
+                    self._log.info("held call state saved", turns=self._state.turns)
+                return
+
+    async def _save(self) -> None:
+        """Save; if the stored version moved on *at our own epoch*, the move was ours (a
+        save whose reply was lost to a timeout), so take its version and save again."""
+        try:
+            await self._store.save(self._state)
+        except StaleWrite:
+            stored = await self._store.load(self.call_id)
+            if stored is None or stored.epoch != self._state.epoch:
+                raise
+            self._state.version = stored.version
+            await self._store.save(self._state)
+
+    def _adopt(self, stored: CallState) -> None:
+        """Merge a late claim into what this socket did meanwhile: the caller heard this
+        socket, so its view wins; keys of ``state`` it never touched are kept."""
+        mine = self._state
+        mine.epoch, mine.version = stored.epoch, stored.version
+        mine.greeted = mine.greeted or stored.greeted
+        mine.turns = max(mine.turns, stored.turns)
+        mine.last_response_id = max(mine.last_response_id, stored.last_response_id)
+        mine.call = mine.call or stored.call
+        mine.state = {**stored.state, **mine.state}
+        self._claim = _CLAIMED
 
     async def _send(self, text: str) -> None:
         if self.closed:

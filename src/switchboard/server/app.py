@@ -20,8 +20,9 @@ from switchboard.agents.base import Agent
 from switchboard.config import Settings
 from switchboard.log import get_logger
 from switchboard.server.llm_socket import PREFIX, serve_call
-from switchboard.server.metrics import WebhookCollector
-from switchboard.server.node import Node
+from switchboard.server.metrics import RedisCollector, WebhookCollector
+from switchboard.server.node import Node, default_node_id
+from switchboard.server.shared import SharedState
 from switchboard.server.webhook import WebhookReceiver
 from switchboard.state.base import CallStore
 from switchboard.state.memory import MemoryCallStore
@@ -33,21 +34,28 @@ class SwitchboardApp:
     """ASGI callable. ``node`` holds the live state (sessions, drain) for the runner."""
 
     def __init__(self, settings: Settings, agent: Agent, store: CallStore | None = None) -> None:
-        if store is None:
-            if settings.profile != "single":
-                # Running a shared-state profile on per-process memory would silently break
-                # reconnects that land on another node; refuse instead.
-                raise ValueError(
-                    f"profile {settings.profile!r} needs a shared call store (Redis), which "
-                    "this version does not ship yet; use profile 'single' (docs/profiles.md)"
-                )
+        if settings.profile == "event-driven":
+            raise ValueError(
+                "profile 'event-driven' needs an event bus, which this version does not ship "
+                "yet; use 'distributed' (docs/profiles.md)"
+            )
+        node_id = settings.node_id or default_node_id()
+        #: the Redis-backed parts of the shared-state profiles (``None`` for ``single``)
+        self.shared: SharedState | None = None
+        if settings.profile != "single":
+            self.shared = SharedState(settings, node_id)
+            store = store or self.shared.store
+        elif store is None:
             store = MemoryCallStore(ttl_s=settings.state_ttl_s)
-        self.node = Node(settings, agent, store)
+        self.node = Node(settings, agent, store, node_id=node_id)
+        if self.shared is not None:
+            self.node.metrics.registry.register(RedisCollector(self.shared.health))
         api_key = settings.retell_api_key.get_secret_value() if settings.retell_api_key else None
         self.webhooks = WebhookReceiver(
             api_key,
             tolerance_ms=settings.webhook_tolerance_ms,
             max_body_bytes=settings.webhook_max_body_bytes,
+            shared=self.shared.dedupe if self.shared is not None else None,
         )
         self.node.metrics.registry.register(WebhookCollector(self.webhooks.counters))
         self.http = Starlette(
@@ -69,6 +77,9 @@ class SwitchboardApp:
     @contextlib.asynccontextmanager
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         await self.webhooks.start()
+        shared, node = self.shared, self.node
+        if shared is not None:
+            shared.start(node.session_for, lambda: shared.node_info(node.active, node.draining))
         _log.info(
             "switchboard ready",
             profile=self.node.settings.profile,
@@ -79,6 +90,8 @@ class SwitchboardApp:
             yield
         finally:
             await self.webhooks.stop()
+            if shared is not None:
+                await shared.stop()
             await self.node.aclose()
 
     async def _healthz(self, _request: Request) -> Response:

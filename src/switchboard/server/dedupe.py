@@ -21,6 +21,7 @@ delivering a duplicate; consumers are idempotent, so the bound errs on that side
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -66,6 +67,10 @@ def _destination(event: WebhookEvent) -> bytes:
     return msgspec.json.encode(dest, order="sorted")
 
 
+def _digest(raw: bytes) -> str:
+    return hashlib.blake2b(raw, digest_size=16).hexdigest()
+
+
 class WebhookDedupe:
     __slots__ = ("_clock", "_entries", "max_keys", "ttl_s")
 
@@ -84,6 +89,18 @@ class WebhookDedupe:
         # key -> (expires_at, progress); recording moves a key to the end, so expiry
         # times ascend from the front and expiry is a pop from the front.
         self._entries: OrderedDict[Hashable, tuple[float, Progress | None]] = OrderedDict()
+
+    @classmethod
+    def identity(cls, event: WebhookEvent) -> tuple[bytes, Progress | None]:
+        """A stable key for ``event`` (the same in every process) and, for latest-wins
+        events, its progress. The shared (Redis) dedupe keys its entries by this."""
+        subject = event.call_id or event.chat_id
+        if event.event == TRANSCRIPT_UPDATED and subject is not None:
+            key: Hashable = (TRANSCRIPT_UPDATED, subject)
+            progress: Progress | None = transcript_progress(event.call)
+        else:
+            key, progress = cls._key(event, subject), None
+        return hashlib.blake2b(msgspec.json.encode(key), digest_size=16).digest(), progress
 
     def admit(self, event: WebhookEvent) -> Verdict:
         """Decide whether ``event`` is new; a delivered event is recorded."""
@@ -107,13 +124,13 @@ class WebhookDedupe:
     @staticmethod
     def _key(event: WebhookEvent, subject: str | None) -> Hashable:
         if subject is None:
-            return (event.event, None, hash(event.raw))
+            return (event.event, None, _digest(event.raw))
         if event.event in LIFECYCLE_EVENTS:
             return (event.event, subject)
         if event.event in TRANSFER_EVENTS:
             reached = transcript_progress(event.call)[:2]
             return (event.event, subject, event.start_timestamp, _destination(event), reached)
-        return (event.event, subject, hash(event.raw))
+        return (event.event, subject, _digest(event.raw))
 
     def _record(self, key: Hashable, progress: Progress | None, now: float) -> None:
         self._entries[key] = (now + self.ttl_s, progress)

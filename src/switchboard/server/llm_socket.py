@@ -129,6 +129,7 @@ async def serve_call(scope: Scope, receive: Any, send: Any, node: Node) -> None:
             observer=node.metrics,
         )
         node.attach(session)
+        ended = False
         try:
             await session.start()
             while not session.closed:
@@ -141,6 +142,7 @@ async def serve_call(scope: Scope, receive: Any, send: Any, node: Node) -> None:
                     else:
                         session.receive_binary(len(message.get("bytes") or b""))
                 elif kind == "websocket.disconnect":
+                    ended = message.get("code") == 1000
                     break
         except Exception:
             # Returning would make the server close with 1000, which Retell treats as a
@@ -150,5 +152,7 @@ async def serve_call(scope: Scope, receive: Any, send: Any, node: Node) -> None:
         finally:
             await session.close()
             node.detach(session)
+            if ended:
+                await node.call_ended(session)
     finally:
         node.release()

@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from switchboard.agents.base import TurnKind
+from switchboard.connections import RedisHealth
 from switchboard.server.webhook import WebhookCounters
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -102,3 +103,22 @@ class WebhookCollector(Collector):
         for reason, value in sorted(c.rejected.items()):
             rejected.add_metric([reason], value)
         yield rejected
+
+
+class RedisCollector(Collector):
+    """Redis reachability as this node saw it: up now, outages, failed commands."""
+
+    def __init__(self, health: RedisHealth) -> None:
+        self._health = health
+
+    def collect(self) -> Iterator[Metric]:
+        h = self._health
+        yield GaugeMetricFamily(
+            "switchboard_redis_up", "1 while Redis answers this node.", value=int(h.is_up)
+        )
+        yield CounterMetricFamily(
+            "switchboard_redis_outages", "Times Redis became unreachable.", value=h.outages
+        )
+        yield CounterMetricFamily(
+            "switchboard_redis_errors", "Redis commands that failed on the link.", value=h.errors
+        )

@@ -16,7 +16,7 @@ from switchboard.config import Settings
 from switchboard.log import get_logger
 from switchboard.server.guard import Network, parse_networks
 from switchboard.server.metrics import NodeMetrics
-from switchboard.state.base import CallStore
+from switchboard.state.base import CallStore, StoreUnavailable
 
 _log = get_logger("switchboard.node")
 
@@ -34,17 +34,25 @@ def session_options(settings: Settings) -> SessionOptions:
     )
 
 
+def default_node_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
 class Node:
-    def __init__(self, settings: Settings, agent: Agent, store: CallStore) -> None:
+    def __init__(
+        self, settings: Settings, agent: Agent, store: CallStore, *, node_id: str | None = None
+    ) -> None:
         self.settings = settings
         self.agent = agent
         self.store = store
         self.options = session_options(settings)
-        self.node_id = settings.node_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.node_id = node_id or settings.node_id or default_node_id()
         self.metrics = NodeMetrics()
         self.networks: tuple[Network, ...] = parse_networks(settings.allowed_ips)
         self.secret = settings.url_secret.get_secret_value() if settings.url_secret else None
         self.sessions: dict[str, CallSession] = {}
+        #: held state saves of sockets that closed during a store outage (see CallSession)
+        self.held_writes: set[asyncio.Task[None]] = set()
         self.active = 0
         self.draining = False
         self._idle = asyncio.Event()
@@ -84,6 +92,24 @@ class Node:
     def detach(self, session: CallSession) -> None:
         if self.sessions.get(session.call_id) is session:
             del self.sessions[session.call_id]
+        pending = session.pending_write
+        if pending is not None and not pending.done():
+            self.held_writes.add(pending)
+            pending.add_done_callback(self.held_writes.discard)
+
+    def session_for(self, call_id: str) -> CallSession | None:
+        return self.sessions.get(call_id)
+
+    async def call_ended(self, session: CallSession) -> None:
+        """Retell closed the socket on purpose (1000): the call is over, not handed off."""
+        if session.fenced or session.epoch == 0:
+            return
+        try:
+            await self.store.release(session.call_id, session.epoch)
+        except StoreUnavailable:
+            pass  # the directory shows it until its state expires; harmless
+        except Exception:
+            _log.exception("releasing an ended call failed", call_id=session.call_id)
 
     # ------------------------------------------------------------------ drain
 
@@ -104,5 +130,13 @@ class Node:
             return len(remaining)
 
     async def aclose(self) -> None:
+        held = list(self.held_writes)
+        for task in held:
+            task.cancel()
+        if held:
+            await asyncio.wait(held)
+            _log.warning(
+                "call states not saved before shutdown (store unreachable)", calls=len(held)
+            )
         await self.agent.aclose()
         await self.store.close()

@@ -24,6 +24,25 @@ from switchboard.server.app import SwitchboardApp
 _log = get_logger("switchboard.run")
 
 
+class StartupError(RuntimeError):
+    """The server cannot start; the message is one line a person can act on."""
+
+
+def check_shared_parts(settings: Settings) -> None:
+    """Refuse to start a shared-state node whose Redis does not answer: it would serve
+    calls that no other node could resume."""
+    from switchboard.connections import check_reachable, describe
+
+    if not settings.redis_url:
+        raise StartupError(
+            f"profile {settings.profile!r} needs Redis: pass --redis-url or set "
+            "SWITCHBOARD_REDIS_URL (e.g. redis://127.0.0.1:6379/0)"
+        )
+    problem = asyncio.run(check_reachable(settings.redis_url))
+    if problem is not None:
+        raise StartupError(f"Redis at {describe(settings.redis_url)} is unreachable ({problem})")
+
+
 class DrainingServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, app: SwitchboardApp, drain_timeout_s: float):
         super().__init__(config)
@@ -93,6 +112,8 @@ def run_server(
         node_id=node_id,
     )
     configure(settings.log_level, settings.log_json)
+    if settings.profile != "single":
+        check_shared_parts(settings)
     agent = load_agent(settings.agent_file)
     app = SwitchboardApp(settings, agent)
     server = DrainingServer(uvicorn_config(app, settings), app, settings.drain_timeout_s)

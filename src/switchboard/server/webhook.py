@@ -32,6 +32,7 @@ from switchboard.protocol.errors import ProtocolError
 from switchboard.protocol.signature import DEFAULT_TOLERANCE_MS, SIGNATURE_HEADER, check
 from switchboard.protocol.webhook import InboundCall, WebhookEvent, parse_webhook
 from switchboard.server.dedupe import Verdict, WebhookDedupe
+from switchboard.server.shared_dedupe import SharedDedupe
 
 Subscriber = Callable[[WebhookEvent], Awaitable[None] | None]
 #: Returns the overrides for an inbound call (``override_agent_id``, ``dynamic_variables``
@@ -80,6 +81,7 @@ class WebhookReceiver:
         drain_timeout_s: float = 10.0,
         answer_inbound: InboundAnswer | None = None,
         inbound_timeout_s: float = 5.0,
+        shared: SharedDedupe | None = None,
     ) -> None:
         if isinstance(api_key, SecretStr):
             api_key = api_key.get_secret_value()
@@ -92,6 +94,9 @@ class WebhookReceiver:
         self._clock = clock
         self._dedupe = dedupe if dedupe is not None else WebhookDedupe()
         self._answer_inbound = answer_inbound
+        self._shared = shared
+        self._reserved = 0  # queue slots held by requests awaiting the shared dedupe
+        self._max_queue = max_queue
         self._subscribers: list[Subscriber] = []
         self._queue: asyncio.Queue[WebhookEvent] = asyncio.Queue(max_queue)
         self._task: asyncio.Task[None] | None = None
@@ -178,9 +183,9 @@ class WebhookReceiver:
             return self._refuse(request, 400, "bad_payload", f"invalid webhook payload: {err}")
         if isinstance(payload, InboundCall):
             return await self._answer(payload)
-        return self._accept(request, payload)
+        return await self._accept(request, payload)
 
-    def _accept(self, request: Request, event: WebhookEvent) -> Response:
+    async def _accept(self, request: Request, event: WebhookEvent) -> Response:
         if not event.is_known or event.extra:
             _log.debug(
                 "webhook with unknown parts passed on",
@@ -191,9 +196,15 @@ class WebhookReceiver:
         if self._task is None:
             # Not acknowledged, so Retell retries (possibly on another node).
             return self._refuse(request, 503, "not_running", "not accepting webhooks")
-        if self._queue.full():
+        if self._queue.qsize() + self._reserved >= self._max_queue:
             return self._refuse(request, 503, "overloaded", "webhook queue full")
         verdict = self._dedupe.admit(event)
+        if verdict is Verdict.DELIVER and self._shared is not None:
+            self._reserved += 1
+            try:
+                verdict = await self._shared.admit(event)
+            finally:
+                self._reserved -= 1
         if verdict is Verdict.DELIVER:
             self._queue.put_nowait(event)
         else:

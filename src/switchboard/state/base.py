@@ -36,6 +36,14 @@ class StaleWrite(RuntimeError):
     """The stored version moved on since this state was loaded."""
 
 
+class StoreUnavailable(RuntimeError):
+    """The backend cannot be reached right now; ``wait_available`` returns when it can.
+
+    Nothing was written. Callers keep their state and retry after the outage (a live
+    call is never dropped because its state could not be saved).
+    """
+
+
 class CallStore(Protocol):
     async def claim(self, call_id: str, owner: str) -> CallState:
         """Take ownership (new epoch) and return the current state, creating it if absent."""
@@ -51,6 +59,18 @@ class CallStore(Protocol):
 
     async def load(self, call_id: str) -> CallState | None:
         """Read without claiming (dashboards, services)."""
+        ...
+
+    async def release(self, call_id: str, epoch: int) -> None:
+        """The call ended on the socket that claimed ``epoch``: it is no longer live.
+
+        The state stays until its TTL (services may still read it); only the live-call
+        directory forgets the call, and only if no newer claim took it meanwhile.
+        """
+        ...
+
+    async def wait_available(self) -> None:
+        """Return once the backend answers again (at once for in-process backends)."""
         ...
 
     async def delete(self, call_id: str) -> None: ...

@@ -72,6 +72,18 @@ class MemoryCallStore:
     async def load(self, call_id: str) -> CallState | None:
         return self._get(call_id)
 
+    async def release(self, call_id: str, epoch: int) -> None:
+        current = self._get(call_id)
+        if current is None or current.epoch <= epoch:
+            self._owners.pop(call_id, None)
+
+    async def wait_available(self) -> None:
+        return None
+
+    def owner(self, call_id: str) -> str | None:
+        """The node that holds the call now (``None`` once it ended or expired)."""
+        return self._owners.get(call_id) if self._get(call_id) is not None else None
+
     async def delete(self, call_id: str) -> None:
         self._entries.pop(call_id, None)
         self._owners.pop(call_id, None)

@@ -1,0 +1,347 @@
+"""The distributed profile with real nodes and a real Redis: any node resumes any call.
+
+Two servers share one valkey-server (each test its own key namespace), so a reconnect
+that lands on the other node is exactly what a load balancer would do after a node died.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+
+from switchboard.agents.loader import load_agent
+from switchboard.config import builtin_example
+from switchboard.connections import redis_client
+from switchboard.control.client import CallControl, CommandFailed
+from switchboard.protocol.signature import sign
+from switchboard.state.redis import RedisCallStore
+from tests.fixtures.agents import EchoAgent
+from tests.fixtures.conditions import eventually, eventually_async
+from tests.fixtures.server import RetellPeer, RunningServer, retell, running_server, spoken
+
+
+class Caller:
+    """A Retell caller that keeps the whole transcript, as Retell sends it."""
+
+    def __init__(self) -> None:
+        self.transcript: list[dict[str, Any]] = []
+        self.next_id = 1
+
+    async def say(self, peer: RetellPeer, text: str) -> str:
+        self.transcript.append({"role": "user", "content": text, "words": []})
+        rid = self.next_id
+        self.next_id += 1
+        await peer.send(
+            interaction_type="response_required", response_id=rid, transcript=self.transcript
+        )
+        reply = spoken(await peer.complete(rid), rid)
+        self.transcript.append({"role": "agent", "content": reply, "words": []})
+        return reply
+
+
+async def begin(peer: RetellPeer) -> str:
+    """Read ``config`` then the begin message; return what the begin message said."""
+    config = await peer.recv()
+    assert config["response_type"] == "config"
+    return spoken(await peer.complete(0), 0)
+
+
+@contextlib.asynccontextmanager
+async def node(
+    agent: Any, redis_server_url: str, namespace: str, node_id: str, **settings: Any
+) -> AsyncIterator[RunningServer]:
+    async with running_server(
+        agent,
+        profile="distributed",
+        redis_url=redis_server_url,
+        redis_namespace=namespace,
+        node_id=node_id,
+        call_details=False,
+        heartbeat_ms=200,
+        **settings,
+    ) as srv:
+        shared = srv.app.shared
+        assert shared is not None
+        await eventually(
+            lambda: shared.listener is not None and shared.listener.subscribed.is_set()
+        )
+        yield srv
+
+
+@pytest.fixture
+def store(redis_server_url: str, redis_namespace: str) -> RedisCallStore:
+    return RedisCallStore(redis_client(redis_server_url), namespace=redis_namespace)
+
+
+async def test_a_booking_started_on_one_node_continues_on_another(
+    redis_server_url: str, redis_namespace: str, store: RedisCallStore
+) -> None:
+    agent = load_agent(builtin_example("receptionist.yaml"))
+    caller = Caller()
+    async with (
+        node(agent, redis_server_url, redis_namespace, "a") as a,
+        node(agent, redis_server_url, redis_namespace, "b") as b,
+    ):
+        async with retell(a.ws_url, "call-1") as peer:
+            assert "Maple Street" in await begin(peer)
+            assert "full name" in await caller.say(peer, "I'd like to book an appointment.")
+            assert "day and time" in await caller.say(peer, "It's Priya Shah.")
+            await eventually(lambda: a.app.node.sessions["call-1"].pending_write is None)
+        # The socket is gone (as after a node death); Retell reconnects, here to node b.
+        stored = await store.load("call-1")
+        assert stored is not None
+        assert stored.turns == 2
+        assert stored.last_response_id == 2
+        async with retell(b.ws_url, "call-1") as peer:
+            assert await begin(peer) == ""  # never a second greeting
+            reply = await caller.say(peer, "Next Tuesday at 3 pm would be good.")
+            assert "reason for the visit" in reply
+            reply = await caller.say(peer, "Just a routine checkup.")
+            assert "Priya Shah" in reply
+            assert "routine checkup" in reply
+        resumed = await store.load("call-1")
+        assert resumed is not None
+        assert resumed.epoch == 2
+        assert resumed.turns == 4
+        assert resumed.last_response_id == 4
+    await store.client.aclose()
+
+
+async def test_an_older_owner_is_fenced_and_drops_its_socket(
+    redis_server_url: str, redis_namespace: str, store: RedisCallStore
+) -> None:
+    agent = EchoAgent()
+    async with (
+        node(agent, redis_server_url, redis_namespace, "a") as a,
+        node(agent, redis_server_url, redis_namespace, "b") as b,
+        retell(a.ws_url, "call-2") as old,
+    ):
+        await begin(old)
+        await old.request(1, "first")
+        await old.complete(1)
+        old_session = a.app.node.sessions["call-2"]
+        # Retell lost sight of node a (a partition) and reconnected the call to node b.
+        async with retell(b.ws_url, "call-2") as new:
+            assert await begin(new) == ""
+            closed = await old.closed()
+            assert closed.rcvd is None  # dropped without a close frame: not an ended call
+            assert old_session.fenced
+            # The fenced session can no longer write, even if it tried.
+            await old_session._persist()
+            await new.request(2, "second")
+            assert "turn 2" in spoken(await new.complete(2), 2)
+        stored = await store.load("call-2")
+        assert stored is not None
+        assert stored.epoch == 2
+        assert stored.state == {"count": 2}
+    await store.client.aclose()
+
+
+async def test_commands_reach_the_live_call_through_its_owner(
+    redis_server_url: str, redis_namespace: str
+) -> None:
+    control = CallControl.from_url(redis_server_url, namespace=redis_namespace)
+    async with (
+        node(EchoAgent(), redis_server_url, redis_namespace, "a") as a,
+        node(EchoAgent(), redis_server_url, redis_namespace, "b"),
+        retell(a.ws_url, "call-3") as peer,
+    ):
+        await begin(peer)
+        listed = await control.calls()
+        assert [(c.call_id, c.owner, c.owner_alive) for c in listed] == [("call-3", "a", True)]
+        reply = await control.say("call-3", "A supervisor is joining.")
+        assert reply.node == "a"
+        frame = await peer.recv()
+        assert frame["response_type"] == "agent_interrupt"
+        assert frame["content"] == "A supervisor is joining."
+        assert frame["content_complete"] is True
+        await control.transfer("call-3", "+14155550100", "Transferring you now.")
+        frame = await peer.recv()
+        assert (frame["transfer_number"], frame["content"]) == (
+            "+14155550100",
+            "Transferring you now.",
+        )
+        await control.end("call-3")
+        frame = await peer.recv()
+        assert frame["end_call"] is True
+        with pytest.raises(CommandFailed, match="not live on any node"):
+            await control.say("no-such-call", "hello")
+    await control.aclose()
+
+
+async def test_a_call_whose_node_died_is_listed_as_orphaned(
+    redis_server_url: str, redis_namespace: str
+) -> None:
+    control = CallControl.from_url(redis_server_url, namespace=redis_namespace)
+    async with (
+        node(EchoAgent(), redis_server_url, redis_namespace, "a") as a,
+        retell(a.ws_url, "call-4") as peer,
+    ):
+        await begin(peer)
+        # The node stops beating (as if it hung or died) while holding the call.
+        shared = a.app.shared
+        assert shared is not None
+        assert shared._heartbeat is not None
+        shared._heartbeat.cancel()
+        await eventually_async(lambda: _orphaned(control, "call-4"))
+        with pytest.raises(CommandFailed, match="orphaned"):
+            await control.say("call-4", "hello")
+    await control.aclose()
+
+
+async def _orphaned(control: CallControl, call_id: str) -> bool:
+    return any(c.call_id == call_id and c.orphaned for c in await control.calls())
+
+
+async def test_an_ended_call_leaves_the_directory(
+    redis_server_url: str, redis_namespace: str
+) -> None:
+    control = CallControl.from_url(redis_server_url, namespace=redis_namespace)
+    async with node(EchoAgent(), redis_server_url, redis_namespace, "a") as a:
+        async with retell(a.ws_url, "call-5") as peer:
+            await begin(peer)
+            assert [c.call_id for c in await control.calls()] == ["call-5"]
+        # The caller hung up (close 1000): the call is over, not handed off.
+        await eventually_async(lambda: _listed(control, "call-5", False))
+    await control.aclose()
+
+
+async def _listed(control: CallControl, call_id: str, wanted: bool) -> bool:
+    return any(c.call_id == call_id for c in await control.calls()) is wanted
+
+
+async def test_readiness_and_metrics_show_redis(
+    redis_server_url: str, redis_namespace: str
+) -> None:
+    async with (
+        node(EchoAgent(), redis_server_url, redis_namespace, "a") as a,
+        httpx.AsyncClient(base_url=a.http_url, trust_env=False) as http,
+    ):
+        assert (await http.get("/readyz")).status_code == 200
+        metrics = (await http.get("/metrics")).text
+        assert "switchboard_redis_up 1.0" in metrics
+
+
+async def test_a_webhook_retried_to_another_node_is_delivered_once(
+    redis_server_url: str, redis_namespace: str
+) -> None:
+    key = "test-api-key"
+    delivered: list[tuple[str, str]] = []
+    async with (
+        node(EchoAgent(), redis_server_url, redis_namespace, "a", retell_api_key=key) as a,
+        node(EchoAgent(), redis_server_url, redis_namespace, "b", retell_api_key=key) as b,
+    ):
+        for srv, name in ((a, "a"), (b, "b")):
+            srv.app.webhooks.subscribe(lambda e, n=name: delivered.append((n, e.event)))
+        ended = msgspec.json.encode({"event": "call_ended", "call": {"call_id": "c9"}})
+        updates = [
+            msgspec.json.encode(
+                {
+                    "event": "transcript_updated",
+                    "call": {"call_id": "c9", "transcript_object": [{"content": t}]},
+                }
+            )
+            for t in ("hi", "hi there")
+        ]
+        async with httpx.AsyncClient(trust_env=False) as http:
+
+            async def post(srv: RunningServer, body: bytes) -> int:
+                now = int(time.time() * 1000)
+                headers = {"x-retell-signature": sign(body, key, now)}
+                response = await http.post(f"{srv.http_url}/webhook", content=body, headers=headers)
+                return response.status_code
+
+            # The first delivery, then Retell's retries, which the balancer spreads.
+            assert [await post(srv, ended) for srv in (a, b, b, a)] == [204] * 4
+            # Latest wins across nodes: the longer transcript, then a stale retry of the first.
+            assert [await post(srv, body) for srv, body in ((a, updates[1]), (b, updates[0]))] == [
+                204,
+                204,
+            ]
+        await eventually(lambda: len(delivered) >= 2)
+        await eventually(lambda: a.app.webhooks.pending == 0 and b.app.webhooks.pending == 0)
+        assert sorted(e for _, e in delivered) == ["call_ended", "transcript_updated"]
+        counters = (a.app.webhooks.counters, b.app.webhooks.counters)
+        assert sum(c.duplicates + c.superseded for c in counters) == 4
+
+
+async def test_calls_keep_answering_through_a_redis_outage_and_saves_catch_up(
+    redis_server_url: str, redis_namespace: str, fault_proxy: Any
+) -> None:
+    host, port = redis_server_url.removeprefix("redis://").split("/")[0].split(":")
+    proxy = await fault_proxy(host, int(port)).start()
+    via_proxy = f"redis://{proxy.url_netloc}/0"
+    store = RedisCallStore(redis_client(redis_server_url), namespace=redis_namespace)
+    async with (
+        node(EchoAgent(), via_proxy, redis_namespace, "a", redis_timeout_ms=100) as a,
+        retell(a.ws_url, "call-6") as peer,
+        httpx.AsyncClient(base_url=a.http_url, trust_env=False) as http,
+    ):
+        await begin(peer)
+        await peer.request(1, "before")
+        await peer.complete(1)
+        session = a.app.node.sessions["call-6"]
+        await eventually(lambda: session.pending_write is None or session.pending_write.done())
+        proxy.blackhole()
+        for rid in range(2, 6):
+            await peer.request(rid, f"during {rid}")
+            assert f"turn {rid}" in spoken(await peer.complete(rid), rid)
+        shared = a.app.shared
+        assert shared is not None
+        await eventually(lambda: not shared.health.is_up)
+        assert (await http.get("/readyz")).status_code == 200  # readiness is per node, not Redis
+        metrics = (await http.get("/metrics")).text
+        assert "switchboard_redis_up 0.0" in metrics
+        assert "switchboard_redis_outages_total 1.0" in metrics
+        proxy.restore()
+        await eventually(lambda: shared.health.is_up, timeout=15)
+
+        async def caught_up() -> bool:
+            stored = await store.load("call-6")
+            return stored is not None and stored.turns == 5
+
+        await eventually_async(caught_up, timeout=15)
+        stored = await store.load("call-6")
+        assert stored is not None
+        assert stored.state == {"count": 5}
+        assert shared.health.outages == 1  # one outage, logged and counted once
+        await peer.request(6, "after")
+        assert "turn 6" in spoken(await peer.complete(6), 6)
+    await store.client.aclose()
+
+
+@pytest.mark.parametrize(
+    "plant",
+    [
+        lambda r, k: r.set(k, b"not a hash at all"),
+        lambda r, k: r.hset(k, mapping={"epoch": "x", "version": "y", "data": "{"}),
+        lambda r, k: r.hset(k, mapping={"epoch": 3, "version": 1, "data": b"{not json"}),
+        lambda r, k: r.hset(k, mapping={"epoch": 3, "version": 1, "data": b'{"call_id":"other"}'}),
+        lambda r, k: r.hset(k, mapping={"epoch": 3, "version": 1, "data": b"[1, 2, 3]"}),
+    ],
+    ids=["string", "junk-numbers", "bad-json", "another-call", "foreign-json"],
+)
+async def test_corrupt_state_under_a_call_key_starts_the_call_fresh(
+    redis_server_url: str, redis_namespace: str, store: RedisCallStore, plant: Any
+) -> None:
+    await plant(store.client, store.call_key("call-7"))
+    async with (
+        node(EchoAgent(), redis_server_url, redis_namespace, "a") as a,
+        retell(a.ws_url, "call-7") as peer,
+    ):
+        assert await begin(peer) == "Hello from the clinic."  # fresh: greeted
+        await peer.request(1, "hello")
+        assert "turn 1" in spoken(await peer.complete(1), 1)
+
+        async def saved() -> bool:
+            stored = await store.load("call-7")
+            return stored is not None and stored.turns == 1
+
+        await eventually_async(saved)
+    await store.client.aclose()
