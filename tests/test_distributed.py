@@ -6,9 +6,7 @@ that lands on the other node is exactly what a load balancer would do after a no
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -23,55 +21,8 @@ from switchboard.protocol.signature import sign
 from switchboard.state.redis import RedisCallStore
 from tests.fixtures.agents import EchoAgent
 from tests.fixtures.conditions import eventually, eventually_async
-from tests.fixtures.server import RetellPeer, RunningServer, retell, running_server, spoken
-
-
-class Caller:
-    """A Retell caller that keeps the whole transcript, as Retell sends it."""
-
-    def __init__(self) -> None:
-        self.transcript: list[dict[str, Any]] = []
-        self.next_id = 1
-
-    async def say(self, peer: RetellPeer, text: str) -> str:
-        self.transcript.append({"role": "user", "content": text, "words": []})
-        rid = self.next_id
-        self.next_id += 1
-        await peer.send(
-            interaction_type="response_required", response_id=rid, transcript=self.transcript
-        )
-        reply = spoken(await peer.complete(rid), rid)
-        self.transcript.append({"role": "agent", "content": reply, "words": []})
-        return reply
-
-
-async def begin(peer: RetellPeer) -> str:
-    """Read ``config`` then the begin message; return what the begin message said."""
-    config = await peer.recv()
-    assert config["response_type"] == "config"
-    return spoken(await peer.complete(0), 0)
-
-
-@contextlib.asynccontextmanager
-async def node(
-    agent: Any, redis_server_url: str, namespace: str, node_id: str, **settings: Any
-) -> AsyncIterator[RunningServer]:
-    async with running_server(
-        agent,
-        profile="distributed",
-        redis_url=redis_server_url,
-        redis_namespace=namespace,
-        node_id=node_id,
-        call_details=False,
-        heartbeat_ms=200,
-        **settings,
-    ) as srv:
-        shared = srv.app.shared
-        assert shared is not None
-        await eventually(
-            lambda: shared.listener is not None and shared.listener.subscribed.is_set()
-        )
-        yield srv
+from tests.fixtures.distributed import Caller, begin, node
+from tests.fixtures.server import RunningServer, retell, spoken
 
 
 @pytest.fixture
@@ -92,7 +43,12 @@ async def test_a_booking_started_on_one_node_continues_on_another(
             assert "Maple Street" in await begin(peer)
             assert "full name" in await caller.say(peer, "I'd like to book an appointment.")
             assert "day and time" in await caller.say(peer, "It's Priya Shah.")
-            await eventually(lambda: a.app.node.sessions["call-1"].pending_write is None)
+
+            async def saved_on_a() -> bool:
+                stored = await store.load("call-1")
+                return stored is not None and stored.turns == 2
+
+            await eventually_async(saved_on_a)
         # The socket is gone (as after a node death); Retell reconnects, here to node b.
         stored = await store.load("call-1")
         assert stored is not None
@@ -105,10 +61,15 @@ async def test_a_booking_started_on_one_node_continues_on_another(
             reply = await caller.say(peer, "Just a routine checkup.")
             assert "Priya Shah" in reply
             assert "routine checkup" in reply
+
+            async def saved() -> bool:  # the save follows content_complete, off its path
+                stored = await store.load("call-1")
+                return stored is not None and stored.turns == 4
+
+            await eventually_async(saved)
         resumed = await store.load("call-1")
         assert resumed is not None
         assert resumed.epoch == 2
-        assert resumed.turns == 4
         assert resumed.last_response_id == 4
     await store.client.aclose()
 
@@ -126,6 +87,12 @@ async def test_an_older_owner_is_fenced_and_drops_its_socket(
         await old.request(1, "first")
         await old.complete(1)
         old_session = a.app.node.sessions["call-2"]
+
+        async def first_turn_saved() -> bool:
+            stored = await store.load("call-2")
+            return stored is not None and stored.turns == 1
+
+        await eventually_async(first_turn_saved)
         # Retell lost sight of node a (a partition) and reconnected the call to node b.
         async with retell(b.ws_url, "call-2") as new:
             assert await begin(new) == ""
@@ -136,6 +103,12 @@ async def test_an_older_owner_is_fenced_and_drops_its_socket(
             await old_session._persist()
             await new.request(2, "second")
             assert "turn 2" in spoken(await new.complete(2), 2)
+
+            async def saved() -> bool:
+                stored = await store.load("call-2")
+                return stored is not None and stored.turns == 2
+
+            await eventually_async(saved)
         stored = await store.load("call-2")
         assert stored is not None
         assert stored.epoch == 2

@@ -221,5 +221,14 @@ def simulate(
     raise typer.Exit(0 if result.passed else 1)
 
 
+def _add_subcommands() -> None:
+    from switchboard.control.cli import calls_app
+
+    app.add_typer(calls_app)
+
+
+_add_subcommands()
+
+
 def main() -> None:
     app()

@@ -83,7 +83,9 @@ class CommandListener:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            await asyncio.wait({task})
+            _, pending = await asyncio.wait({task}, timeout=2.0)
+            if pending:
+                _log.warning("command listener ignored cancellation")
 
     async def _run(self) -> None:
         while True:

@@ -26,6 +26,8 @@ from switchboard.server.shared_dedupe import SharedDedupe
 from switchboard.state.redis import RedisCallStore
 
 _log = get_logger("switchboard.shared")
+#: Bound on each part's shutdown: a wedged connection must not hold the process up.
+STOP_TIMEOUT_S = 2.0
 
 
 class SharedState:
@@ -96,7 +98,9 @@ class SharedState:
         """Leave the directory and close the connection (the store closes with the node)."""
         if self._heartbeat is not None:
             self._heartbeat.cancel()
-            await asyncio.wait({self._heartbeat})
+            _, pending = await asyncio.wait({self._heartbeat}, timeout=STOP_TIMEOUT_S)
+            if pending:
+                _log.warning("heartbeat task ignored cancellation")
         if self._listener is not None:
             await self._listener.stop()
         if self.health.is_up:
