@@ -22,7 +22,7 @@ from switchboard.state.redis import RedisCallStore
 from tests.fixtures.agents import EchoAgent
 from tests.fixtures.conditions import eventually, eventually_async
 from tests.fixtures.distributed import Caller, begin, node
-from tests.fixtures.server import RunningServer, retell, spoken
+from tests.fixtures.server import RunningServer, retell, running_server, spoken
 
 
 @pytest.fixture
@@ -318,3 +318,69 @@ async def test_corrupt_state_under_a_call_key_starts_the_call_fresh(
 
         await eventually_async(saved)
     await store.client.aclose()
+
+
+class CountingStore(RedisCallStore):
+    """The real Redis store, counting what a call asks of it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ops: list[str] = []
+
+    async def claim(self, call_id: str, owner: str) -> Any:
+        self.ops.append("claim")
+        return await super().claim(call_id, owner)
+
+    async def save(self, state: Any) -> None:
+        self.ops.append("save")
+        await super().save(state)
+
+    async def load(self, call_id: str) -> Any:
+        self.ops.append("load")
+        return await super().load(call_id)
+
+
+async def test_a_turn_costs_one_write_and_no_read(
+    redis_server_url: str, redis_namespace: str
+) -> None:
+    counting = CountingStore(redis_client(redis_server_url), namespace=redis_namespace)
+    async with (
+        running_server(
+            EchoAgent(),
+            counting,
+            profile="distributed",
+            redis_url=redis_server_url,
+            redis_namespace=redis_namespace,
+            call_details=False,
+        ) as srv,
+        retell(srv.ws_url, "call-8") as peer,
+    ):
+        await begin(peer)
+        for rid in range(1, 4):
+            await peer.request(rid, f"line {rid}")
+            await peer.complete(rid)
+        await eventually(lambda: counting.ops.count("save") == 4)
+    # One claim per socket, one save per completed turn (greeting + 3), never a read: the
+    # session serves every turn from memory and writes after content_complete.
+    assert counting.ops == ["claim"] + ["save"] * 4
+    await counting.client.aclose()
+
+
+async def conversation(srv: RunningServer, call_id: str) -> list[dict[str, Any]]:
+    async with retell(srv.ws_url, call_id) as peer:
+        await begin(peer)
+        for rid, line in enumerate(["hello", "what are your hours", "careful", "bye"], 1):
+            await peer.request(rid, line)
+            await peer.complete(rid)
+        return [f for f in peer.frames if f.get("response_type") != "config"]
+
+
+async def test_the_same_conversation_gives_the_same_frames_on_both_profiles(
+    redis_server_url: str, redis_namespace: str
+) -> None:
+    async with running_server(EchoAgent(), call_details=False) as single:
+        on_single = await conversation(single, "parity")
+    async with node(EchoAgent(), redis_server_url, redis_namespace, "a") as distributed:
+        on_distributed = await conversation(distributed, "parity")
+    assert on_single == on_distributed
+    assert len(on_single) > 8
