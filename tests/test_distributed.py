@@ -6,6 +6,7 @@ that lands on the other node is exactly what a load balancer would do after a no
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -23,6 +24,9 @@ from tests.fixtures.agents import EchoAgent
 from tests.fixtures.conditions import eventually, eventually_async
 from tests.fixtures.distributed import Caller, begin, node
 from tests.fixtures.server import RunningServer, retell, running_server, spoken
+
+#: How long the Redis outage test keeps the link dead.
+OUTAGE_S = 10.0
 
 
 @pytest.fixture
@@ -262,9 +266,15 @@ async def test_calls_keep_answering_through_a_redis_outage_and_saves_catch_up(
         session = a.app.node.sessions["call-6"]
         await eventually(lambda: session.pending_write is None or session.pending_write.done())
         proxy.blackhole()
-        for rid in range(2, 6):
+        # Ten seconds without Redis (redis-py's default retries would hang each command for
+        # about 13 s): the caller keeps talking, every turn is answered.
+        outage_ends = asyncio.get_running_loop().time() + OUTAGE_S
+        rid = 1
+        while asyncio.get_running_loop().time() < outage_ends:
+            rid += 1
             await peer.request(rid, f"during {rid}")
             assert f"turn {rid}" in spoken(await peer.complete(rid), rid)
+            await asyncio.sleep(0.2)  # the caller's pause between turns
         shared = a.app.shared
         assert shared is not None
         await eventually(lambda: not shared.health.is_up)
@@ -277,15 +287,15 @@ async def test_calls_keep_answering_through_a_redis_outage_and_saves_catch_up(
 
         async def caught_up() -> bool:
             stored = await store.load("call-6")
-            return stored is not None and stored.turns == 5
+            return stored is not None and stored.turns == rid
 
         await eventually_async(caught_up, timeout=15)
         stored = await store.load("call-6")
         assert stored is not None
-        assert stored.state == {"count": 5}
+        assert stored.state == {"count": rid}
         assert shared.health.outages == 1  # one outage, logged and counted once
-        await peer.request(6, "after")
-        assert "turn 6" in spoken(await peer.complete(6), 6)
+        await peer.request(rid + 1, "after")
+        assert f"turn {rid + 1}" in spoken(await peer.complete(rid + 1), rid + 1)
     await store.client.aclose()
 
 
