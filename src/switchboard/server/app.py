@@ -19,7 +19,7 @@ from starlette.routing import Route
 from switchboard.agents.base import Agent
 from switchboard.config import Settings
 from switchboard.log import get_logger
-from switchboard.server.llm_socket import PREFIX, serve_call
+from switchboard.server.llm_socket import serve_call
 from switchboard.server.metrics import RedisCollector, WebhookCollector
 from switchboard.server.node import Node, default_node_id
 from switchboard.server.shared import SharedState
@@ -69,7 +69,9 @@ class SwitchboardApp:
         )
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "websocket" and scope["path"].startswith(PREFIX):
+        if scope["type"] == "websocket":
+            # Every WebSocket path is the call socket's to answer, so a wrong one gets the
+            # same 404 wherever it points (Starlette would refuse it with a bare 403).
             await serve_call(scope, receive, send, self.node)
         else:
             await self.http(scope, receive, send)
@@ -89,10 +91,18 @@ class SwitchboardApp:
         try:
             yield
         finally:
-            await self.webhooks.stop()
-            if shared is not None:
-                await shared.stop()
-            await self.node.aclose()
+            try:
+                await self.webhooks.stop()
+                if shared is not None:
+                    await shared.stop()
+                await self.node.aclose()
+            finally:
+                counters = self.webhooks.counters
+                _log.info(
+                    "switchboard stopped",
+                    webhooks_delivered=counters.delivered,
+                    webhooks_dropped=counters.dropped,
+                )
 
     async def _healthz(self, _request: Request) -> Response:
         return JSONResponse({"status": "ok"})

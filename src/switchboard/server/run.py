@@ -3,7 +3,14 @@
 First SIGTERM/SIGINT: readiness goes false, new calls get 503, live calls may finish
 until ``drain_timeout_s``; the rest are dropped without a close frame so Retell
 reconnects them to another node (spec section 9), then the process exits.
-A second signal exits at once.
+
+A second signal cuts the drain short: every remaining call is dropped the same way
+(1006, never a close code, which Retell would take as the end of the call), and the
+shutdown still runs: queued webhooks are delivered within their own deadline, the agent
+and the store are closed. A third signal exits at once.
+
+The drain always ends in an exit, whatever fails on the way (a log sink, the drain
+itself): a process that is neither serving nor exiting is the worst outcome.
 """
 
 from __future__ import annotations
@@ -22,6 +29,10 @@ from switchboard.log import configure, get_logger
 from switchboard.server.app import SwitchboardApp
 
 _log = get_logger("switchboard.run")
+
+#: After the drain, how long in-flight HTTP requests (webhooks) may take before uvicorn
+#: cancels them and runs the shutdown.
+GRACEFUL_HTTP_S = 5
 
 
 class StartupError(RuntimeError):
@@ -49,7 +60,7 @@ class DrainingServer(uvicorn.Server):
         self._app = app
         self._drain_timeout_s = drain_timeout_s
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._drain_requested = False
+        self._signals = 0
         self._drain_task: asyncio.Task[None] | None = None
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
@@ -57,19 +68,34 @@ class DrainingServer(uvicorn.Server):
         await super().serve(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self._loop is None or self._drain_requested:
+        self._signals += 1
+        if self._loop is None or self._signals > 2:
             self.should_exit = True
             self.force_exit = True
-            return
-        self._drain_requested = True
-        self._loop.call_soon_threadsafe(self._start_drain)
+        elif self._signals == 1:
+            self._loop.call_soon_threadsafe(self._start_drain)
+        else:
+            self._loop.call_soon_threadsafe(self._stop_now)
 
     def _start_drain(self) -> None:
         self._drain_task = asyncio.get_running_loop().create_task(self._drain())
 
     async def _drain(self) -> None:
-        handed_off = await self._app.node.drain(self._drain_timeout_s)
-        _log.info("drained", handed_off=handed_off)
+        try:
+            handed_off = await self._app.node.drain(self._drain_timeout_s)
+            _log.info("drained", handed_off=handed_off)
+        except asyncio.CancelledError:
+            pass  # a second signal took over
+        except Exception:
+            _log.exception("drain failed; stopping anyway")
+        finally:
+            self.should_exit = True
+
+    def _stop_now(self) -> None:
+        if self._drain_task is not None:
+            self._drain_task.cancel()
+        handed_off = self._app.node.hand_off_all()
+        _log.warning("second signal: calls handed off without waiting", handed_off=handed_off)
         self.should_exit = True
 
 
@@ -87,6 +113,9 @@ def uvicorn_config(app: Any, settings: Settings, **extra: Any) -> uvicorn.Config
         lifespan="on",
         log_config=None,
         access_log=False,
+        # Calls are drained (or handed off) before uvicorn's own shutdown starts; what is
+        # left is plain HTTP, which must not hold the exit (and the lifespan) for long.
+        timeout_graceful_shutdown=GRACEFUL_HTTP_S,
         **extra,
     )
 
