@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     url_secret: SecretStr | None = None
     allowed_ips: list[str] = Field(default_factory=list)
     drain_timeout_s: float = Field(default=30.0, ge=0)
+    #: A client must send its request line and headers within this (slowloris guard).
+    header_timeout_s: float = Field(default=10.0, gt=0)
 
     # State. ``redis_url`` is required by the shared-state profiles and ignored by ``single``.
     state_ttl_s: float = Field(default=3600.0, gt=0)
@@ -73,6 +75,10 @@ class Settings(BaseSettings):
     retell_api_key: SecretStr | None = None
     webhook_tolerance_ms: int = 300_000
     webhook_max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    #: Retell gives up after 10 s: a body that takes longer to arrive is not Retell's.
+    webhook_body_timeout_s: float = Field(default=10.0, gt=0)
+    #: Bodies read at once before their signature can be checked; more get 503.
+    webhook_max_pending_bodies: int = Field(default=64, ge=1)
 
     log_level: str = "info"
     log_json: bool = False

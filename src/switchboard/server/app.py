@@ -56,6 +56,8 @@ class SwitchboardApp:
             tolerance_ms=settings.webhook_tolerance_ms,
             max_body_bytes=settings.webhook_max_body_bytes,
             shared=self.shared.dedupe if self.shared is not None else None,
+            body_timeout_s=settings.webhook_body_timeout_s,
+            max_pending_bodies=settings.webhook_max_pending_bodies,
         )
         self.node.metrics.registry.register(WebhookCollector(self.webhooks.counters))
         self.http = Starlette(

@@ -27,6 +27,7 @@ import uvicorn
 from switchboard.config import Settings, load_settings
 from switchboard.log import configure, get_logger
 from switchboard.server.app import SwitchboardApp
+from switchboard.server.timeouts import guarded_http
 
 _log = get_logger("switchboard.run")
 
@@ -105,6 +106,7 @@ def uvicorn_config(app: Any, settings: Settings, **extra: Any) -> uvicorn.Config
         app,
         host=settings.host,
         port=settings.port,
+        http=guarded_http(settings.header_timeout_s),
         ws="websockets-sansio",
         ws_per_message_deflate=False,
         # Frames up to 4x our limit reach the session, which rejects them with a clear
