@@ -24,7 +24,7 @@ from typing import Any
 
 import uvicorn
 
-from switchboard.config import Settings, load_settings
+from switchboard.config import ConfigError, Settings, load_settings, unknown_environment
 from switchboard.log import configure, get_logger
 from switchboard.server.app import SwitchboardApp
 from switchboard.server.timeouts import guarded_http
@@ -131,22 +131,29 @@ def run_server(
     redis_url: str | None = None,
     node_id: str | None = None,
 ) -> None:
-    from switchboard.agents.loader import load_agent
+    """Load everything, then serve until signalled. A configuration problem (settings,
+    agent file, log level) is printed as a few lines on stderr and exits with status 2."""
+    from switchboard.agents.loader import AgentFileError, load_agent
 
-    settings = load_settings(
-        config_file,
-        host=host,
-        port=port,
-        agent_file=agent_file,
-        profile=profile,
-        redis_url=redis_url,
-        node_id=node_id,
-    )
-    configure(settings.log_level, settings.log_json)
-    if settings.profile != "single":
-        check_shared_parts(settings)
-    agent = load_agent(settings.agent_file)
-    app = SwitchboardApp(settings, agent)
+    try:
+        settings = load_settings(
+            config_file,
+            host=host,
+            port=port,
+            agent_file=agent_file,
+            profile=profile,
+            redis_url=redis_url,
+            node_id=node_id,
+        )
+        configure(settings.log_level, settings.log_json)
+        if settings.profile != "single":
+            check_shared_parts(settings)
+        agent = load_agent(settings.agent_file)
+        app = SwitchboardApp(settings, agent)
+    except (ConfigError, AgentFileError, ValueError) as err:
+        raise StartupError(str(err)) from None
+    for name, _ in unknown_environment():
+        _log.warning("environment variable names no setting; ignored", variable=name)
     server = DrainingServer(uvicorn_config(app, settings), app, settings.drain_timeout_s)
     # Everything loaded so far (modules, the agent, settings) lives as long as the process.
     # Freezing it keeps full garbage collections, which stall every call on the node, to
