@@ -120,3 +120,15 @@ def test_an_excerpt_is_short_and_printable() -> None:
     assert long == "y" * log.EXCERPT_CHARS + "..."
     assert log.excerpt(b"\xff\xfe" + b"z" * 10) == "\ufffd\ufffd" + "z" * 10
     assert log.excerpt("\ud800x") == "\\ud800x"
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_uvicorn_per_connection_lines_are_dropped() -> None:
+    out = io.StringIO()
+    log.configure("info", json=True, stream=out)
+    uvicorn = logging.getLogger("uvicorn.error")
+    uvicorn.info('%s - "WebSocket %s" [accepted]', "127.0.0.1:5", "/llm-websocket/c1")
+    uvicorn.info("connection open")
+    uvicorn.info("connection closed")
+    uvicorn.info("Started server process [%d]", 1)
+    assert [line["event"] for line in lines(out)] == ["Started server process [1]"]
