@@ -157,6 +157,7 @@ def configure(level: str = "info", json: bool = False, stream: TextIO | None = N
         # uvicorn may have attached its own handlers; everything goes through ours.
         library = logging.getLogger(name)
         library.handlers.clear()
+        library.setLevel(logging.NOTSET)  # the root's level is the only filter
         library.propagate = True
     uvicorn_error = logging.getLogger("uvicorn.error")
     if not any(isinstance(f, _PerConnectionFilter) for f in uvicorn_error.filters):
