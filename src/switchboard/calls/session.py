@@ -277,10 +277,14 @@ class CallSession:
             await self._close_socket(CLOSE_TOO_BIG)
             return
         except UnknownInteraction as err:
-            self._log.info(
-                "ignored unknown interaction_type", interaction_type=err.interaction_type
-            )
             self._observer.frame_rejected("unknown_interaction")
+            suppressed = self._throttle.allow("unknown_interaction")
+            if suppressed is not None:
+                self._log.info(
+                    "ignored unknown interaction_type",
+                    interaction_type=excerpt(err.interaction_type),
+                    **({"suppressed": suppressed} if suppressed else {}),
+                )
             return
         except ProtocolError as err:
             self._observer.frame_rejected("malformed")
