@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench serve clean lock
+.PHONY: demo test test-stress fuzz lint bench serve clean lock
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,16 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# A long randomised search over the property tests (the suite's own runs are derandomised).
+# Run it before you stop; a failure prints the example and a blob to reproduce it.
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests/test_fuzz_frames.py tests/test_protocol.py
+
+# The suite three times with a busy process on every core: what a loaded CI runner looks like.
+# STRESS_ARGS narrows it, e.g. make test-stress STRESS_ARGS=tests/test_serve_drain.py
+test-stress: $(STAMP)
+	$(BIN)/python -m tests.stress --runs 3 -- $(STRESS_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

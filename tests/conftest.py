@@ -1,5 +1,9 @@
 """Shared fixtures live in ``tests/fixtures/`` as pytest plugins, one module per concern."""
 
+import os
+
+from hypothesis import settings
+
 pytest_plugins = [
     "tests.fixtures.ports",
     "tests.fixtures.server",
@@ -8,3 +12,9 @@ pytest_plugins = [
     "tests.fixtures.redis",
     "tests.fixtures.fault_proxy",
 ]
+
+# Everyday and CI runs are reproducible: the same examples every time, no example database.
+# ``make fuzz`` selects the "fuzz" profile: many more examples, freshly random on each run.
+settings.register_profile("ci", max_examples=150, derandomize=True, database=None, deadline=None)
+settings.register_profile("fuzz", max_examples=4000, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

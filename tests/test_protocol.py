@@ -179,3 +179,67 @@ def test_frames_with_unknown_fields_still_decode_to_the_public_types() -> None:
     )
     assert type(message) is ResponseRequired
     assert message == ResponseRequired(response_id=1, transcript=[])
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        # Found by the fuzz test: the strict decode stops at the unknown field `x`, the
+        # lenient one reads on and meets the broken literal.
+        b'{"transcript": 1, "interaction_type": "update_only", "x": tru}',
+        b'{"interaction_type":"update_only","x":1,"transcript":[],"y":nul}',
+        b'{"interaction_type":"ping_pong","x":1,"timestamp":1',
+        b'{"interaction_type":"response_required","x":1,"response_id":1,"transcript":[}',
+        b'{"interaction_type":"call_details","x":1,"call":{"a":"\\ud800"}}',
+        b'{"interaction_type":"reminder_required","x":{},"response_id":1,"transcript":[1e]}',
+    ],
+)
+def test_malformed_json_after_an_unknown_field_is_a_protocol_error(frame: bytes) -> None:
+    decoder = FrameDecoder()
+    with pytest.raises(ProtocolError, match="malformed JSON"):
+        decoder.decode(frame)
+    assert decoder.unknown_fields == []
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b'{"interaction_type":"call_details","call":{"a":' + b"[" * 1000 + b"]" * 1000 + b"}}",
+        b'{"interaction_type":"update_only","transcript":' + b"[" * 1000 + b"]" * 1000 + b"}",
+        b'{"interaction_type":"call_details","x":1,"call":{"a":'
+        + b"[" * 1000
+        + b"]" * 1000
+        + b"}}",
+        b'{"interaction_type":"response_required","response_id":1,"transcript":[],'
+        b'"transcript_with_tool_calls":[{"a":' + b'{"b":' * 1000 + b"1" + b"}" * 1000 + b"}]}",
+    ],
+)
+def test_deeply_nested_frames_are_a_protocol_error(frame: bytes) -> None:
+    with pytest.raises(ProtocolError, match="nested too deeply"):
+        decode(frame)
+
+
+def test_an_undecodable_request_still_names_its_response_id() -> None:
+    from switchboard.protocol import undecodable_request
+
+    lone = (
+        '{"interaction_type":"response_required","response_id":7,'
+        '"transcript":[{"role":"user","content":"\\ud800"}]}'
+    )
+    with pytest.raises(ProtocolError):
+        decode(lone.encode())
+    assert undecodable_request(lone) == ("response_required", 7)
+    assert undecodable_request(b'{"interaction_type":"reminder_required","response_id":3,') == (
+        "reminder_required",
+        3,
+    )
+    # Nothing to salvage: not a request, no id, or an ambiguous id.
+    assert undecodable_request(b'{"interaction_type":"update_only","response_id":3,') is None
+    assert undecodable_request(b'{"interaction_type":"response_required","transcript":[') is None
+    assert (
+        undecodable_request(
+            b'{"interaction_type":"response_required","response_id":3,'
+            b'"transcript_with_tool_calls":[{"response_id":4}], tru'
+        )
+        is None
+    )

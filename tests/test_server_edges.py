@@ -63,6 +63,14 @@ async def test_bad_call_ids_are_refused(serve: Any) -> None:
         assert await handshake_status(f"{srv.ws_url}/{'x' * 200}") == 404
 
 
+async def test_every_wrong_websocket_path_is_404(serve: Any) -> None:
+    async with serve(EchoAgent(), call_details=False) as srv:
+        base = srv.ws_url.removesuffix("/llm-websocket")
+        # Without the trailing slash, elsewhere, or at the root: the same answer as a bad id.
+        for path in ("/llm-websocket", "/llm-websocket/", "/llm-websocketx/c1", "/", "/webhook"):
+            assert await handshake_status(f"{base}{path}") == 404, path
+
+
 async def test_malformed_frames_are_ignored_and_the_socket_stays_open(serve: Any) -> None:
     async with serve(EchoAgent(), call_details=False) as srv, retell(srv.ws_url, "m1") as peer:
         await peer.complete(0)

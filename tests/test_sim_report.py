@@ -232,3 +232,21 @@ def test_histogram_bar_heights_follow_counts() -> None:
 def test_plots_without_data_say_so() -> None:
     assert "no data" in histogram_svg(LatencySummary(), budget_ms=800, title="h")
     assert "no data" in cdf_svg([("TTFB", LatencySummary())], budget_ms=800, title="c")
+
+
+def test_turn_headings_agree_with_the_latency_table() -> None:
+    report = passing_report()
+    kind = report.per_kind[0]
+    # One request got its first frame but never completed (the call dropped mid-turn).
+    kind.ttfb.count = kind.turns + 1
+    html = render_html(judge(report))
+    assert f"{kind.kind} turns ({kind.turns + 1} answered, {kind.turns} completed)" in html
+    assert f"<th>{kind.kind} TTFB</th><td>{kind.turns + 1}</td>" in html
+
+
+def test_options_in_the_report_leave_out_what_was_not_set() -> None:
+    from switchboard.sim.options import SimOptions
+
+    recorded = SimOptions(url="ws://127.0.0.1:1/llm-websocket", profile="single").as_report_dict()
+    assert None not in recorded.values()
+    assert recorded["budget_ms"] == 800

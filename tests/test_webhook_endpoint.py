@@ -368,6 +368,8 @@ BAD_ENVELOPES: list[tuple[bytes, str]] = [
     (b'{"event": "call_ended", "data": {"call_id": "c1"}}', "key is 'call', not 'data'"),
     (b'{"event": "call_inbound", "event_timestamp": 1}', "$.call_inbound"),
     (b'{"event": "call_inbound", "event_timestamp": "1", "call_inbound": {}}', "integer"),
+    # Valid JSON nested deeper than the decoder goes: a bad payload, not a server error.
+    (b'{"event": "call_ended", "call": ' + b"[" * 1000 + b"]" * 1000 + b"}", "nested too deeply"),
 ]
 
 

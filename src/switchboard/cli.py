@@ -20,10 +20,13 @@ app = typer.Typer(
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Interface to bind.")] = None,
-    port: Annotated[int | None, typer.Option(help="TCP port.")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Interface to bind (default: 127.0.0.1).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (default: 8080).")] = None,
     agent_file: Annotated[
-        Path | None, typer.Option("--agent-file", help="Agent file (YAML or TOML).")
+        Path | None,
+        typer.Option("--agent-file", help="Agent file, YAML or TOML (default: the receptionist)."),
     ] = None,
     config: Annotated[Path | None, typer.Option("--config", help="Settings file (TOML).")] = None,
     profile: Annotated[
@@ -38,7 +41,10 @@ def serve(
         str | None, typer.Option(help="This node's name in the directory (default: host-pid).")
     ] = None,
 ) -> None:
-    """Run the server: Retell connects to ws://HOST:PORT/llm-websocket/{call_id}."""
+    """Run the server: Retell connects to ws://HOST:PORT/llm-websocket/{call_id}.
+
+    Every setting can also come from --config or a SWITCHBOARD_* variable; flags win.
+    """
     from switchboard.server.run import StartupError, run_server
 
     try:
@@ -219,6 +225,24 @@ def simulate(
     if not quiet:
         print_summary(result, console)
     raise typer.Exit(0 if result.passed else 1)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from switchboard import __version__
+
+        typer.echo(f"switchboard {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """A backend for Retell AI custom-LLM voice agents."""
 
 
 def _add_subcommands() -> None:

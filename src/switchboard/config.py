@@ -2,15 +2,24 @@
 
 Precedence, highest first: explicit overrides (CLI flags), environment, TOML file,
 defaults. The profile alone picks the architecture; see ``docs/profiles.md``.
+
+Typos are loud. An unknown key in the file is an error; so is a ``SWITCHBOARD_*``
+variable that is a near miss of a setting (``SWITCHBOARD_DRAIN_TIMEOUT``). Other unknown
+``SWITCHBOARD_*`` variables may be read elsewhere (an agent file, the test suite): they
+are reported by ``unknown_environment`` for the server to warn about. Every problem
+surfaces as one ``ConfigError`` whose message is a few lines, not a traceback.
 """
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -55,6 +64,8 @@ class Settings(BaseSettings):
     url_secret: SecretStr | None = None
     allowed_ips: list[str] = Field(default_factory=list)
     drain_timeout_s: float = Field(default=30.0, ge=0)
+    #: A client must send its request line and headers within this (slowloris guard).
+    header_timeout_s: float = Field(default=10.0, gt=0)
 
     # State. ``redis_url`` is required by the shared-state profiles and ignored by ``single``.
     state_ttl_s: float = Field(default=3600.0, gt=0)
@@ -73,6 +84,10 @@ class Settings(BaseSettings):
     retell_api_key: SecretStr | None = None
     webhook_tolerance_ms: int = 300_000
     webhook_max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    #: Retell gives up after 10 s: a body that takes longer to arrive is not Retell's.
+    webhook_body_timeout_s: float = Field(default=10.0, gt=0)
+    #: Bodies read at once before their signature can be checked; more get 503.
+    webhook_max_pending_bodies: int = Field(default=64, ge=1)
 
     log_level: str = "info"
     log_json: bool = False
@@ -94,12 +109,66 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
 
+ENV_PREFIX = "SWITCHBOARD_"
+#: ``SWITCHBOARD_*`` variables that are not settings but are read elsewhere.
+OTHER_VARIABLES = frozenset({"SWITCHBOARD_OPENAI_MODEL", "SWITCHBOARD_TEST_REDIS_URL"})
+
+
+class ConfigError(ValueError):
+    """Settings that cannot be used; the message says which and why, in a few lines."""
+
+
+def unknown_environment(
+    environ: Mapping[str, str] | None = None,
+) -> list[tuple[str, str | None]]:
+    """``SWITCHBOARD_*`` variables that name no setting: ``(name, closest setting or None)``."""
+    env = os.environ if environ is None else environ
+    known = [ENV_PREFIX + name.upper() for name in Settings.model_fields]
+    found = []
+    for name in sorted(env):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in known or upper in OTHER_VARIABLES:
+            continue
+        close = difflib.get_close_matches(upper, known, n=1, cutoff=0.8)
+        found.append((name, close[0] if close else None))
+    return found
+
+
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build settings from an optional TOML file, the environment and explicit overrides."""
+    typos = [(name, close) for name, close in unknown_environment() if close is not None]
+    if typos:
+        raise ConfigError(
+            "\n".join(f"unknown setting {name}; did you mean {close}?" for name, close in typos)
+        )
     cls: type[Settings] = Settings
     if config_file is not None:
         if not config_file.is_file():
-            raise FileNotFoundError(f"config file not found: {config_file}")
+            raise ConfigError(f"config file not found: {config_file}")
         config = SettingsConfigDict(**{**Settings.model_config, "toml_file": config_file})
         cls = type("FileSettings", (Settings,), {"model_config": config})
-    return cls(**{k: v for k, v in overrides.items() if v is not None})
+    try:
+        return cls(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as err:
+        raise ConfigError(describe(err, config_file)) from None
+
+
+def describe(err: ValidationError, config_file: Path | None = None) -> str:
+    """One line per problem: the setting, what is wrong, what was given."""
+    names = list(Settings.model_fields)
+    lines = []
+    for problem in err.errors():
+        field = ".".join(str(part) for part in problem["loc"]) or "settings"
+        if problem["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(field, names, n=1, cutoff=0.6)
+            where = f" in {config_file}" if config_file is not None else ""
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            lines.append(f"unknown setting {field!r}{where}{hint}")
+            continue
+        given = problem.get("input")
+        shown = repr(given) if isinstance(given, (str, int, float, bool)) else type(given).__name__
+        if "secret" in field or "key" in field:
+            shown = "(hidden)"
+        env = ENV_PREFIX + field.upper()
+        lines.append(f"{field} ({env}): {problem['msg']}, got {shown[:60]}")
+    return "\n".join(lines)

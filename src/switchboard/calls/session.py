@@ -44,8 +44,8 @@ from switchboard.agents.base import (
 )
 from switchboard.calls.generation import Generation
 from switchboard.calls.observer import NULL_OBSERVER, SessionObserver
-from switchboard.log import get_logger
-from switchboard.protocol.codec import FrameDecoder, encode
+from switchboard.log import LogThrottle, excerpt, get_logger
+from switchboard.protocol.codec import FrameDecoder, encode, undecodable_request
 from switchboard.protocol.errors import FrameTooLarge, ProtocolError, UnknownInteraction
 from switchboard.protocol.inbound import (
     CallDetails,
@@ -139,6 +139,7 @@ class CallSession:
         self._observer = observer
         self._decoder = FrameDecoder(options.max_frame_bytes)
         self._log = get_logger("switchboard.call", call_id=call_id)
+        self._throttle = LogThrottle()
         self._state: CallState = CallState(call_id=call_id)
         self._tasks: set[asyncio.Task[None]] = set()
         self._save_lock = asyncio.Lock()
@@ -222,6 +223,8 @@ class CallSession:
         if self.closed:
             return
         self.closed = True
+        for kind, count in self._throttle.suppressed().items():
+            self._log.warning("suppressed repeated log lines", kind=kind, count=count)
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -274,16 +277,33 @@ class CallSession:
             await self._close_socket(CLOSE_TOO_BIG)
             return
         except UnknownInteraction as err:
-            self._log.info(
-                "ignored unknown interaction_type", interaction_type=err.interaction_type
-            )
             self._observer.frame_rejected("unknown_interaction")
+            suppressed = self._throttle.allow("unknown_interaction")
+            if suppressed is not None:
+                self._log.info(
+                    "ignored unknown interaction_type",
+                    interaction_type=excerpt(err.interaction_type),
+                    **({"suppressed": suppressed} if suppressed else {}),
+                )
             return
         except ProtocolError as err:
-            self._log.warning(
-                "ignored malformed frame", reason=err.reason, field=err.field, size=len(data)
-            )
             self._observer.frame_rejected("malformed")
+            request = undecodable_request(data)
+            suppressed = self._throttle.allow("malformed")
+            if suppressed is not None:
+                self._log.warning(
+                    "ignored malformed frame",
+                    reason=err.reason,
+                    field=err.field,
+                    size=len(data),
+                    excerpt=excerpt(data),
+                    response_id=request[1] if request else None,
+                    **({"suppressed": suppressed} if suppressed else {}),
+                )
+            if request is not None:
+                # Retell waits for this id whatever its frame holds: answer it (fallback).
+                kind = TurnKind.REMINDER if request[0] == "reminder_required" else TurnKind.RESPONSE
+                self._begin(request[1], kind, (), None, undecodable=True)
             return
         if self._decoder.unknown_fields:
             self._note_unknown_fields()
@@ -311,8 +331,14 @@ class CallSession:
 
     def receive_binary(self, size: int) -> None:
         """Retell never sends binary; ignore it rather than guess what it means."""
-        self._log.warning("ignored binary frame", size=size)
         self._observer.frame_rejected("binary")
+        suppressed = self._throttle.allow("binary")
+        if suppressed is not None:
+            self._log.warning(
+                "ignored binary frame",
+                size=size,
+                **({"suppressed": suppressed} if suppressed else {}),
+            )
 
     def _note_unknown_fields(self) -> None:
         for path in self._decoder.unknown_fields:
@@ -329,21 +355,38 @@ class CallSession:
         kind: TurnKind,
         transcript: Sequence[Utterance],
         with_tools: Sequence[dict[str, Any]] | None,
+        *,
+        undecodable: bool = False,
     ) -> None:
         """Supersede the current generation and start a new one. Synchronous on purpose:
-        the old generation is no longer current before the reader awaits anything."""
+        the old generation is no longer current before the reader awaits anything.
+
+        A request whose id is *lower* than the open one (ids only grow, so Retell should
+        never send it) is served like any newer request, but the open id is first closed
+        with an empty ``content_complete``: whichever of the two Retell listens to ends
+        properly, and the other's frames are dropped silently (docs/decisions.md)."""
         if self.closed:
             return
         previous = self.current
+        close_first: int | None = None
         if previous is not None and not previous.completed:
             previous.cancel()
             self._observer.superseded()
             if previous.kind is TurnKind.GREETING:
                 self._state.greeted = True  # the caller already engaged; never greet twice
+            elif response_id < previous.response_id:
+                self._log.warning(
+                    "response_id went backwards; closing the open one",
+                    response_id=response_id,
+                    open_response_id=previous.response_id,
+                )
+                previous.completed = True
+                close_first = previous.response_id
         generation = Generation(response_id, kind)
         self.current = generation
         task = asyncio.get_running_loop().create_task(
-            self._run(generation, transcript, with_tools), name=f"turn-{response_id}"
+            self._run(generation, transcript, with_tools, close_first, undecodable),
+            name=f"turn-{response_id}",
         )
         generation.task = task
         self._tasks.add(task)
@@ -354,10 +397,19 @@ class CallSession:
         gen: Generation,
         transcript: Sequence[Utterance],
         with_tools: Sequence[dict[str, Any]] | None,
+        close_first: int | None = None,
+        undecodable: bool = False,
     ) -> None:
         working = _clone(self._state.state)
         failure: str | None = None
         try:
+            if close_first is not None:
+                await self._send(
+                    encode(Response(response_id=close_first, content="", content_complete=True))
+                )
+            if undecodable:
+                failure = "undecodable_request"
+                return
             if gen.kind is TurnKind.GREETING and self._agent.needs_call_details:
                 await self._await_call_details()
             turn = Turn(

@@ -3,7 +3,7 @@
 Pure and I/O-free. The spec is ``shared/retell-protocol.md`` (section 1).
 """
 
-from switchboard.protocol.codec import FrameDecoder, decode_inbound, encode
+from switchboard.protocol.codec import FrameDecoder, decode_inbound, encode, undecodable_request
 from switchboard.protocol.errors import FrameTooLarge, ProtocolError, UnknownInteraction
 from switchboard.protocol.inbound import (
     CallDetails,
@@ -62,5 +62,6 @@ __all__ = [
     "encode",
     "parse_webhook",
     "sign",
+    "undecodable_request",
     "verify",
 ]

@@ -4,6 +4,10 @@ Decoding is two-tier so that unknown fields cost nothing on the happy path yet a
 noticed: the public classes forbid unknown fields; only when a frame fails on one is it
 decoded again with lenient private twins and converted back to the public type, and the
 field is reported through ``FrameDecoder.unknown_fields`` so the caller can log it.
+
+Every failure of either decode, whatever msgspec raises (a ``ValidationError``, a
+``DecodeError`` further on in the frame, a ``RecursionError`` for deep nesting), leaves as
+a ``ProtocolError``: the caller logs and ignores it, and the socket stays up.
 """
 
 from __future__ import annotations
@@ -68,6 +72,11 @@ _UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `(?P<name>[^`]*)`")
 _TAG_VALUE = re.compile(r"^Invalid value '(?P<value>.*)'$", re.DOTALL)
 
 DEFAULT_MAX_FRAME_BYTES = 1 << 20
+_TOO_DEEP = "malformed JSON: nested too deeply"
+
+# Salvage of a request whose frame does not decode (see ``undecodable_request``).
+_REQUEST_TYPE = re.compile(rb'"interaction_type"\s*:\s*"(response_required|reminder_required)"')
+_RESPONSE_ID = re.compile(rb'"response_id"\s*:\s*(\d{1,18})\s*[,}]')
 
 
 def _split(err: Exception) -> tuple[str, str | None]:
@@ -97,13 +106,22 @@ class FrameDecoder:
             unknown = _UNKNOWN_FIELD.match(reason)
             if unknown is None:
                 raise self._classify(reason, path) from None
-            self.unknown_fields.append(f"{path or '$'}.{unknown.group('name')}")
+            unknown_field = f"{path or '$'}.{unknown.group('name')}"
         except msgspec.DecodeError as err:
             raise ProtocolError(f"malformed JSON: {_split(err)[0]}") from None
+        except RecursionError:
+            raise ProtocolError(_TOO_DEEP) from None
+        # The strict decode stopped at the unknown field: the rest of the frame is unread
+        # and may still be malformed, so this decode can fail in every way the first can.
         try:
             lenient = _lenient.decode(data)
         except msgspec.ValidationError as err:
             raise self._classify(*_split(err)) from None
+        except msgspec.DecodeError as err:
+            raise ProtocolError(f"malformed JSON: {_split(err)[0]}") from None
+        except RecursionError:
+            raise ProtocolError(_TOO_DEEP) from None
+        self.unknown_fields.append(unknown_field)
         public = _PUBLIC[type(lenient)]
         fields = {name: getattr(lenient, name) for name in public.__struct_fields__}
         return cast(InboundMessage, public(**fields))
@@ -120,6 +138,23 @@ class FrameDecoder:
         if missing is not None:
             return ProtocolError("missing required field", f"{path or '$'}.{missing['name']}")
         return ProtocolError(reason, path or "$")
+
+
+def undecodable_request(data: str | bytes) -> tuple[str, int] | None:
+    """``(interaction_type, response_id)`` of a request frame that failed to decode, if
+    both can be read unambiguously; ``None`` otherwise.
+
+    Retell waits for an answer to every request: a frame that is broken further on (a lone
+    surrogate in the transcript, say) must still get a fallback and ``content_complete``
+    rather than silence. Only the error path calls this; a key that appears more than once
+    (a nested object could hold one) is ambiguous and salvages nothing.
+    """
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    kinds = _REQUEST_TYPE.findall(raw)
+    ids = _RESPONSE_ID.findall(raw)
+    if len(kinds) != 1 or len(ids) != 1:
+        return None
+    return kinds[0].decode(), int(ids[0])
 
 
 def decode_inbound(

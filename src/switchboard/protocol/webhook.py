@@ -150,6 +150,8 @@ def parse_webhook(body: bytes) -> WebhookEvent | InboundCall:
         envelope = msgspec.json.decode(body)
     except msgspec.DecodeError as err:
         raise ProtocolError(f"malformed JSON: {err}") from None
+    except RecursionError:
+        raise ProtocolError("malformed JSON: nested too deeply") from None
     if not isinstance(envelope, dict):
         raise ProtocolError(f"expected a JSON object, got {type(envelope).__name__}", "$")
     event = envelope.get("event")

@@ -19,7 +19,7 @@ from starlette.routing import Route
 from switchboard.agents.base import Agent
 from switchboard.config import Settings
 from switchboard.log import get_logger
-from switchboard.server.llm_socket import PREFIX, serve_call
+from switchboard.server.llm_socket import serve_call
 from switchboard.server.metrics import RedisCollector, WebhookCollector
 from switchboard.server.node import Node, default_node_id
 from switchboard.server.shared import SharedState
@@ -56,6 +56,8 @@ class SwitchboardApp:
             tolerance_ms=settings.webhook_tolerance_ms,
             max_body_bytes=settings.webhook_max_body_bytes,
             shared=self.shared.dedupe if self.shared is not None else None,
+            body_timeout_s=settings.webhook_body_timeout_s,
+            max_pending_bodies=settings.webhook_max_pending_bodies,
         )
         self.node.metrics.registry.register(WebhookCollector(self.webhooks.counters))
         self.http = Starlette(
@@ -69,7 +71,9 @@ class SwitchboardApp:
         )
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "websocket" and scope["path"].startswith(PREFIX):
+        if scope["type"] == "websocket":
+            # Every WebSocket path is the call socket's to answer, so a wrong one gets the
+            # same 404 wherever it points (Starlette would refuse it with a bare 403).
             await serve_call(scope, receive, send, self.node)
         else:
             await self.http(scope, receive, send)
@@ -89,10 +93,18 @@ class SwitchboardApp:
         try:
             yield
         finally:
-            await self.webhooks.stop()
-            if shared is not None:
-                await shared.stop()
-            await self.node.aclose()
+            try:
+                await self.webhooks.stop()
+                if shared is not None:
+                    await shared.stop()
+                await self.node.aclose()
+            finally:
+                counters = self.webhooks.counters
+                _log.info(
+                    "switchboard stopped",
+                    webhooks_delivered=counters.delivered,
+                    webhooks_dropped=counters.dropped,
+                )
 
     async def _healthz(self, _request: Request) -> Response:
         return JSONResponse({"status": "ok"})

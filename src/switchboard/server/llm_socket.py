@@ -52,6 +52,8 @@ class AsgiTransport:
 
 def _route(scope: Scope, node: Node) -> tuple[str | None, str | None]:
     """-> (call_id, refusal reason)."""
+    if not scope["path"].startswith(PREFIX):
+        return None, "bad_path"
     rest = scope["path"][len(PREFIX) :]
     parts = rest.split("/")
     secret = node.secret

@@ -11,6 +11,7 @@ from prometheus_client.registry import Collector
 
 from switchboard.agents.base import TurnKind
 from switchboard.connections import RedisHealth
+from switchboard.log import dropped_lines
 from switchboard.server.webhook import WebhookCounters
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -55,6 +56,7 @@ class NodeMetrics:
         self.fenced_total = Counter(
             "switchboard_fenced_sessions", "Sessions fenced out by a newer claim.", registry=r
         )
+        r.register(_LogCollector())
 
     def first_chunk(self, kind: TurnKind, elapsed_ns: int) -> None:
         self._first_chunk[kind].observe(elapsed_ns / 1e9)
@@ -73,6 +75,17 @@ class NodeMetrics:
 
     def fenced(self) -> None:
         self.fenced_total.inc()
+
+
+class _LogCollector(Collector):
+    """Log lines a failing sink (a closed pipe) could not take; the process kept going."""
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "switchboard_log_lines_dropped",
+            "Log lines lost to a failing log sink.",
+            dropped_lines(),
+        )
 
 
 class WebhookCollector(Collector):

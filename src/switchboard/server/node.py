@@ -123,11 +123,18 @@ class Node:
             await asyncio.wait_for(self._idle.wait(), timeout_s)
             return 0
         except TimeoutError:
-            remaining = list(self.sessions.values())
-            for session in remaining:
-                session.abort()
-            _log.info("drain timeout; handed calls off", calls=len(remaining))
-            return len(remaining)
+            handed_off = self.hand_off_all()
+            _log.info("drain timeout; handed calls off", calls=handed_off)
+            return handed_off
+
+    def hand_off_all(self) -> int:
+        """Drop every live socket without a close frame (Retell sees 1006 and reconnects
+        elsewhere); returns how many. Admission is closed first."""
+        self.draining = True
+        remaining = list(self.sessions.values())
+        for session in remaining:
+            session.abort()
+        return len(remaining)
 
     async def aclose(self) -> None:
         held = list(self.held_writes)

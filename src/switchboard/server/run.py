@@ -3,7 +3,14 @@
 First SIGTERM/SIGINT: readiness goes false, new calls get 503, live calls may finish
 until ``drain_timeout_s``; the rest are dropped without a close frame so Retell
 reconnects them to another node (spec section 9), then the process exits.
-A second signal exits at once.
+
+A second signal cuts the drain short: every remaining call is dropped the same way
+(1006, never a close code, which Retell would take as the end of the call), and the
+shutdown still runs: queued webhooks are delivered within their own deadline, the agent
+and the store are closed. A third signal exits at once.
+
+The drain always ends in an exit, whatever fails on the way (a log sink, the drain
+itself): a process that is neither serving nor exiting is the worst outcome.
 """
 
 from __future__ import annotations
@@ -17,11 +24,16 @@ from typing import Any
 
 import uvicorn
 
-from switchboard.config import Settings, load_settings
+from switchboard.config import ConfigError, Settings, load_settings, unknown_environment
 from switchboard.log import configure, get_logger
 from switchboard.server.app import SwitchboardApp
+from switchboard.server.timeouts import guarded_http
 
 _log = get_logger("switchboard.run")
+
+#: After the drain, how long in-flight HTTP requests (webhooks) may take before uvicorn
+#: cancels them and runs the shutdown.
+GRACEFUL_HTTP_S = 5
 
 
 class StartupError(RuntimeError):
@@ -49,7 +61,7 @@ class DrainingServer(uvicorn.Server):
         self._app = app
         self._drain_timeout_s = drain_timeout_s
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._drain_requested = False
+        self._signals = 0
         self._drain_task: asyncio.Task[None] | None = None
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
@@ -57,19 +69,34 @@ class DrainingServer(uvicorn.Server):
         await super().serve(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self._loop is None or self._drain_requested:
+        self._signals += 1
+        if self._loop is None or self._signals > 2:
             self.should_exit = True
             self.force_exit = True
-            return
-        self._drain_requested = True
-        self._loop.call_soon_threadsafe(self._start_drain)
+        elif self._signals == 1:
+            self._loop.call_soon_threadsafe(self._start_drain)
+        else:
+            self._loop.call_soon_threadsafe(self._stop_now)
 
     def _start_drain(self) -> None:
         self._drain_task = asyncio.get_running_loop().create_task(self._drain())
 
     async def _drain(self) -> None:
-        handed_off = await self._app.node.drain(self._drain_timeout_s)
-        _log.info("drained", handed_off=handed_off)
+        try:
+            handed_off = await self._app.node.drain(self._drain_timeout_s)
+            _log.info("drained", handed_off=handed_off)
+        except asyncio.CancelledError:
+            pass  # a second signal took over
+        except Exception:
+            _log.exception("drain failed; stopping anyway")
+        finally:
+            self.should_exit = True
+
+    def _stop_now(self) -> None:
+        if self._drain_task is not None:
+            self._drain_task.cancel()
+        handed_off = self._app.node.hand_off_all()
+        _log.warning("second signal: calls handed off without waiting", handed_off=handed_off)
         self.should_exit = True
 
 
@@ -79,6 +106,7 @@ def uvicorn_config(app: Any, settings: Settings, **extra: Any) -> uvicorn.Config
         app,
         host=settings.host,
         port=settings.port,
+        http=guarded_http(settings.header_timeout_s),
         ws="websockets-sansio",
         ws_per_message_deflate=False,
         # Frames up to 4x our limit reach the session, which rejects them with a clear
@@ -87,6 +115,9 @@ def uvicorn_config(app: Any, settings: Settings, **extra: Any) -> uvicorn.Config
         lifespan="on",
         log_config=None,
         access_log=False,
+        # Calls are drained (or handed off) before uvicorn's own shutdown starts; what is
+        # left is plain HTTP, which must not hold the exit (and the lifespan) for long.
+        timeout_graceful_shutdown=GRACEFUL_HTTP_S,
         **extra,
     )
 
@@ -100,22 +131,29 @@ def run_server(
     redis_url: str | None = None,
     node_id: str | None = None,
 ) -> None:
-    from switchboard.agents.loader import load_agent
+    """Load everything, then serve until signalled. A configuration problem (settings,
+    agent file, log level) is printed as a few lines on stderr and exits with status 2."""
+    from switchboard.agents.loader import AgentFileError, load_agent
 
-    settings = load_settings(
-        config_file,
-        host=host,
-        port=port,
-        agent_file=agent_file,
-        profile=profile,
-        redis_url=redis_url,
-        node_id=node_id,
-    )
-    configure(settings.log_level, settings.log_json)
-    if settings.profile != "single":
-        check_shared_parts(settings)
-    agent = load_agent(settings.agent_file)
-    app = SwitchboardApp(settings, agent)
+    try:
+        settings = load_settings(
+            config_file,
+            host=host,
+            port=port,
+            agent_file=agent_file,
+            profile=profile,
+            redis_url=redis_url,
+            node_id=node_id,
+        )
+        configure(settings.log_level, settings.log_json)
+        if settings.profile != "single":
+            check_shared_parts(settings)
+        agent = load_agent(settings.agent_file)
+        app = SwitchboardApp(settings, agent)
+    except (ConfigError, AgentFileError, ValueError) as err:
+        raise StartupError(str(err)) from None
+    for name, _ in unknown_environment():
+        _log.warning("environment variable names no setting; ignored", variable=name)
     server = DrainingServer(uvicorn_config(app, settings), app, settings.drain_timeout_s)
     # Everything loaded so far (modules, the agent, settings) lives as long as the process.
     # Freezing it keeps full garbage collections, which stall every call on the node, to

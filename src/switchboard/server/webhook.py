@@ -24,10 +24,10 @@ from typing import Any
 
 import msgspec
 from pydantic import SecretStr
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 
-from switchboard.log import get_logger
+from switchboard.log import LogThrottle, get_logger
 from switchboard.protocol.errors import ProtocolError
 from switchboard.protocol.signature import DEFAULT_TOLERANCE_MS, SIGNATURE_HEADER, check
 from switchboard.protocol.webhook import InboundCall, WebhookEvent, parse_webhook
@@ -82,6 +82,8 @@ class WebhookReceiver:
         answer_inbound: InboundAnswer | None = None,
         inbound_timeout_s: float = 5.0,
         shared: SharedDedupe | None = None,
+        body_timeout_s: float = 10.0,
+        max_pending_bodies: int = 64,
     ) -> None:
         if isinstance(api_key, SecretStr):
             api_key = api_key.get_secret_value()
@@ -90,6 +92,10 @@ class WebhookReceiver:
         self.max_body_bytes = max_body_bytes
         self.drain_timeout_s = drain_timeout_s
         self.inbound_timeout_s = inbound_timeout_s
+        self.body_timeout_s = body_timeout_s
+        self.max_pending_bodies = max_pending_bodies
+        self._pending_bodies = 0
+        self._throttle = LogThrottle(burst=10)
         self.counters = WebhookCounters()
         self._clock = clock
         self._dedupe = dedupe if dedupe is not None else WebhookDedupe()
@@ -154,7 +160,8 @@ class WebhookReceiver:
 
     async def endpoint(self, request: Request) -> Response:
         """The Starlette endpoint: 204 accepted (or duplicate), 200 inbound-call answer,
-        400 bad payload, 401 bad or missing signature, 413 too large, 503 not running/full."""
+        400 bad payload, 401 bad or missing signature, 408 body too slow, 413 too large,
+        503 not running, queue full or too many bodies in flight."""
         self.counters.received += 1
         if self._api_key is None:
             return self._refuse(request, 401, "no_api_key")
@@ -163,7 +170,21 @@ class WebhookReceiver:
             return self._refuse(request, 401, "missing_signature")
         if len(signatures) > 1:
             return self._refuse(request, 401, "malformed_signature")
-        body = await self._read_body(request)
+        if self._pending_bodies >= self.max_pending_bodies:
+            # Unverified bodies cost memory and a socket each: bound how many are in flight.
+            return self._refuse(request, 503, "too_many_pending", "too many requests in flight")
+        self._pending_bodies += 1
+        try:
+            async with asyncio.timeout(self.body_timeout_s):
+                body = await self._read_body(request)
+        except TimeoutError:
+            return self._refuse(
+                request, 408, "body_timeout", f"body not received within {self.body_timeout_s:g} s"
+            )
+        except ClientDisconnect:
+            return self._refuse(request, 400, "client_disconnected", "disconnected mid-body")
+        finally:
+            self._pending_bodies -= 1
         if body is None:
             return self._refuse(
                 request, 413, "too_large", f"body exceeds {self.max_body_bytes} bytes"
@@ -255,8 +276,16 @@ class WebhookReceiver:
     def _refuse(self, request: Request, status: int, reason: str, detail: str = "") -> Response:
         rejected = self.counters.rejected
         rejected[reason] = rejected.get(reason, 0) + 1
-        client = request.client.host if request.client is not None else None
-        _log.warning("webhook refused", status=status, reason=reason, client=client)
+        suppressed = self._throttle.allow(reason)
+        if suppressed is not None:
+            client = request.client.host if request.client is not None else None
+            _log.warning(
+                "webhook refused",
+                status=status,
+                reason=reason,
+                client=client,
+                **({"suppressed": suppressed} if suppressed else {}),
+            )
         return PlainTextResponse(detail or "unauthorized", status_code=status)
 
     async def _drain(self) -> None:

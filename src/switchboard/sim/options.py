@@ -90,8 +90,12 @@ class SimOptions:
         return float(BUDGET_MS[self.profile or "single"])
 
     def as_report_dict(self) -> dict[str, object]:
-        """The options as recorded in the report (JSON-friendly)."""
+        """The options as recorded in the report (JSON-friendly). Unset options are left
+        out; the budget actually applied is recorded as ``budget_ms``."""
         out: dict[str, object] = {}
         for key, value in asdict(self).items():
+            if value is None:
+                continue
             out[key] = str(value) if isinstance(value, Path) else value
+        out["budget_ms"] = self.effective_budget_ms
         return out

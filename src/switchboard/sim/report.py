@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from switchboard.sim.plots import cdf_svg, histogram_svg
-from switchboard.sim.results import LatencySummary, RunReport
+from switchboard.sim.results import LatencySummary, RunReport, TurnKindStats
 from switchboard.sim.verdict import BUDGET_RULE, JUDGED_KINDS
 
 #: Violation samples shown per kind; the JSON keeps every sample the simulator kept.
@@ -238,7 +238,7 @@ def render_html(report: RunReport) -> str:
     ]
     for kind in report.per_kind:
         budget = report.budget_ms if kind.kind in JUDGED_KINDS else 0.0
-        body.append(f"<h3>{escape(kind.kind)} turns ({kind.turns})</h3><div class='plots'>")
+        body.append(f"<h3>{escape(_turns_heading(kind))}</h3><div class='plots'>")
         body.append(
             histogram_svg(kind.ttfb, budget_ms=budget, title=f"{kind.kind}: TTFB histogram")
         )
@@ -265,6 +265,14 @@ def render_html(report: RunReport) -> str:
         f"<title>{escape(title)}</title><style>{_CSS}</style></head>"
         f"<body><main>{''.join(body)}</main></body></html>\n"
     )
+
+
+def _turns_heading(kind: TurnKindStats) -> str:
+    """Agrees with the latency table: TTFB counts requests answered, TTC turns completed."""
+    answered, completed = kind.ttfb.count, kind.turns
+    if answered == completed:
+        return f"{kind.kind} turns ({completed})"
+    return f"{kind.kind} turns ({answered} answered, {completed} completed)"
 
 
 def _html_list(items: list[str], cls: str) -> str:

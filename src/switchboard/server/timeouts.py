@@ -1,0 +1,74 @@
+"""A deadline for the request head: slow or silent clients cannot hold sockets forever.
+
+uvicorn bounds only the idle time between keep-alive requests. A client that sends half a
+request line or half its headers (slowloris) is otherwise kept until it goes away, and
+enough of them exhaust the file descriptors that calls need. ``guarded_http`` is uvicorn's
+httptools protocol with one timer: from the connection's start (and from the first byte
+of every later request on it) to the end of the headers. When it fires, the client gets
+``408`` and the connection is closed. WebSocket upgrades are unaffected once their
+headers are in; the body has its own deadline where it is read (the webhook).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from switchboard.log import LogThrottle, get_logger
+
+_log = get_logger("switchboard.http")
+_throttle = LogThrottle()
+_TIMEOUT_RESPONSE = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+)
+
+
+class _GuardedHttp(HttpToolsProtocol):
+    header_timeout_s = 10.0
+    _head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def on_message_begin(self) -> None:
+        if self._head_timer is None:
+            self._arm()  # a later request on a kept-alive connection
+        super().on_message_begin()
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._head_timer = self.loop.call_later(self.header_timeout_s, self._head_timeout)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timeout(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing():
+            return
+        suppressed = _throttle.allow("header_timeout")
+        if suppressed is not None:
+            _log.info(
+                "request head not received in time; closing",
+                client=self.client[0] if self.client else None,
+                timeout_s=self.header_timeout_s,
+                **({"suppressed": suppressed} if suppressed else {}),
+            )
+        self.transport.write(_TIMEOUT_RESPONSE)
+        self.transport.close()
+
+
+def guarded_http(header_timeout_s: float) -> type[asyncio.Protocol]:
+    """uvicorn's ``http`` protocol class with a ``header_timeout_s`` deadline."""
+    return type("GuardedHttp", (_GuardedHttp,), {"header_timeout_s": header_timeout_s})
