@@ -126,6 +126,12 @@ class Child:
                 leftover.kill()
         return self._popen.returncode
 
+    def send_signal(self, sig: signal.Signals) -> None:
+        """Send ``sig`` to the child's process group, if the child still runs (a server
+        drains on its first SIGTERM; ``stop`` then waits for it)."""
+        if self._popen.poll() is None:
+            self._signal_group(sig)
+
     def _signal_group(self, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, sig)
