@@ -1,0 +1,109 @@
+"""Failover under load: kill the node that holds the most calls, then judge the recovery.
+
+Used by ``switchboard demo --profile distributed``, the failover bench row and the
+cluster tests. The decisions are pure (``busiest``, ``summarize``, ``failover_reasons``);
+only ``node_loads`` and ``kill_node`` touch the running cluster. Times are wall-clock
+Unix seconds on both sides: the simulator reports when each socket was lost and when the
+first turn after its reconnect was answered, and the killer records when it killed, so
+kill -> first answered turn needs no shared clock beyond the machine's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Mapping, Sequence
+
+import httpx
+import msgspec
+
+from switchboard.cluster.plan import ClusterState, NodeInfo
+from switchboard.sim.metrics import Histogram
+from switchboard.sim.results import LatencySummary, ReconnectEvent, RunReport
+
+
+class FailoverSummary(msgspec.Struct, kw_only=True):
+    """What a node kill did to the calls, as the simulator saw it."""
+
+    killed_node: str
+    killed_at: float  # Unix seconds
+    #: the killed node's ``active_calls`` just before the kill
+    calls_on_killed_node: int
+    #: sockets lost after the kill, and the calls they belonged to
+    sockets_lost: int = 0
+    calls_lost_socket: int = 0
+    #: of those calls, how many got a turn answered on a new socket without a new greeting
+    calls_resumed: int = 0
+    #: kill -> first turn answered on the new socket, one sample per lost socket
+    kill_to_answer: LatencySummary = msgspec.field(default_factory=LatencySummary)
+
+
+def node_loads(state: ClusterState, timeout_s: float = 2.0) -> dict[str, int]:
+    """``active_calls`` of every node that answers ``/readyz`` (a draining or full node
+    answers 503 with the same body); nodes that do not answer are left out."""
+    loads: dict[str, int] = {}
+    with httpx.Client(timeout=timeout_s, trust_env=False) as client:
+        for node in state.nodes:
+            with contextlib.suppress(httpx.HTTPError, ValueError, KeyError, TypeError):
+                body = client.get(f"http://127.0.0.1:{node.port}/readyz").json()
+                loads[node.node_id] = int(body["active_calls"])
+    return loads
+
+
+def busiest(loads: Mapping[str, int]) -> str | None:
+    """The node holding the most calls (ties: the first name in order); ``None`` if none."""
+    if not loads:
+        return None
+    return min(loads, key=lambda node: (-loads[node], node))
+
+
+def kill_node(state: ClusterState, node_id: str) -> tuple[NodeInfo, float]:
+    """``kill -9`` the node (no drain, no close frames: its callers see 1006); returns the
+    node and the wall-clock time of the kill."""
+    node = next(n for n in state.nodes if n.node_id == node_id)
+    killed_at = time.time()
+    os.kill(node.pid, signal.SIGKILL)
+    return node, killed_at
+
+
+def summarize(
+    events: Sequence[ReconnectEvent], *, killed_node: str, killed_at: float, calls_on_node: int
+) -> FailoverSummary:
+    """The sockets lost after ``killed_at`` and how their calls recovered."""
+    after = [e for e in events if e.lost_at >= killed_at]
+    calls = {e.call_id for e in after}
+    resumed = {e.call_id for e in after if e.answered_at is not None and e.begin_empty is not False}
+    hist = Histogram()
+    for e in after:
+        if e.answered_at is not None:
+            hist.record(e.answered_at - killed_at)
+    return FailoverSummary(
+        killed_node=killed_node,
+        killed_at=killed_at,
+        calls_on_killed_node=calls_on_node,
+        sockets_lost=len(after),
+        calls_lost_socket=len(calls),
+        calls_resumed=len(resumed),
+        kill_to_answer=hist.summary(),
+    )
+
+
+def failover_reasons(report: RunReport, failover: FailoverSummary | None) -> list[str]:
+    """Why a failover run failed, beyond the run's own verdict (empty: it passed)."""
+    if failover is None:
+        return ["No node was killed: the calls never spread over the nodes in time."]
+    reasons: list[str] = []
+    if failover.calls_on_killed_node == 0 or failover.calls_lost_socket == 0:
+        reasons.append(f"The kill of {failover.killed_node} cut no call off: nothing failed over.")
+    unresumed = failover.calls_lost_socket - failover.calls_resumed
+    if unresumed:
+        reasons.append(
+            f"{unresumed} of {failover.calls_lost_socket} calls cut off by the kill were not "
+            "resumed (no answered turn on a new socket, or greeted again)."
+        )
+    greeted_twice = report.violations.get("repeated_greeting", 0)
+    if greeted_twice:
+        reasons.append(f"{greeted_twice} calls were greeted twice.")
+    return reasons
