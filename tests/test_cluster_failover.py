@@ -1,0 +1,113 @@
+"""``kill -9`` of one of three distributed nodes under 30+ concurrent calls through HAProxy.
+
+Real processes throughout: valkey-server, three ``switchboard serve --profile
+distributed`` nodes, HAProxy, and the simulator playing Retell (reconnect after 1006).
+Every call must complete, none may be greeted twice, and the booking scenarios, whose
+replies repeat the slots filled in ``state`` earlier in the call, must pass even when
+their node dies between two of their turns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Iterator
+
+import pytest
+
+from switchboard.cluster.plan import ClusterState
+from switchboard.config import builtin_example
+from switchboard.sim.failover import (
+    FailoverSummary,
+    busiest,
+    failover_reasons,
+    kill_node,
+    node_loads,
+    summarize,
+)
+from switchboard.sim.results import RunReport
+from switchboard.sim.runner import Simulation
+from switchboard.sim.scenario import Scenario, load_scenarios
+from tests.fixtures.broken_servers import fast_options
+from tests.fixtures.cluster import running_cluster
+
+PROFILE = "distributed"
+BOOKINGS = 10
+RANDOM_CALLS = 24
+KILL_DEADLINE_S = 30.0
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterState]:
+    with running_cluster(tmp_path_factory.mktemp("failover"), nodes=3, profile=PROFILE) as (
+        _,
+        state,
+    ):
+        yield state
+
+
+def bookings(count: int) -> list[Scenario]:
+    (booking,) = [
+        s for s in load_scenarios(builtin_example("scenarios/receptionist")) if s.name == "booking"
+    ]
+    return [dataclasses.replace(booking, name=f"booking-{i}") for i in range(1, count + 1)]
+
+
+async def kill_busiest_when_loaded(state: ClusterState, calls: int) -> FailoverSummary:
+    """Once (nearly) every call is up, ``kill -9`` the node holding the most."""
+    loads: dict[str, int] = {}
+    async with asyncio.timeout(KILL_DEADLINE_S):
+        while sum(loads.values()) < calls * 0.9:
+            await asyncio.sleep(0.02)
+            loads = await asyncio.to_thread(node_loads, state)
+    victim = busiest(loads)
+    assert victim is not None
+    _, killed_at = kill_node(state, victim)
+    return FailoverSummary(
+        killed_node=victim, killed_at=killed_at, calls_on_killed_node=loads[victim]
+    )
+
+
+async def run_with_kill(state: ClusterState) -> tuple[RunReport, FailoverSummary]:
+    options = fast_options(
+        state.url,
+        calls=RANDOM_CALLS,
+        turns=8,
+        think_ms=250.0,
+        ping_interval_s=0.5,
+        profile=PROFILE,
+    )
+    simulation = Simulation(options, bookings(BOOKINGS))
+    run = asyncio.create_task(simulation.run())
+    try:
+        kill = await kill_busiest_when_loaded(state, BOOKINGS + RANDOM_CALLS)
+    except BaseException:
+        simulation.stop()
+        await run
+        raise
+    report = await run
+    summary = summarize(
+        report.reconnect_events,
+        killed_node=kill.killed_node,
+        killed_at=kill.killed_at,
+        calls_on_node=kill.calls_on_killed_node,
+    )
+    return report, summary
+
+
+async def test_kill_9_of_a_node_under_load_loses_no_call_and_no_state(
+    cluster: ClusterState,
+) -> None:
+    report, failover = await run_with_kill(cluster)
+
+    assert report.calls_started == BOOKINGS + RANDOM_CALLS
+    assert report.calls_failed == {}
+    assert report.calls_completed == report.calls_started
+    assert report.violations == {}, report.violation_samples  # no repeated_greeting
+    failed = {s.name: s.failures for s in report.scenarios if not s.passed}
+    assert failed == {}  # slot-filled state survived the node
+    assert failover.calls_on_killed_node >= 1
+    assert failover.calls_lost_socket >= 1
+    assert report.reconnects_by_cause.get("abnormal", 0) >= failover.calls_lost_socket
+    assert failover_reasons(report, failover) == []
+    assert failover.kill_to_answer.count == failover.sockets_lost
