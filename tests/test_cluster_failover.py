@@ -13,21 +13,16 @@ import asyncio
 import dataclasses
 from collections.abc import Iterator
 
+import msgspec
 import pytest
 
 from switchboard.cluster.plan import ClusterState
 from switchboard.config import builtin_example
-from switchboard.sim.failover import (
-    FailoverSummary,
-    busiest,
-    failover_reasons,
-    kill_node,
-    node_loads,
-    summarize,
-)
-from switchboard.sim.results import RunReport
+from switchboard.sim.failover import busiest, kill_node, node_loads, summarize
+from switchboard.sim.results import FailoverSummary, RunReport
 from switchboard.sim.runner import Simulation
 from switchboard.sim.scenario import Scenario, load_scenarios
+from switchboard.sim.verdict import judge
 from tests.fixtures.broken_servers import fast_options
 from tests.fixtures.cluster import running_cluster
 
@@ -109,5 +104,6 @@ async def test_kill_9_of_a_node_under_load_loses_no_call_and_no_state(
     assert failover.calls_on_killed_node >= 1
     assert failover.calls_lost_socket >= 1
     assert report.reconnects_by_cause.get("abnormal", 0) >= failover.calls_lost_socket
-    assert failover_reasons(report, failover) == []
+    verdict = judge(msgspec.structs.replace(report, failover=failover))
+    assert verdict.verdict_reasons == []
     assert failover.kill_to_answer.count == failover.sockets_lost

@@ -1,7 +1,8 @@
 """Failover under load: kill the node that holds the most calls, then judge the recovery.
 
 Used by ``switchboard demo --profile distributed``, the failover bench row and the
-cluster tests. The decisions are pure (``busiest``, ``summarize``, ``failover_reasons``);
+cluster tests. The decisions are pure (``busiest``, ``summarize``; the verdict is in
+``verdict.py``);
 only ``node_loads`` and ``kill_node`` touch the running cluster. Times are wall-clock
 Unix seconds on both sides: the simulator reports when each socket was lost and when the
 first turn after its reconnect was answered, and the killer records when it killed, so
@@ -17,27 +18,10 @@ import time
 from collections.abc import Mapping, Sequence
 
 import httpx
-import msgspec
 
 from switchboard.cluster.plan import ClusterState, NodeInfo
 from switchboard.sim.metrics import Histogram
-from switchboard.sim.results import LatencySummary, ReconnectEvent, RunReport
-
-
-class FailoverSummary(msgspec.Struct, kw_only=True):
-    """What a node kill did to the calls, as the simulator saw it."""
-
-    killed_node: str
-    killed_at: float  # Unix seconds
-    #: the killed node's ``active_calls`` just before the kill
-    calls_on_killed_node: int
-    #: sockets lost after the kill, and the calls they belonged to
-    sockets_lost: int = 0
-    calls_lost_socket: int = 0
-    #: of those calls, how many got a turn answered on a new socket without a new greeting
-    calls_resumed: int = 0
-    #: kill -> first turn answered on the new socket, one sample per lost socket
-    kill_to_answer: LatencySummary = msgspec.field(default_factory=LatencySummary)
+from switchboard.sim.results import FailoverSummary, ReconnectEvent
 
 
 def node_loads(state: ClusterState, timeout_s: float = 2.0) -> dict[str, int]:
@@ -88,22 +72,3 @@ def summarize(
         calls_resumed=len(resumed),
         kill_to_answer=hist.summary(),
     )
-
-
-def failover_reasons(report: RunReport, failover: FailoverSummary | None) -> list[str]:
-    """Why a failover run failed, beyond the run's own verdict (empty: it passed)."""
-    if failover is None:
-        return ["No node was killed: the calls never spread over the nodes in time."]
-    reasons: list[str] = []
-    if failover.calls_on_killed_node == 0 or failover.calls_lost_socket == 0:
-        reasons.append(f"The kill of {failover.killed_node} cut no call off: nothing failed over.")
-    unresumed = failover.calls_lost_socket - failover.calls_resumed
-    if unresumed:
-        reasons.append(
-            f"{unresumed} of {failover.calls_lost_socket} calls cut off by the kill were not "
-            "resumed (no answered turn on a new socket, or greeted again)."
-        )
-    greeted_twice = report.violations.get("repeated_greeting", 0)
-    if greeted_twice:
-        reasons.append(f"{greeted_twice} calls were greeted twice.")
-    return reasons

@@ -257,6 +257,31 @@ def start_fake_llm(
     return child
 
 
+def start_simulator(
+    args: Sequence[str], *, json_path: Path, log_dir: Path, cpu: int | None = None
+) -> Child:
+    """Start ``switchboard simulate ARGS --json PATH --quiet`` and return at once (a
+    failover run kills a node while it plays); ``simulator_result`` waits for it."""
+    json_path.unlink(missing_ok=True)
+    argv = [*_SWITCHBOARD, "simulate", *args, "--json", str(json_path), "--quiet"]
+    return Child("simulator", argv, log_path=log_dir / f"{json_path.stem}.log", cpu=cpu)
+
+
+def simulator_result(child: Child, json_path: Path, timeout_s: float) -> tuple[int, RunReport]:
+    """Wait for a simulator started by ``start_simulator``: its exit code and report.
+
+    A non-zero exit code with a report is a failed run (the report says why); no report
+    at all is a ``ChildError`` carrying the simulator's last output lines.
+    """
+    try:
+        code = child.wait(timeout_s)
+    finally:
+        child.stop()
+    if not json_path.exists():
+        raise child.error(f"exited with code {code} without writing {json_path}")
+    return code, load_json(json_path)
+
+
 def run_simulator(
     args: Sequence[str],
     *,
@@ -265,18 +290,6 @@ def run_simulator(
     cpu: int | None = None,
     timeout_s: float = 600.0,
 ) -> tuple[int, RunReport]:
-    """Run ``switchboard simulate ARGS --json PATH --quiet`` to the end; its exit code and report.
-
-    A non-zero exit code with a report is a failed run (the report says why); no report
-    at all is a ``ChildError`` carrying the simulator's last output lines.
-    """
-    json_path.unlink(missing_ok=True)
-    argv = [*_SWITCHBOARD, "simulate", *args, "--json", str(json_path), "--quiet"]
-    child = Child("simulator", argv, log_path=log_dir / f"{json_path.stem}.log", cpu=cpu)
-    try:
-        code = child.wait(timeout_s)
-    finally:
-        child.stop()
-    if not json_path.exists():
-        raise child.error(f"exited with code {code} without writing {json_path}")
-    return code, load_json(json_path)
+    """Run ``switchboard simulate`` to the end; its exit code and report."""
+    child = start_simulator(args, json_path=json_path, log_dir=log_dir, cpu=cpu)
+    return simulator_result(child, json_path, timeout_s)

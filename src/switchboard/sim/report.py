@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from switchboard.sim.plots import cdf_svg, histogram_svg
-from switchboard.sim.results import LatencySummary, RunReport
+from switchboard.sim.results import FailoverSummary, LatencySummary, RunReport
 from switchboard.sim.verdict import BUDGET_RULE, JUDGED_KINDS
 
 #: Violation samples shown per kind; the JSON keeps every sample the simulator kept.
@@ -115,6 +115,8 @@ def _run_rows(report: RunReport) -> Iterator[tuple[str, str]]:
     yield "calls", calls
     if report.reconnects or report.reconnect_events:
         yield "reconnects", _reconnects_text(report)
+    if report.failover is not None:
+        yield "failover", _failover_text(report.failover)
     yield "turns", f"{report.turns} ({report.turns_per_s:.1f}/s)"
     yield "violations", _violations_text(report)
     if report.frames_sent or report.frames_received:
@@ -157,6 +159,20 @@ def _reconnects_text(report: RunReport) -> str:
         text += (
             f"\nsocket lost -> first answered turn: p50 {_ms(s.p50_ms)} ms, "
             f"p99 {_ms(s.p99_ms)} ms, max {_ms(s.max_ms)} ms ({s.count})"
+        )
+    return text
+
+
+def _failover_text(f: FailoverSummary) -> str:
+    text = (
+        f"kill -9 of {f.killed_node} holding {f.calls_on_killed_node} calls: "
+        f"{f.calls_lost_socket} calls cut off, {f.calls_resumed} resumed"
+    )
+    s = f.kill_to_answer
+    if s.count:
+        text += (
+            f"\nkill -> first answered turn after reconnect: p50 {_ms(s.p50_ms)} ms, "
+            f"p99 {_ms(s.p99_ms)} ms, max {_ms(s.max_ms)} ms ({s.count} sockets)"
         )
     return text
 

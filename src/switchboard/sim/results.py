@@ -65,6 +65,23 @@ class ReconnectEvent(msgspec.Struct, kw_only=True):
     answered_at: float | None = None  # the first turn answered on the new socket
 
 
+class FailoverSummary(msgspec.Struct, kw_only=True):
+    """What killing a node mid-run did to the calls (``switchboard demo --profile
+    distributed``, the failover bench): set on the report by the tool that killed it."""
+
+    killed_node: str
+    killed_at: float  # Unix seconds
+    #: the killed node's ``active_calls`` just before the kill
+    calls_on_killed_node: int
+    #: sockets lost after the kill, and the calls they belonged to
+    sockets_lost: int = 0
+    calls_lost_socket: int = 0
+    #: of those calls, how many got a turn answered on a new socket without a new greeting
+    calls_resumed: int = 0
+    #: kill -> first turn answered on the new socket, one sample per lost socket
+    kill_to_answer: LatencySummary = msgspec.field(default_factory=LatencySummary)
+
+
 class ScenarioResult(msgspec.Struct, kw_only=True):
     name: str
     passed: bool
@@ -132,6 +149,9 @@ class RunReport(msgspec.Struct, kw_only=True):
     server: ProcessStats | None = None
     #: server turns per second per core of server CPU (bench only, when the pid is known)
     turns_per_core_s: float | None = None
+
+    #: set when a node was killed on purpose during the run
+    failover: FailoverSummary | None = None
 
     passed: bool = False
     #: why the run failed (empty when it passed); each one alone fails the run
