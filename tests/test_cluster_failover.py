@@ -18,7 +18,7 @@ import pytest
 
 from switchboard.cluster.plan import ClusterState
 from switchboard.config import builtin_example
-from switchboard.sim.failover import busiest, kill_node, node_loads, summarize
+from switchboard.sim.failover import kill_busiest_mid_run, summarize
 from switchboard.sim.results import FailoverSummary, RunReport
 from switchboard.sim.runner import Simulation
 from switchboard.sim.scenario import Scenario, load_scenarios
@@ -48,21 +48,6 @@ def bookings(count: int) -> list[Scenario]:
     return [dataclasses.replace(booking, name=f"booking-{i}") for i in range(1, count + 1)]
 
 
-async def kill_busiest_when_loaded(state: ClusterState, calls: int) -> FailoverSummary:
-    """Once (nearly) every call is up, ``kill -9`` the node holding the most."""
-    loads: dict[str, int] = {}
-    async with asyncio.timeout(KILL_DEADLINE_S):
-        while sum(loads.values()) < calls * 0.9:
-            await asyncio.sleep(0.02)
-            loads = await asyncio.to_thread(node_loads, state)
-    victim = busiest(loads)
-    assert victim is not None
-    _, killed_at = kill_node(state, victim)
-    return FailoverSummary(
-        killed_node=victim, killed_at=killed_at, calls_on_killed_node=loads[victim]
-    )
-
-
 async def run_with_kill(state: ClusterState) -> tuple[RunReport, FailoverSummary]:
     options = fast_options(
         state.url,
@@ -74,13 +59,22 @@ async def run_with_kill(state: ClusterState) -> tuple[RunReport, FailoverSummary
     )
     simulation = Simulation(options, bookings(BOOKINGS))
     run = asyncio.create_task(simulation.run())
+    calls = BOOKINGS + RANDOM_CALLS
     try:
-        kill = await kill_busiest_when_loaded(state, BOOKINGS + RANDOM_CALLS)
+        # Mid-conversation: every booking has slots filled when its node dies.
+        kill = await asyncio.to_thread(
+            kill_busiest_mid_run,
+            state,
+            turns_first=calls,
+            running=lambda: not run.done(),
+            deadline_s=KILL_DEADLINE_S,
+        )
     except BaseException:
         simulation.stop()
         await run
         raise
     report = await run
+    assert kill is not None, "the run ended before the kill"
     summary = summarize(
         report.reconnect_events,
         killed_node=kill.killed_node,

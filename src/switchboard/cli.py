@@ -116,18 +116,34 @@ def cluster(
 
 @app.command()
 def demo(
-    calls: Annotated[int, typer.Option(min=1, help="Concurrent random calls.")] = 20,
-    turns: Annotated[int, typer.Option(min=1, help="Caller turns per random call.")] = 4,
+    calls: Annotated[
+        int | None, typer.Option(min=1, help="Concurrent random calls (20; failover: 30).")
+    ] = None,
+    turns: Annotated[
+        int | None, typer.Option(min=1, help="Caller turns per random call (4; failover: 12).")
+    ] = None,
+    profile: Annotated[
+        str,
+        typer.Option(help="single: one server; distributed: 3 nodes, HAProxy, kill -9 of one."),
+    ] = "single",
     html: Annotated[Path, typer.Option(help="HTML report to write.")] = Path("reports/demo.html"),
 ) -> None:
     """Start a server, play the receptionist scenarios and random calls, judge the run."""
     from rich.console import Console
 
-    from switchboard.sim.demo import DemoOptions, run_demo
+    from switchboard.config import BUDGET_MS
+    from switchboard.sim.demo import FAILOVER_CALLS, FAILOVER_TURNS, DemoOptions, run_demo
     from switchboard.sim.processes import ChildError
 
+    if profile not in BUDGET_MS:
+        raise typer.BadParameter(f"profile must be one of {', '.join(BUDGET_MS)}, got {profile!r}")
+    single = profile == "single"
     options = DemoOptions(
-        calls=calls, turns=turns, html_path=html, json_path=html.with_suffix(".json")
+        calls=calls or (20 if single else FAILOVER_CALLS),
+        turns=turns or (4 if single else FAILOVER_TURNS),
+        profile=profile,
+        html_path=html,
+        json_path=html.with_suffix(".json"),
     )
     try:
         report = run_demo(options, Console())

@@ -15,12 +15,14 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from switchboard.cluster.plan import ClusterState, NodeInfo
 from switchboard.sim.metrics import Histogram
+from switchboard.sim.processes import POLL_INTERVAL_S
 from switchboard.sim.results import FailoverSummary, ReconnectEvent
 
 
@@ -34,6 +36,49 @@ def node_loads(state: ClusterState, timeout_s: float = 2.0) -> dict[str, int]:
                 body = client.get(f"http://127.0.0.1:{node.port}/readyz").json()
                 loads[node.node_id] = int(body["active_calls"])
     return loads
+
+
+def answered_turns(state: ClusterState, timeout_s: float = 2.0) -> int:
+    """Turns (greetings aside) the live nodes have completed, from their ``/metrics``."""
+    total = 0.0
+    with httpx.Client(timeout=timeout_s, trust_env=False) as client:
+        for node in state.nodes:
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                text = client.get(f"http://127.0.0.1:{node.port}/metrics").text
+                for family in text_string_to_metric_families(text):
+                    for sample in family.samples:
+                        if (
+                            sample.name == "switchboard_turn_seconds_count"
+                            and sample.labels.get("kind") != "greeting"
+                        ):
+                            total += sample.value
+    return int(total)
+
+
+def kill_busiest_mid_run(
+    state: ClusterState,
+    *,
+    turns_first: int,
+    running: Callable[[], bool],
+    deadline_s: float = 30.0,
+) -> FailoverSummary | None:
+    """Once the cluster has answered ``turns_first`` turns (so calls are mid-conversation,
+    with state worth keeping), or at the deadline, ``kill -9`` the node holding the most
+    calls. ``None`` if the run ended first."""
+    deadline = time.monotonic() + deadline_s
+    loads: dict[str, int] = {}
+    while running():
+        loads = node_loads(state)
+        if answered_turns(state) >= turns_first or time.monotonic() > deadline:
+            break
+        time.sleep(POLL_INTERVAL_S)
+    victim = busiest(loads)
+    if victim is None or not running():
+        return None
+    _, killed_at = kill_node(state, victim)
+    return FailoverSummary(
+        killed_node=victim, killed_at=killed_at, calls_on_killed_node=loads[victim]
+    )
 
 
 def busiest(loads: Mapping[str, int]) -> str | None:
