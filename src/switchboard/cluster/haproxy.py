@@ -182,6 +182,7 @@ def start_haproxy(
     log_dir: Path,
     ready_deadline_s: float = 30.0,
     extra_args: Sequence[str] = (),
+    cpu: int | None = None,
 ) -> Child:
     """Write ``config_path``, check it, and run HAProxy in the foreground (``-db``: no
     daemon, so it stays our child and ``Child.stop`` ends it). Returns once a request
@@ -191,7 +192,8 @@ def start_haproxy(
     binary = haproxy_binary()
     check_config(config_path, binary)
     argv = [binary, "-db", "-f", str(config_path), *extra_args]
-    child = Child("haproxy", argv, log_path=log_dir / f"haproxy-{lb.port}.log", port=lb.port)
+    log_path = log_dir / f"haproxy-{lb.port}.log"
+    child = Child("haproxy", argv, log_path=log_path, port=lb.port, cpu=cpu)
     try:
         wait_http_ready(child, f"http://127.0.0.1:{lb.port}{READY_PATH}", ready_deadline_s)
     except BaseException:
