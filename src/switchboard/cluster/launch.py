@@ -7,7 +7,6 @@ stops everything it started.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,9 +14,7 @@ from pathlib import Path
 import msgspec
 
 from switchboard.cluster.plan import ClusterState, read_state
-from switchboard.sim.processes import POLL_INTERVAL_S, Child, free_port
-
-_SWITCHBOARD = (sys.executable, "-c", "from switchboard.cli import main; main()")
+from switchboard.sim.processes import POLL_INTERVAL_S, SWITCHBOARD_ARGV, Child, free_port
 
 
 def start_cluster_child(
@@ -36,7 +33,7 @@ def start_cluster_child(
     state_file = log_dir / "cluster.json"
     state_file.unlink(missing_ok=True)
     port = port or free_port()
-    argv = [*_SWITCHBOARD, "cluster", "--nodes", str(nodes), "--port", str(port)]
+    argv = [*SWITCHBOARD_ARGV, "cluster", "--nodes", str(nodes), "--port", str(port)]
     argv += ["--profile", profile, "--state-file", str(state_file)]
     argv += ["--log-dir", str(log_dir / "cluster")]
     if agent_file is not None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -39,9 +38,14 @@ from switchboard.cluster.plan import (
 from switchboard.cluster.valkey import redis_url as valkey_url
 from switchboard.cluster.valkey import start_valkey
 from switchboard.config import Profile
-from switchboard.sim.processes import Child, ChildError, free_port, wait_http_ready
+from switchboard.sim.processes import (
+    SWITCHBOARD_ARGV,
+    Child,
+    ChildError,
+    free_port,
+    wait_http_ready,
+)
 
-_SWITCHBOARD = (sys.executable, "-c", "from switchboard.cli import main; main()")
 #: How long a node may take beyond its own drain timeout before it is killed.
 STOP_GRACE_S = 10.0
 
@@ -127,7 +131,7 @@ def start_cluster(options: ClusterOptions, log: Callable[[str], None] = print) -
             nodes.append(
                 Child(
                     node.node_id,
-                    [*_SWITCHBOARD, *argv],
+                    [*SWITCHBOARD_ARGV, *argv],
                     log_path=log_dir / f"{node.node_id}.log",
                     port=node.port,
                 )

@@ -30,7 +30,8 @@ from switchboard.sim.results import RunReport
 #: How often readiness is polled; the deadline, not this, bounds the wait.
 POLL_INTERVAL_S = 0.05
 #: Runs ``switchboard`` with this very interpreter, whether or not the script is on PATH.
-_SWITCHBOARD = (sys.executable, "-c", "from switchboard.cli import main; main()")
+SWITCHBOARD_ARGV = (sys.executable, "-c", "from switchboard.cli import main; main()")
+_SWITCHBOARD = SWITCHBOARD_ARGV
 
 
 class ChildError(RuntimeError):
