@@ -8,6 +8,8 @@ drain and stop without orphans). The failover under load is in test_cluster_fail
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -91,6 +93,52 @@ async def test_cluster_balances_calls_and_webhooks_and_sigterm_leaves_no_process
         assert all(gone(pid) for pid in state.pids)
         state_file = tmp_path / "cluster.json"
         assert not state_file.exists()  # removed on stop: nothing claims to run
+
+
+async def test_a_draining_node_gets_no_new_call_and_keeps_its_own(
+    tmp_path: Path, redis_server_url: str
+) -> None:
+    """One node drains (SIGTERM to it alone): its live call goes on, and every new call
+    lands on the other node at once, before any health check has noticed, because the
+    draining node refuses the handshake with 503 and HAProxy retries elsewhere."""
+    with running_cluster(
+        tmp_path,
+        nodes=2,
+        profile="single",
+        redis_url=redis_server_url,
+        SWITCHBOARD_DRAIN_TIMEOUT_S="60",
+        SWITCHBOARD_CALL_DETAILS="false",
+    ) as (_, state):
+        assert state.valkey is None  # --redis-url: no private Redis started
+        assert state.redis_url == redis_server_url
+        assert len(state.pids) == 3
+        first, second = state.nodes
+        async with httpx.AsyncClient(trust_env=False) as http:
+            held = [await connect(f"{state.url}/held-{i}", proxy=None) for i in range(2)]
+            try:
+                for ws in held:
+                    await RetellPeer(ws).complete(0)
+                assert [await active_calls(http, n.port) for n in state.nodes] == [1, 1]
+                os.kill(first.pid, signal.SIGTERM)
+                await eventually_async(
+                    lambda: _draining(http, f"http://127.0.0.1:{first.port}/readyz")
+                )
+                fresh = []
+                for i in range(4):
+                    ws = await connect(f"{state.url}/new-{i}", proxy=None)
+                    fresh.append(ws)
+                    await RetellPeer(ws).complete(0)
+                assert await active_calls(http, second.port) == 5
+                assert await active_calls(http, first.port) == 1
+                for ws in held:  # the draining node's call is still answered
+                    peer = RetellPeer(ws)
+                    await peer.request(1, "What are your opening hours?")
+                    await peer.complete(1)
+                for ws in fresh:
+                    await ws.close()
+            finally:
+                for ws in held:
+                    await ws.close()
 
 
 async def test_sigterm_drains_a_live_call_before_stopping(tmp_path: Path) -> None:
