@@ -1,12 +1,14 @@
 """``switchboard cluster`` as a child process, for the demo, the bench and the tests.
 
 The cluster runs through its own command line, as a user would run it, and is found
-through its ``--state-file``; ``stop`` sends it one SIGTERM, so it drains its nodes and
-stops everything it started.
+through its ``--state-file``; ``stop_cluster_child`` sends it one SIGTERM, so it drains
+its nodes and stops everything it started.
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,7 +16,13 @@ from pathlib import Path
 import msgspec
 
 from switchboard.cluster.plan import ClusterState, read_state
-from switchboard.sim.processes import POLL_INTERVAL_S, SWITCHBOARD_ARGV, Child, free_port
+from switchboard.sim.processes import (
+    POLL_INTERVAL_S,
+    SWITCHBOARD_ARGV,
+    Child,
+    ChildError,
+    free_port,
+)
 
 
 def start_cluster_child(
@@ -62,3 +70,15 @@ def _wait_state(child: Child, path: Path, deadline_s: float) -> ClusterState:
         if time.monotonic() > deadline:
             raise child.error(f"no state file {path} within {deadline_s:g} s")
         time.sleep(POLL_INTERVAL_S)
+
+
+def stop_cluster_child(cluster: Child, deadline_s: float = 60.0) -> int:
+    """One SIGTERM, so the cluster drains its nodes and stops everything it started; then
+    wait for it (killing what is left after ``deadline_s``). Returns its exit code."""
+    cluster.send_signal(signal.SIGTERM)
+    try:
+        with contextlib.suppress(ChildError):
+            cluster.wait(deadline_s)
+    finally:
+        code = cluster.stop()
+    return code

@@ -20,11 +20,9 @@ Results go to ``bench/results/`` as one JSON per run (timestamped) plus ``latest
 
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
 import shutil
-import signal
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -38,7 +36,7 @@ from rich.table import Table
 from rich.text import Text
 
 from switchboard.cluster.haproxy import HAProxyError, LoadBalancer, Server, start_haproxy
-from switchboard.cluster.launch import start_cluster_child
+from switchboard.cluster.launch import start_cluster_child, stop_cluster_child
 from switchboard.cluster.valkey import redis_url, start_valkey
 from switchboard.config import builtin_example
 from switchboard.sim.failover import kill_busiest_mid_run, summarize
@@ -330,17 +328,18 @@ def _run_failover_case(case: BenchCase, settings: BenchSettings, parts: _Parts) 
             log_dir=log_dir,
             cpu=parts.sim_cpu,
         )
-        kill = kill_busiest_mid_run(
-            state, turns_first=case.calls, running=lambda: simulator.poll() is None
-        )
+        try:
+            kill = kill_busiest_mid_run(
+                state, turns_first=case.calls, running=lambda: simulator.poll() is None
+            )
+        except BaseException:
+            simulator.stop()
+            raise
         code, report = simulator_result(
             simulator, json_path, timeout_s=settings.duration_s * 3 + 120
         )
     finally:
-        cluster.send_signal(signal.SIGTERM)
-        with contextlib.suppress(ChildError):
-            cluster.wait(60)
-        cluster.stop()
+        stop_cluster_child(cluster)
     if kill is None:
         kill = FailoverSummary(killed_node="no node", killed_at=0.0, calls_on_killed_node=0)
     failover = summarize(

@@ -15,8 +15,6 @@ node, and reports kill -> first answered turn after the reconnect.
 
 from __future__ import annotations
 
-import contextlib
-import signal
 import tempfile
 import time
 from pathlib import Path
@@ -24,12 +22,10 @@ from pathlib import Path
 import msgspec
 from rich.console import Console
 
-from switchboard.cluster.launch import start_cluster_child
+from switchboard.cluster.launch import start_cluster_child, stop_cluster_child
 from switchboard.config import builtin_example
 from switchboard.sim.failover import kill_busiest_mid_run, summarize
 from switchboard.sim.processes import (
-    Child,
-    ChildError,
     free_port,
     run_simulator,
     simulator_result,
@@ -132,11 +128,15 @@ def run_failover_demo(options: DemoOptions, console: Console, log_dir: Path) -> 
         simulator = start_simulator(
             simulator_args(options, state.url), json_path=json_path, log_dir=log_dir
         )
-        kill = kill_busiest_mid_run(
-            state,
-            turns_first=planned * KILL_AFTER_TURNS,
-            running=lambda: simulator.poll() is None,
-        )
+        try:
+            kill = kill_busiest_mid_run(
+                state,
+                turns_first=planned * KILL_AFTER_TURNS,
+                running=lambda: simulator.poll() is None,
+            )
+        except BaseException:
+            simulator.stop()
+            raise
         if kill is not None:
             console.print(
                 f"[dim]demo[/] [bold]kill -9[/] {kill.killed_node}, "
@@ -144,7 +144,7 @@ def run_failover_demo(options: DemoOptions, console: Console, log_dir: Path) -> 
             )
         _, report = simulator_result(simulator, json_path, timeout_s=600)
     finally:
-        stop_cluster(cluster)
+        stop_cluster_child(cluster)
     if kill is None:  # the verdict says nothing failed over
         kill = FailoverSummary(killed_node="no node", killed_at=time.time(), calls_on_killed_node=0)
     failover = summarize(
@@ -155,16 +155,6 @@ def run_failover_demo(options: DemoOptions, console: Console, log_dir: Path) -> 
     )
     report = msgspec.structs.replace(report, failover=failover)
     return _finish(judge(report), options, console)
-
-
-def stop_cluster(cluster: Child, deadline_s: float = 60.0) -> None:
-    """One SIGTERM: the cluster drains its nodes and stops everything it started."""
-    cluster.send_signal(signal.SIGTERM)
-    try:
-        with contextlib.suppress(ChildError):
-            cluster.wait(deadline_s)
-    finally:
-        cluster.stop()
 
 
 def simulator_args(options: DemoOptions, url: str) -> list[str]:
