@@ -83,3 +83,44 @@ def test_cluster_and_demo_refuse_an_unknown_profile() -> None:
         result = runner.invoke(app, [*command, "--profile", "galactic"])
         assert result.exit_code == 2
         assert "profile must be one of" in result.output
+
+
+def test_bench_targets_relative_to_another_case_of_the_same_run() -> None:
+    from switchboard.sim.bench import DEFAULT_CASES, missed_targets
+    from tests.test_verdict import kind
+
+    cases = {c.name: c for c in DEFAULT_CASES}
+    single = passing_report(turns_per_core_s=2000.0)
+    distributed = cases["distributed-100"]
+    behind_lb = cases["distributed-haproxy-100"]
+    failover = cases["failover-3x"]
+
+    fast_enough = passing_report(turns_per_core_s=1600.0, per_kind=[kind("response", [1.0] * 100)])
+    assert missed_targets(distributed, fast_enough, {"scripted-100": single}) == []
+    too_slow = msgspec.structs.replace(fast_enough, turns_per_core_s=1400.0)
+    (missed,) = missed_targets(distributed, too_slow, {"scripted-100": single})
+    assert "70% of scripted-100's < target 75%" in missed
+    (missed,) = missed_targets(distributed, fast_enough, {})  # reference not run: missed
+    assert "unknown" in missed
+
+    direct = passing_report(per_kind=[kind("response", [1.0] * 100)])
+    within = passing_report(per_kind=[kind("response", [1.8] * 100)])
+    over = passing_report(per_kind=[kind("response", [2.5] * 100)])
+    assert missed_targets(behind_lb, within, {"distributed-100": direct}) == []
+    (missed,) = missed_targets(behind_lb, over, {"distributed-100": direct})
+    assert "+1.50 ms over distributed-100's" in missed
+
+    recovered = FailoverSummary(
+        killed_node="node-1",
+        killed_at=KILLED_AT,
+        calls_on_killed_node=3,
+        kill_to_answer=summarize(
+            [event("a", KILLED_AT + 0.01, KILLED_AT + 0.3)],
+            killed_node="node-1",
+            killed_at=KILLED_AT,
+            calls_on_node=3,
+        ).kill_to_answer,
+    )
+    assert missed_targets(failover, passing_report(failover=recovered)) == []
+    (missed,) = missed_targets(failover, passing_report())
+    assert "kill -> first answered turn p99 unknown" in missed
