@@ -235,7 +235,7 @@ def run_bench(
 
 
 class _Parts(msgspec.Struct, frozen=True, kw_only=True):
-    """What the cases of one run share: where logs go, the cores, the helper servers."""
+    """What the cases of one run share: where logs go, the cores, the fake LLM and Redis."""
 
     log_dir: Path
     server_cpu: int | None
