@@ -122,9 +122,17 @@ class Child:
             except subprocess.TimeoutExpired:
                 self._signal_group(signal.SIGKILL)
                 self._popen.wait(timeout_s)
-        for leftover in self._group_members():
+        leftovers = self._group_members()
+        for leftover in leftovers:
             with contextlib.suppress(psutil.Error):
                 leftover.kill()
+        # A signal is delivered, not obeyed, by the time kill() returns: wait until they
+        # are gone, so "stopped" means no process of the group is left running.
+        deadline = time.monotonic() + timeout_s
+        while leftovers and time.monotonic() < deadline:
+            leftovers = [p for p in leftovers if _running(p)]
+            if leftovers:
+                time.sleep(0.01)
         return self._popen.returncode
 
     def send_signal(self, sig: signal.Signals) -> None:
@@ -174,6 +182,14 @@ class Child:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _running(proc: psutil.Process) -> bool:
+    """Alive and not a zombie (a zombie has exited; only its parent's wait is missing)."""
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def wait_http_ready(child: Child, url: str, deadline_s: float = 30.0) -> None:
