@@ -63,19 +63,93 @@ def serve(
 
 
 @app.command()
+def cluster(
+    nodes: Annotated[int, typer.Option(min=1, help="switchboard serve processes.")] = 3,
+    port: Annotated[int, typer.Option(help="HAProxy's port: the one Retell connects to.")] = 8080,
+    profile: Annotated[
+        str, typer.Option(help="The nodes' profile: single, distributed or event-driven.")
+    ] = "distributed",
+    agent_file: Annotated[
+        Path | None, typer.Option("--agent-file", help="Agent file (YAML or TOML).")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Settings file (TOML) for every node.")
+    ] = None,
+    redis_url: Annotated[
+        str | None, typer.Option(help="Use this Redis instead of starting valkey-server.")
+    ] = None,
+    state_file: Annotated[
+        Path | None, typer.Option(help="Write URLs and every pid here as JSON.")
+    ] = None,
+    log_dir: Annotated[
+        Path | None, typer.Option(help="Where logs and haproxy.cfg go (default: a temp dir).")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Interface HAProxy binds.")] = "127.0.0.1",
+) -> None:
+    """Run valkey-server, N nodes and HAProxy in the foreground; SIGTERM drains and stops."""
+    from typing import cast
+
+    from switchboard.cluster.run import ClusterOptions, run_cluster
+    from switchboard.config import BUDGET_MS, Profile
+    from switchboard.sim.processes import ChildError
+
+    if profile not in BUDGET_MS:
+        raise typer.BadParameter(f"profile must be one of {', '.join(BUDGET_MS)}, got {profile!r}")
+    options = ClusterOptions(
+        nodes=nodes,
+        port=port,
+        profile=cast(Profile, profile),
+        agent_file=agent_file,
+        config=config,
+        redis_url=redis_url,
+        state_file=state_file,
+        log_dir=log_dir,
+        bind_host=host,
+    )
+
+    def say(line: str) -> None:
+        typer.echo(f"cluster: {line}", err=True)
+
+    try:
+        code = run_cluster(options, say, lambda url: typer.echo(url))
+    except (ChildError, OSError, ValueError, RuntimeError) as exc:
+        typer.echo(f"cluster could not run: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    raise typer.Exit(code)
+
+
+@app.command()
 def demo(
-    calls: Annotated[int, typer.Option(min=1, help="Concurrent random calls.")] = 20,
-    turns: Annotated[int, typer.Option(min=1, help="Caller turns per random call.")] = 4,
+    calls: Annotated[
+        int | None, typer.Option(min=1, help="Concurrent random calls (20; failover: 30).")
+    ] = None,
+    turns: Annotated[
+        int | None, typer.Option(min=1, help="Caller turns per random call (4; failover: 12).")
+    ] = None,
+    profile: Annotated[
+        str,
+        typer.Option(help="single: one server; distributed: 3 nodes, HAProxy, kill -9 of one."),
+    ] = "single",
     html: Annotated[Path, typer.Option(help="HTML report to write.")] = Path("reports/demo.html"),
 ) -> None:
     """Start a server, play the receptionist scenarios and random calls, judge the run."""
     from rich.console import Console
 
-    from switchboard.sim.demo import DemoOptions, run_demo
+    from switchboard.config import BUDGET_MS
+    from switchboard.sim.demo import FAILOVER_CALLS, FAILOVER_TURNS, DemoOptions, run_demo
     from switchboard.sim.processes import ChildError
 
+    if profile not in BUDGET_MS:
+        raise typer.BadParameter(f"profile must be one of {', '.join(BUDGET_MS)}, got {profile!r}")
+    single = profile == "single"
     options = DemoOptions(
-        calls=calls, turns=turns, html_path=html, json_path=html.with_suffix(".json")
+        calls=calls or (20 if single else FAILOVER_CALLS),
+        turns=turns or (4 if single else FAILOVER_TURNS),
+        profile=profile,
+        html_path=html,
+        json_path=html.with_suffix(".json"),
     )
     try:
         report = run_demo(options, Console())

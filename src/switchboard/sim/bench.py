@@ -7,6 +7,14 @@ simulator run. That is a cost per turn, so it holds however hard the simulator p
 latency percentiles, on the other hand, are only as good as the simulator is idle, which
 is why its CPU and loop lag are reported and flagged by the verdict.
 
+The distributed rows add real parts: a private valkey-server (one per bench run, each
+case in its own key namespace) for ``profile = "distributed"``, HAProxy in front of the
+node for ``via_haproxy`` (pinned beside the server), and for ``failover`` a whole
+``switchboard cluster`` (three nodes, HAProxy, Redis) of which the busiest node is
+``kill -9``ed mid-run. Their targets are relative to another case of the same run where
+the issue says so (turns per core against the single profile, TTFB p99 against the node
+without the load balancer), so a slower machine does not make them meaningless.
+
 Results go to ``bench/results/`` as one JSON per run (timestamped) plus ``latest.json``.
 """
 
@@ -17,7 +25,7 @@ import platform
 import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,16 +35,22 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from switchboard.cluster.haproxy import HAProxyError, LoadBalancer, Server, start_haproxy
+from switchboard.cluster.launch import start_cluster_child, stop_cluster_child
+from switchboard.cluster.valkey import redis_url, start_valkey
 from switchboard.config import builtin_example
+from switchboard.sim.failover import kill_busiest_mid_run, summarize
 from switchboard.sim.processes import (
     Child,
     ChildError,
     free_port,
     run_simulator,
+    simulator_result,
     start_fake_llm,
     start_server,
+    start_simulator,
 )
-from switchboard.sim.results import ProcessStats, RunReport, TurnKindStats
+from switchboard.sim.results import FailoverSummary, ProcessStats, RunReport, TurnKindStats
 from switchboard.sim.verdict import JUDGED_KINDS, judge
 
 BENCH_SCHEMA_VERSION = 1
@@ -54,6 +68,18 @@ class BenchCase(msgspec.Struct, frozen=True, kw_only=True):
     barge_in_rate: float = 0.0
     min_turns_per_core_s: float | None = None
     max_ttfb_p99_ms: float | None = None
+    #: the nodes' profile; ``distributed`` gets the bench's valkey-server
+    profile: str = "single"
+    #: the simulator reaches the node through HAProxy
+    via_haproxy: bool = False
+    #: a 3-node cluster behind HAProxy, the busiest node killed mid-run
+    failover: bool = False
+    #: turns/s per core at least this share of the named case's, in the same run
+    min_turns_per_core_vs: tuple[str, float] | None = None
+    #: TTFB p99 at most this many ms above the named case's, in the same run
+    max_ttfb_p99_delta_vs: tuple[str, float] | None = None
+    #: kill -> first answered turn after the reconnect, p99
+    max_failover_p99_ms: float | None = None
 
 
 class BenchCaseResult(msgspec.Struct, kw_only=True):
@@ -101,6 +127,30 @@ DEFAULT_CASES: tuple[BenchCase, ...] = (
     BenchCase(
         name="barge-in-0.3", agent="scripted", calls=100, barge_in_rate=0.3, max_ttfb_p99_ms=20
     ),
+    BenchCase(
+        name="distributed-100",
+        agent="scripted",
+        calls=100,
+        profile="distributed",
+        max_ttfb_p99_ms=20,
+        min_turns_per_core_vs=("scripted-100", 0.75),
+    ),
+    BenchCase(
+        name="distributed-haproxy-100",
+        agent="scripted",
+        calls=100,
+        profile="distributed",
+        via_haproxy=True,
+        max_ttfb_p99_delta_vs=("distributed-100", 1.0),
+    ),
+    BenchCase(
+        name="failover-3x",
+        agent="scripted",
+        calls=100,
+        profile="distributed",
+        failover=True,
+        max_failover_p99_ms=2000,
+    ),
 )
 
 
@@ -145,22 +195,35 @@ def run_bench(
     server_cpu = SERVER_CPU if pinned else None
     sim_cpu = SIMULATOR_CPU if pinned else None
     fake_llm: Child | None = None
+    valkey: Child | None = None
     try:
         for case in cases:
             console.print(f"[dim]bench[/] {case.name}: {case.calls} calls ...")
             try:
                 if case.agent == "openai" and fake_llm is None:
                     fake_llm = start_fake_llm(port=free_port(), log_dir=log_dir, cpu=sim_cpu)
-                llm_port = fake_llm.port if fake_llm is not None else None
-                run.results.append(
-                    _run_case(case, settings, log_dir, server_cpu, sim_cpu, llm_port)
+                if case.profile != "single" and valkey is None:
+                    valkey = start_valkey(log_dir=log_dir)
+                parts = _Parts(
+                    log_dir=log_dir,
+                    server_cpu=server_cpu,
+                    sim_cpu=sim_cpu,
+                    llm_port=fake_llm.port if fake_llm is not None else None,
+                    redis_url=redis_url(valkey) if valkey is not None else None,
                 )
-            except (ChildError, OSError, ValueError) as exc:
+                run_one = _run_failover_case if case.failover else _run_case
+                run.results.append(run_one(case, settings, parts))
+            except (ChildError, HAProxyError, OSError, ValueError) as exc:
                 run.errors[case.name] = str(exc)
                 console.print(Text(f"{case.name} could not run: {exc}", style="red"))
     finally:
         if fake_llm is not None:
             fake_llm.stop()
+        if valkey is not None:
+            valkey.stop()
+    reports = {r.case.name: r.report for r in run.results}
+    for result in run.results:
+        result.missed_targets = missed_targets(result.case, result.report, reports)
     console.print(bench_table(run))
     for note in bench_notes(run):
         console.print(note)
@@ -171,49 +234,122 @@ def run_bench(
     return run
 
 
-def _run_case(
-    case: BenchCase,
-    settings: BenchSettings,
-    log_dir: Path,
-    server_cpu: int | None,
-    sim_cpu: int | None,
-    llm_port: int | None,
-) -> BenchCaseResult:
+class _Parts(msgspec.Struct, frozen=True, kw_only=True):
+    """What the cases of one run share: where logs go, the cores, the fake LLM and Redis."""
+
+    log_dir: Path
+    server_cpu: int | None
+    sim_cpu: int | None
+    llm_port: int | None
+    redis_url: str | None
+
+
+def _server_env(case: BenchCase, parts: _Parts) -> dict[str, str]:
     if case.agent not in AGENT_FILES:
         raise ValueError(f"unknown agent {case.agent!r}; expected one of {', '.join(AGENT_FILES)}")
-    port = free_port()
     env = {
         "SWITCHBOARD_MAX_CALLS": str(case.calls * 2 + 10),
         "SWITCHBOARD_LOG_LEVEL": "warning",
         "SWITCHBOARD_DRAIN_TIMEOUT_S": "2",
+        "SWITCHBOARD_PROFILE": case.profile,
     }
+    if case.profile != "single":
+        if parts.redis_url is None:
+            raise ValueError(f"{case.name}: profile {case.profile} needs Redis")
+        env["SWITCHBOARD_REDIS_URL"] = parts.redis_url
+        env["SWITCHBOARD_REDIS_NAMESPACE"] = f"bench:{case.name}:{os.getpid()}:"
     if case.agent == "openai":
-        env["OPENAI_BASE_URL"] = f"http://127.0.0.1:{llm_port}/v1"
+        env["OPENAI_BASE_URL"] = f"http://127.0.0.1:{parts.llm_port}/v1"
         env["OPENAI_API_KEY"] = "bench"
+    return env
+
+
+def _run_case(case: BenchCase, settings: BenchSettings, parts: _Parts) -> BenchCaseResult:
+    log_dir = parts.log_dir
+    port = free_port()
+    env = _server_env(case, parts)
     agent_file = builtin_example(AGENT_FILES[case.agent])
     server = start_server(
-        port=port, agent_file=agent_file, log_dir=log_dir, env=env, cpu=server_cpu
+        port=port, agent_file=agent_file, log_dir=log_dir, env=env, cpu=parts.server_cpu
     )
+    haproxy: Child | None = None
     try:
+        url_port = port
+        if case.via_haproxy:
+            lb = LoadBalancer(
+                servers=(Server(name="node-1", host="127.0.0.1", port=port),),
+                port=free_port(),
+                threads=1,
+                log=False,
+            )
+            haproxy = start_haproxy(
+                lb,
+                config_path=log_dir / f"{case.name}-haproxy.cfg",
+                log_dir=log_dir,
+                cpu=parts.server_cpu,
+            )
+            url_port = lb.port
         cpu_before = server.cpu_seconds()
         code, report = run_simulator(
-            simulator_args(case, settings, f"ws://127.0.0.1:{port}/llm-websocket"),
+            simulator_args(case, settings, f"ws://127.0.0.1:{url_port}/llm-websocket"),
             json_path=log_dir / f"{case.name}.json",
             log_dir=log_dir,
-            cpu=sim_cpu,
+            cpu=parts.sim_cpu,
             timeout_s=settings.duration_s * 3 + 120,
         )
         server_cpu_s = server.cpu_seconds() - cpu_before
     finally:
+        if haproxy is not None:
+            haproxy.stop()
         server.stop()
     report = with_server_cpu(report, server_cpu_s)
     report = judge(msgspec.structs.replace(report, label=case.name))
-    return BenchCaseResult(
-        case=case,
-        simulator_exit_code=code,
-        report=report,
-        missed_targets=missed_targets(case, report),
+    return BenchCaseResult(case=case, simulator_exit_code=code, report=report)
+
+
+def _run_failover_case(case: BenchCase, settings: BenchSettings, parts: _Parts) -> BenchCaseResult:
+    """Three nodes behind HAProxy, the busiest one killed once every call has answered a
+    turn on average; judged like the failover demo."""
+    log_dir = parts.log_dir / case.name
+    env = _server_env(case, parts)
+    cluster, state = start_cluster_child(
+        nodes=3,
+        log_dir=log_dir,
+        profile=case.profile,
+        agent_file=builtin_example(AGENT_FILES[case.agent]),
+        redis_url=parts.redis_url,
+        env=env,
     )
+    try:
+        json_path = log_dir / f"{case.name}.json"
+        simulator = start_simulator(
+            simulator_args(case, settings, state.url),
+            json_path=json_path,
+            log_dir=log_dir,
+            cpu=parts.sim_cpu,
+        )
+        try:
+            kill = kill_busiest_mid_run(
+                state, turns_first=case.calls, running=lambda: simulator.poll() is None
+            )
+        except BaseException:
+            simulator.stop()
+            raise
+        code, report = simulator_result(
+            simulator, json_path, timeout_s=settings.duration_s * 3 + 120
+        )
+    finally:
+        stop_cluster_child(cluster)
+    if kill is None:
+        kill = FailoverSummary(killed_node="no node", killed_at=0.0, calls_on_killed_node=0)
+    failover = summarize(
+        report.reconnect_events,
+        killed_node=kill.killed_node,
+        killed_at=kill.killed_at,
+        calls_on_node=kill.calls_on_killed_node,
+    )
+    report = msgspec.structs.replace(report, label=case.name, failover=failover)
+    return BenchCaseResult(case=case, simulator_exit_code=code, report=judge(report))
 
 
 def simulator_args(case: BenchCase, settings: BenchSettings, url: str) -> list[str]:
@@ -250,8 +386,33 @@ def with_server_cpu(report: RunReport, server_cpu_s: float) -> RunReport:
     )
 
 
-def missed_targets(case: BenchCase, report: RunReport) -> list[str]:
+def missed_targets(
+    case: BenchCase, report: RunReport, others: Mapping[str, RunReport] | None = None
+) -> list[str]:
+    """The targets ``case`` missed; relative ones compare with ``others`` (the same run's
+    reports by case name) and count as missed when their reference did not run."""
     missed = []
+    others = others or {}
+    if case.min_turns_per_core_vs is not None:
+        name, share = case.min_turns_per_core_vs
+        ratio = _turns_per_core_ratio(report, others.get(name))
+        if ratio is None or ratio < share:
+            shown = "unknown" if ratio is None else f"{ratio:.0%}"
+            missed.append(f"turns/s per core {shown} of {name}'s < target {share:.0%}")
+    if case.max_ttfb_p99_delta_vs is not None:
+        name, delta_ms = case.max_ttfb_p99_delta_vs
+        delta = _ttfb_p99_delta(report, others.get(name))
+        if delta is None or delta > delta_ms:
+            shown = "unknown" if delta is None else f"{delta:+.2f} ms"
+            missed.append(f"TTFB p99 {shown} over {name}'s > target +{delta_ms:g} ms")
+    if case.max_failover_p99_ms is not None:
+        f = report.failover
+        p99 = f.kill_to_answer.p99_ms if f is not None and f.kill_to_answer.count else None
+        if p99 is None or p99 > case.max_failover_p99_ms:
+            shown = "unknown" if p99 is None else f"{p99:.0f} ms"
+            missed.append(
+                f"kill -> first answered turn p99 {shown} > target {case.max_failover_p99_ms:g} ms"
+            )
     if case.min_turns_per_core_s is not None:
         got = report.turns_per_core_s
         if got is None or got < case.min_turns_per_core_s:
@@ -263,6 +424,53 @@ def missed_targets(case: BenchCase, report: RunReport) -> list[str]:
             shown = "unknown" if worst is None else f"{worst:.1f} ms"
             missed.append(f"TTFB p99 {shown} > target {case.max_ttfb_p99_ms:g} ms")
     return missed
+
+
+def _turns_per_core_ratio(report: RunReport, reference: RunReport | None) -> float | None:
+    if reference is None or not reference.turns_per_core_s or report.turns_per_core_s is None:
+        return None
+    return report.turns_per_core_s / reference.turns_per_core_s
+
+
+def _ttfb_p99_delta(report: RunReport, reference: RunReport | None) -> float | None:
+    mine = _worst_judged_p99(report)
+    theirs = _worst_judged_p99(reference) if reference is not None else None
+    if mine is None or theirs is None:
+        return None
+    return mine - theirs
+
+
+def comparisons(run: BenchRun) -> list[str]:
+    """The relative figures, as sentences: share of the single profile's turns per core,
+    TTFB p99 added by the load balancer, kill -> first answered turn."""
+    reports = {r.case.name: r.report for r in run.results}
+    lines = []
+    for result in run.results:
+        case, report = result.case, result.report
+        if case.min_turns_per_core_vs is not None:
+            name, share = case.min_turns_per_core_vs
+            ratio = _turns_per_core_ratio(report, reports.get(name))
+            if ratio is not None:
+                lines.append(
+                    f"{case.name}: turns/s per core {ratio:.0%} of {name}'s (target >= {share:.0%})"
+                )
+        if case.max_ttfb_p99_delta_vs is not None:
+            name, delta_ms = case.max_ttfb_p99_delta_vs
+            delta = _ttfb_p99_delta(report, reports.get(name))
+            if delta is not None:
+                lines.append(
+                    f"{case.name}: TTFB p99 {delta:+.2f} ms over {name}'s "
+                    f"(target <= +{delta_ms:g} ms)"
+                )
+        f = report.failover
+        if f is not None:
+            k = f.kill_to_answer
+            lines.append(
+                f"{case.name}: kill -9 of {f.killed_node} ({f.calls_on_killed_node} calls): "
+                f"{f.calls_resumed}/{f.calls_lost_socket} resumed; kill -> first answered "
+                f"turn p50 {k.p50_ms:.0f} ms, p99 {k.p99_ms:.0f} ms ({k.count} sockets)"
+            )
+    return lines
 
 
 def bench_table(run: BenchRun) -> Table:
@@ -300,6 +508,7 @@ def bench_table(run: BenchRun) -> Table:
 def bench_notes(run: BenchRun) -> list[Text]:
     """What the table cannot hold: targets, missed targets, verdict reasons, warnings, errors."""
     notes = [Text(f"targets: {_targets_text(run)}", style="dim")]
+    notes += [Text(line) for line in comparisons(run)]
     for result in run.results:
         name = result.case.name
         for missed in result.missed_targets:
@@ -324,6 +533,14 @@ def _targets_text(run: BenchRun) -> str:
             wanted.append(f">= {case.min_turns_per_core_s:g} turns/core·s")
         if case.max_ttfb_p99_ms is not None:
             wanted.append(f"TTFB p99 <= {case.max_ttfb_p99_ms:g} ms")
+        if case.min_turns_per_core_vs is not None:
+            name, share = case.min_turns_per_core_vs
+            wanted.append(f">= {share:.0%} of {name}'s turns/core·s")
+        if case.max_ttfb_p99_delta_vs is not None:
+            name, delta_ms = case.max_ttfb_p99_delta_vs
+            wanted.append(f"TTFB p99 <= {name}'s + {delta_ms:g} ms")
+        if case.max_failover_p99_ms is not None:
+            wanted.append(f"kill -> answered p99 <= {case.max_failover_p99_ms:g} ms")
         if wanted:
             parts.append(f"{case.name} {' and '.join(wanted)}")
     return "; ".join(parts) or "none"
@@ -349,7 +566,14 @@ def _server_cpu(report: RunReport) -> str:
 
 def _targets_cell(result: BenchCaseResult) -> Text:
     case = result.case
-    if case.min_turns_per_core_s is None and case.max_ttfb_p99_ms is None:
+    targets = (
+        case.min_turns_per_core_s,
+        case.max_ttfb_p99_ms,
+        case.min_turns_per_core_vs,
+        case.max_ttfb_p99_delta_vs,
+        case.max_failover_p99_ms,
+    )
+    if all(t is None for t in targets):
         return Text("-")
     if result.missed_targets:
         return Text("MISSED", style="bold red")
@@ -363,7 +587,9 @@ def _verdict_cell(report: RunReport) -> Text:
     return text
 
 
-def _worst_judged_p99(report: RunReport) -> float | None:
+def _worst_judged_p99(report: RunReport | None) -> float | None:
+    if report is None:
+        return None
     p99s = [k.ttfb.p99_ms for k in report.per_kind if k.kind in JUDGED_KINDS and k.ttfb.count]
     return max(p99s) if p99s else None
 

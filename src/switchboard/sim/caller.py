@@ -43,6 +43,7 @@ from switchboard.sim.frames import InvalidFrame, decode_server_frame
 from switchboard.sim.ledger import Ledger, Request
 from switchboard.sim.metrics import RunMetrics
 from switchboard.sim.options import SimOptions
+from switchboard.sim.results import ReconnectEvent
 from switchboard.sim.transcript import Transcript
 
 log = get_logger("switchboard.sim")
@@ -86,12 +87,17 @@ class _Socket:
         "local_reason",
         "opened_at",
         "pongs",
+        "reconnect",
         "ws",
     )
 
-    def __init__(self, ws: ClientConnection, opened_at: float) -> None:
+    def __init__(
+        self, ws: ClientConnection, opened_at: float, reconnect: ReconnectEvent | None
+    ) -> None:
         self.ws = ws
         self.opened_at = opened_at
+        #: set on a socket that replaces a lost one: what happened to the call since
+        self.reconnect = reconnect
         self.begun = False
         self.begin_first_at: float | None = None
         self.begin_parts: list[str] = []
@@ -135,6 +141,10 @@ class SimulatedCall:
         self._ever_ponged = False
         self._no_pong_reported = False
         self._started = 0.0
+        self._reconnected = False
+        self._resumed = False
+        #: wall clock = perf counter + this (event times are reported in Unix seconds)
+        self._wall_offset = time.time() - _now()
 
     # ------------------------------------------------------------------ the call
 
@@ -332,19 +342,29 @@ class SimulatedCall:
 
     async def _lifecycle(self) -> None:
         abnormal = keepalive = 0
-        first = True
+        lost: ReconnectEvent | None = None
+        m = self.metrics
         try:
             while True:
-                sock = await self._open()
+                sock = await self._open(lost)
                 if sock is None:
-                    self._finish(ERR_OPEN if first else ERR_LOST, failed=True)
+                    self._finish(ERR_LOST if lost else ERR_OPEN, failed=True)
                     return
-                if not first:
-                    self.metrics.reconnects += 1
-                first = False
+                if lost is not None:
+                    lost.reopened_at = self._wall(sock.opened_at)
+                    m.reconnects += 1
+                    m.reconnects_by_cause[lost.cause] += 1
+                    if not self._reconnected:
+                        self._reconnected = True
+                        m.calls_reconnected += 1
                 ending = await self._serve(sock)
                 if ending == _LOCAL:
                     return
+                if ending in (_ABNORMAL, _KEEPALIVE):
+                    lost = ReconnectEvent(
+                        call_id=self.call_id, cause=ending, lost_at=self._wall(_now())
+                    )
+                    m.socket_lost(lost)
                 if ending == _ABNORMAL:
                     abnormal += 1
                     if abnormal > self.options.max_abnormal_reconnects:
@@ -362,7 +382,7 @@ class SimulatedCall:
             self._sock = None
             self._progress.set()
 
-    async def _open(self) -> _Socket | None:
+    async def _open(self, lost: ReconnectEvent | None) -> _Socket | None:
         o = self.options
         for attempt in range(1, o.connect_attempts + 1):
             if self._hanging_up or self.record.reason:
@@ -397,7 +417,7 @@ class SimulatedCall:
                 with contextlib.suppress(Exception):
                     await ws.close(1000)
                 return None
-            return _Socket(ws, opened)
+            return _Socket(ws, opened, lost)
         return None
 
     async def _serve(self, sock: _Socket) -> str:
@@ -542,7 +562,28 @@ class SimulatedCall:
         if r.response_id == 0:
             self._on_begin(sock, r, now)
         elif self.ledger.on_response(r, now):
+            if sock.reconnect is not None and sock.reconnect.answered_at is None:
+                self._after_reconnect(sock, sock.reconnect, r.response_id, now)
             self._progress.set()
+
+    def _after_reconnect(
+        self, sock: _Socket, event: ReconnectEvent, response_id: int, now: float
+    ) -> None:
+        """The first turn answered on a socket that replaced a lost one: the call went on,
+        and it was resumed if that socket did not greet again."""
+        req = self.ledger.requests[response_id - 1]
+        if not req.completed or req.sent_at < sock.opened_at:
+            return
+        event.answered_at = self._wall(now)
+        m = self.metrics
+        m.loss_to_answer.record(event.answered_at - event.lost_at)
+        # A call lost before its greeting had nothing to resume: going on is enough.
+        if event.begin_empty is not False and not self._resumed:
+            self._resumed = True
+            m.calls_resumed += 1
+
+    def _wall(self, perf: float) -> float:
+        return round(perf + self._wall_offset, 6)
 
     def _on_begin(self, sock: _Socket, r: Response, now: float) -> None:
         m = self.metrics
@@ -565,6 +606,8 @@ class SimulatedCall:
         sock.begun = True
         times.ttc.record(now - sock.opened_at)
         greeting = "".join(sock.begin_parts)
+        if sock.reconnect is not None and self.record.greeting is not None:
+            sock.reconnect.begin_empty = not greeting.strip()
         if self.record.greeting is None:
             self.record.greeting = greeting
             m.greeting.record(now - self._started)

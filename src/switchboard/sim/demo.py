@@ -5,20 +5,35 @@ free port, plays the receptionist scenarios and a batch of concurrent random cal
 against it with ``switchboard simulate``, prints the summary and verdict, writes the HTML
 report, and stops the server. Every piece runs through its own CLI, so a passing demo
 also proves the commands a user would type work.
+
+With ``profile="distributed"`` it is the failover demo instead: ``switchboard cluster``
+with three nodes behind HAProxy, the same scenarios plus longer random calls through the
+load balancer, and, once the calls are up, ``kill -9`` of the node that holds the most.
+The verdict then also requires every call cut off by the kill to be resumed on another
+node, and reports kill -> first answered turn after the reconnect.
 """
 
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 
 import msgspec
 from rich.console import Console
 
+from switchboard.cluster.launch import start_cluster_child, stop_cluster_child
 from switchboard.config import builtin_example
-from switchboard.sim.processes import free_port, run_simulator, start_server
+from switchboard.sim.failover import kill_busiest_mid_run, summarize
+from switchboard.sim.processes import (
+    free_port,
+    run_simulator,
+    simulator_result,
+    start_server,
+    start_simulator,
+)
 from switchboard.sim.report import print_summary, write_html, write_json
-from switchboard.sim.results import RunReport
+from switchboard.sim.results import FailoverSummary, RunReport
 from switchboard.sim.verdict import judge
 
 AGENT_FILE = "receptionist.yaml"
@@ -29,13 +44,26 @@ class DemoOptions(msgspec.Struct, frozen=True, kw_only=True):
     calls: int = 20
     turns: int = 4
     seed: int = 7
+    profile: str = "single"
+    #: caller pause before each turn; the failover demo's calls must outlast the kill
+    think_ms: float = 250.0
+    nodes: int = 3
     html_path: Path = Path("reports/demo.html")
     json_path: Path = Path("reports/demo.json")
+
+
+#: The failover demo's defaults: enough turns per call to span the kill.
+FAILOVER_CALLS = 30
+FAILOVER_TURNS = 12
+#: Kill once the calls have answered this many turns each on average (mid-conversation).
+KILL_AFTER_TURNS = 1
 
 
 def run_demo(options: DemoOptions, console: Console, log_dir: Path | None = None) -> RunReport:
     """Run the demo end to end and return the judged report (``passed`` is the exit status)."""
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix="switchboard-demo-"))
+    if options.profile != "single":
+        return run_failover_demo(options, console, log_dir)
     port = free_port()
     env = {
         "SWITCHBOARD_PROFILE": "single",
@@ -60,7 +88,10 @@ def run_demo(options: DemoOptions, console: Console, log_dir: Path | None = None
         )
     finally:
         server.stop()
-    report = judge(report)
+    return _finish(judge(report), options, console)
+
+
+def _finish(report: RunReport, options: DemoOptions, console: Console) -> RunReport:
     print_summary(report, console)
     write_json(report, options.json_path)
     write_html(report, options.html_path)
@@ -68,8 +99,69 @@ def run_demo(options: DemoOptions, console: Console, log_dir: Path | None = None
     return report
 
 
+def run_failover_demo(options: DemoOptions, console: Console, log_dir: Path) -> RunReport:
+    """The cluster, the calls through HAProxy, ``kill -9`` of the busiest node, the verdict."""
+    env = {
+        "SWITCHBOARD_LOG_LEVEL": "warning",
+        "SWITCHBOARD_DRAIN_TIMEOUT_S": "2",
+        "SWITCHBOARD_MAX_CALLS": str(max(100, options.calls * 2)),
+    }
+    console.print(
+        f"[dim]demo[/] starting a {options.nodes}-node {options.profile} cluster "
+        "(valkey-server, switchboard serve x N, HAProxy)"
+    )
+    cluster, state = start_cluster_child(
+        nodes=options.nodes,
+        log_dir=log_dir,
+        profile=options.profile,
+        agent_file=builtin_example(AGENT_FILE),
+        env=env,
+    )
+    try:
+        console.print(f"[dim]demo[/] cluster up at {state.url} (logs in {state.log_dir})")
+        planned = options.calls + len(list(builtin_example(SCENARIOS_DIR).glob("*.yaml")))
+        console.print(
+            f"[dim]demo[/] scenarios from examples/{SCENARIOS_DIR} and {options.calls} "
+            f"concurrent random calls of {options.turns} turns through HAProxy"
+        )
+        json_path = log_dir / "demo.json"
+        simulator = start_simulator(
+            simulator_args(options, state.url), json_path=json_path, log_dir=log_dir
+        )
+        try:
+            kill = kill_busiest_mid_run(
+                state,
+                turns_first=planned * KILL_AFTER_TURNS,
+                running=lambda: simulator.poll() is None,
+            )
+        except BaseException:
+            simulator.stop()
+            raise
+        if kill is not None:
+            console.print(
+                f"[dim]demo[/] [bold]kill -9[/] {kill.killed_node}, "
+                f"which held {kill.calls_on_killed_node} calls"
+            )
+        _, report = simulator_result(simulator, json_path, timeout_s=600)
+    finally:
+        stop_cluster_child(cluster)
+    if kill is None:  # the verdict says nothing failed over
+        kill = FailoverSummary(killed_node="no node", killed_at=time.time(), calls_on_killed_node=0)
+    failover = summarize(
+        report.reconnect_events,
+        killed_node=kill.killed_node,
+        killed_at=kill.killed_at,
+        calls_on_node=kill.calls_on_killed_node,
+    )
+    report = msgspec.structs.replace(report, failover=failover)
+    return _finish(judge(report), options, console)
+
+
 def simulator_args(options: DemoOptions, url: str) -> list[str]:
     """The ``switchboard simulate`` options for the demo (without ``--json``/``--quiet``)."""
+    label = "demo: receptionist"
+    if options.profile != "single":
+        label = f"demo: {options.profile} failover"
     return [
         "--url",
         url,
@@ -79,10 +171,12 @@ def simulator_args(options: DemoOptions, url: str) -> list[str]:
         str(options.calls),
         "--turns",
         str(options.turns),
+        "--think-ms",
+        f"{options.think_ms:g}",
         "--profile",
-        "single",
+        options.profile,
         "--seed",
         str(options.seed),
         "--label",
-        "demo: receptionist",
+        label,
     ]

@@ -12,11 +12,13 @@ from collections import Counter
 
 from hdrh.histogram import HdrHistogram
 
-from switchboard.sim.results import LatencySummary, TurnKindStats, Violation
+from switchboard.sim.results import LatencySummary, ReconnectEvent, TurnKindStats, Violation
 
 #: Largest value a histogram keeps (10 min, in µs); larger values are clamped to it.
 MAX_US = 600_000_000
 TURN_KINDS = ("greeting", "response", "reminder", "barge_in")
+#: Reconnect events kept for the report (the counts are always exact).
+MAX_RECONNECT_EVENTS = 10_000
 _CDF_PERCENTILES = (0.0, 1, 5, 10, 25, 50, 75, 90, 95, 99, 99.9, 99.99, 100.0)
 _PERCENTILES = frozenset((*_CDF_PERCENTILES, 50, 90, 95, 99, 99.9))
 
@@ -110,6 +112,11 @@ class RunMetrics:
         self.calls_failed: Counter[str] = Counter()
         self.calls_ended: Counter[str] = Counter()
         self.reconnects = 0
+        self.reconnects_by_cause: Counter[str] = Counter()
+        self.calls_reconnected = 0
+        self.calls_resumed = 0
+        self.reconnect_events: list[ReconnectEvent] = []
+        self.loss_to_answer = Histogram()
         self.turns = 0
         self.stale_in_grace = 0
         self.frames_dropped = 0
@@ -139,6 +146,10 @@ class RunMetrics:
                     at_s=round(self.elapsed(), 6),
                 )
             )
+
+    def socket_lost(self, event: ReconnectEvent) -> None:
+        if len(self.reconnect_events) < MAX_RECONNECT_EVENTS:
+            self.reconnect_events.append(event)
 
     def call_ended(self, reason: str, failed: bool) -> None:
         self.calls_active -= 1

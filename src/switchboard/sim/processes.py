@@ -30,7 +30,8 @@ from switchboard.sim.results import RunReport
 #: How often readiness is polled; the deadline, not this, bounds the wait.
 POLL_INTERVAL_S = 0.05
 #: Runs ``switchboard`` with this very interpreter, whether or not the script is on PATH.
-_SWITCHBOARD = (sys.executable, "-c", "from switchboard.cli import main; main()")
+SWITCHBOARD_ARGV = (sys.executable, "-c", "from switchboard.cli import main; main()")
+_SWITCHBOARD = SWITCHBOARD_ARGV
 
 
 class ChildError(RuntimeError):
@@ -121,10 +122,24 @@ class Child:
             except subprocess.TimeoutExpired:
                 self._signal_group(signal.SIGKILL)
                 self._popen.wait(timeout_s)
-        for leftover in self._group_members():
+        leftovers = self._group_members()
+        for leftover in leftovers:
             with contextlib.suppress(psutil.Error):
                 leftover.kill()
+        # A signal is delivered, not obeyed, by the time kill() returns: wait until they
+        # are gone, so "stopped" means no process of the group is left running.
+        deadline = time.monotonic() + timeout_s
+        while leftovers and time.monotonic() < deadline:
+            leftovers = [p for p in leftovers if _running(p)]
+            if leftovers:
+                time.sleep(0.01)
         return self._popen.returncode
+
+    def send_signal(self, sig: signal.Signals) -> None:
+        """Send ``sig`` to the child's process group, if the child still runs (a server
+        drains on its first SIGTERM; ``stop`` then waits for it)."""
+        if self._popen.poll() is None:
+            self._signal_group(sig)
 
     def _signal_group(self, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -167,6 +182,14 @@ class Child:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _running(proc: psutil.Process) -> bool:
+    """Alive and not a zombie (a zombie has exited; only its parent's wait is missing)."""
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def wait_http_ready(child: Child, url: str, deadline_s: float = 30.0) -> None:
@@ -251,6 +274,31 @@ def start_fake_llm(
     return child
 
 
+def start_simulator(
+    args: Sequence[str], *, json_path: Path, log_dir: Path, cpu: int | None = None
+) -> Child:
+    """Start ``switchboard simulate ARGS --json PATH --quiet`` and return at once (a
+    failover run kills a node while it plays); ``simulator_result`` waits for it."""
+    json_path.unlink(missing_ok=True)
+    argv = [*_SWITCHBOARD, "simulate", *args, "--json", str(json_path), "--quiet"]
+    return Child("simulator", argv, log_path=log_dir / f"{json_path.stem}.log", cpu=cpu)
+
+
+def simulator_result(child: Child, json_path: Path, timeout_s: float) -> tuple[int, RunReport]:
+    """Wait for a simulator started by ``start_simulator``: its exit code and report.
+
+    A non-zero exit code with a report is a failed run (the report says why); no report
+    at all is a ``ChildError`` carrying the simulator's last output lines.
+    """
+    try:
+        code = child.wait(timeout_s)
+    finally:
+        child.stop()
+    if not json_path.exists():
+        raise child.error(f"exited with code {code} without writing {json_path}")
+    return code, load_json(json_path)
+
+
 def run_simulator(
     args: Sequence[str],
     *,
@@ -259,18 +307,6 @@ def run_simulator(
     cpu: int | None = None,
     timeout_s: float = 600.0,
 ) -> tuple[int, RunReport]:
-    """Run ``switchboard simulate ARGS --json PATH --quiet`` to the end; its exit code and report.
-
-    A non-zero exit code with a report is a failed run (the report says why); no report
-    at all is a ``ChildError`` carrying the simulator's last output lines.
-    """
-    json_path.unlink(missing_ok=True)
-    argv = [*_SWITCHBOARD, "simulate", *args, "--json", str(json_path), "--quiet"]
-    child = Child("simulator", argv, log_path=log_dir / f"{json_path.stem}.log", cpu=cpu)
-    try:
-        code = child.wait(timeout_s)
-    finally:
-        child.stop()
-    if not json_path.exists():
-        raise child.error(f"exited with code {code} without writing {json_path}")
-    return code, load_json(json_path)
+    """Run ``switchboard simulate`` to the end; its exit code and report."""
+    child = start_simulator(args, json_path=json_path, log_dir=log_dir, cpu=cpu)
+    return simulator_result(child, json_path, timeout_s)

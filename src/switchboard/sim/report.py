@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from switchboard.sim.plots import cdf_svg, histogram_svg
-from switchboard.sim.results import LatencySummary, RunReport, TurnKindStats
+from switchboard.sim.results import FailoverSummary, LatencySummary, RunReport, TurnKindStats
 from switchboard.sim.verdict import BUDGET_RULE, JUDGED_KINDS
 
 #: Violation samples shown per kind; the JSON keeps every sample the simulator kept.
@@ -113,6 +113,10 @@ def _run_rows(report: RunReport) -> Iterator[tuple[str, str]]:
     if report.calls_ended:
         calls += "\nended: " + _counts(report.calls_ended)
     yield "calls", calls
+    if report.reconnects or report.reconnect_events:
+        yield "reconnects", _reconnects_text(report)
+    if report.failover is not None:
+        yield "failover", _failover_text(report.failover)
     yield "turns", f"{report.turns} ({report.turns_per_s:.1f}/s)"
     yield "violations", _violations_text(report)
     if report.frames_sent or report.frames_received:
@@ -136,6 +140,41 @@ def _run_rows(report: RunReport) -> Iterator[tuple[str, str]]:
             server += f", {report.turns_per_core_s:.0f} turns/s per core"
         yield "server", server
     yield "budget", f"{report.budget_ms:g} ms: {BUDGET_RULE}"
+
+
+def _reconnects_text(report: RunReport) -> str:
+    causes = report.reconnects_by_cause
+    text = (
+        f"{report.reconnects} ({causes.get('abnormal', 0)} after an abnormal close (1006), "
+        f"{causes.get('keepalive', 0)} after missing pongs); "
+        f"{report.calls_reconnected} calls reconnected, {report.calls_resumed} resumed"
+    )
+    lost = len(report.reconnect_events) - sum(
+        1 for e in report.reconnect_events if e.reopened_at is not None
+    )
+    if lost:
+        text += f"; {lost} sockets never reopened"
+    s = report.loss_to_answer
+    if s.count:
+        text += (
+            f"\nsocket lost -> first answered turn: p50 {_ms(s.p50_ms)} ms, "
+            f"p99 {_ms(s.p99_ms)} ms, max {_ms(s.max_ms)} ms ({s.count})"
+        )
+    return text
+
+
+def _failover_text(f: FailoverSummary) -> str:
+    text = (
+        f"kill -9 of {f.killed_node} holding {f.calls_on_killed_node} calls: "
+        f"{f.calls_lost_socket} calls cut off, {f.calls_resumed} resumed"
+    )
+    s = f.kill_to_answer
+    if s.count:
+        text += (
+            f"\nkill -> first answered turn after reconnect: p50 {_ms(s.p50_ms)} ms, "
+            f"p99 {_ms(s.p99_ms)} ms, max {_ms(s.max_ms)} ms ({s.count} sockets)"
+        )
+    return text
 
 
 def _counts(counts: dict[str, int]) -> str:
@@ -191,11 +230,14 @@ def _verdict_panel(report: RunReport) -> Panel:
 
 
 def _connection_latencies(report: RunReport) -> list[tuple[str, LatencySummary]]:
-    return [
+    rows = [
         ("connect (socket open)", report.connect),
         ("dial to greeting", report.greeting),
         ("pong RTT", report.pong_rtt),
     ]
+    if report.loss_to_answer.count:
+        rows.append(("socket lost to answered turn", report.loss_to_answer))
+    return rows
 
 
 def _ms(v: float) -> str:

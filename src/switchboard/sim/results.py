@@ -51,6 +51,37 @@ class Violation(msgspec.Struct, kw_only=True):
     at_s: float = 0.0  # seconds since the run started
 
 
+class ReconnectEvent(msgspec.Struct, kw_only=True):
+    """One socket of a call lost and reopened, with wall-clock times (Unix seconds), so a
+    tool that knows when it killed a node can line its kill up with the calls' recovery."""
+
+    call_id: str
+    cause: str  # "abnormal" (closed without a close frame: 1006) or "keepalive" (no pong)
+    lost_at: float  # the simulator saw the socket end
+    reopened_at: float | None = None  # the new socket opened (None: the call was lost)
+    #: the new socket's begin message was empty: the call was resumed, not greeted again
+    #: (``None``: not known yet, or the call had not been greeted before it was lost)
+    begin_empty: bool | None = None
+    answered_at: float | None = None  # the first turn answered on the new socket
+
+
+class FailoverSummary(msgspec.Struct, kw_only=True):
+    """What killing a node mid-run did to the calls (``switchboard demo --profile
+    distributed``, the failover bench): set on the report by the tool that killed it."""
+
+    killed_node: str
+    killed_at: float  # Unix seconds
+    #: the killed node's ``active_calls`` just before the kill
+    calls_on_killed_node: int
+    #: sockets lost after the kill, and the calls they belonged to
+    sockets_lost: int = 0
+    calls_lost_socket: int = 0
+    #: of those calls, how many got a turn answered on a new socket without a new greeting
+    calls_resumed: int = 0
+    #: kill -> first turn answered on the new socket, one sample per lost socket
+    kill_to_answer: LatencySummary = msgspec.field(default_factory=LatencySummary)
+
+
 class ScenarioResult(msgspec.Struct, kw_only=True):
     name: str
     passed: bool
@@ -83,6 +114,17 @@ class RunReport(msgspec.Struct, kw_only=True):
     #: the server closing with 1000), "call_transfer", and the failure reasons above
     calls_ended: dict[str, int] = msgspec.field(default_factory=dict)
     reconnects: int = 0
+    #: reconnects by what ended the previous socket: "abnormal" (1006) or "keepalive"
+    reconnects_by_cause: dict[str, int] = msgspec.field(default_factory=dict)
+    #: calls that reconnected at least once, and those of them resumed: a turn answered on
+    #: the new socket, whose begin message was empty (or the call's first greeting, when
+    #: the call was lost before it had been greeted)
+    calls_reconnected: int = 0
+    calls_resumed: int = 0
+    #: every reconnect (up to the first 10,000), in the order the sockets were lost
+    reconnect_events: list[ReconnectEvent] = msgspec.field(default_factory=list)
+    #: socket lost -> first turn answered on the new socket
+    loss_to_answer: LatencySummary = msgspec.field(default_factory=LatencySummary)
 
     turns: int = 0
     turns_per_s: float = 0.0
@@ -107,6 +149,9 @@ class RunReport(msgspec.Struct, kw_only=True):
     server: ProcessStats | None = None
     #: server turns per second per core of server CPU (bench only, when the pid is known)
     turns_per_core_s: float | None = None
+
+    #: set when a node was killed on purpose during the run
+    failover: FailoverSummary | None = None
 
     passed: bool = False
     #: why the run failed (empty when it passed); each one alone fails the run

@@ -13,6 +13,10 @@ A run **fails** on any of:
 Checking each kind's p99 on its own is at least as strict as the p99 of both kinds merged
 (the merged p99 never exceeds the larger of the two), so the rule needs no raw samples.
 
+When a node was killed on purpose (``report.failover``), the run also fails unless the
+kill cut at least one call off and every call it cut off was resumed: a turn answered on
+a new socket whose begin message was empty (repeated greetings are violations anyway).
+
 A run also gets **warnings**, which never fail it but say the numbers may be the
 simulator's fault rather than the server's: a simulator process near 100% of a core, or
 an event-loop lag p99 over 50 ms, delays its own timestamps and inflates the latencies.
@@ -22,7 +26,7 @@ from __future__ import annotations
 
 import msgspec
 
-from switchboard.sim.results import RunReport
+from switchboard.sim.results import FailoverSummary, RunReport
 
 #: Turn kinds whose TTFB p99 is held to the budget.
 JUDGED_KINDS = ("response", "barge_in")
@@ -79,6 +83,21 @@ def _failures(report: RunReport) -> list[str]:
             )
     if not judged:
         reasons.append("No response or barge-in turns were measured: nothing to judge.")
+    if report.failover is not None:
+        reasons += _failover_failures(report.failover)
+    return reasons
+
+
+def _failover_failures(failover: FailoverSummary) -> list[str]:
+    reasons: list[str] = []
+    if failover.calls_on_killed_node == 0 or failover.calls_lost_socket == 0:
+        reasons.append(f"The kill of {failover.killed_node} cut no call off: nothing failed over.")
+    unresumed = failover.calls_lost_socket - failover.calls_resumed
+    if unresumed > 0:
+        reasons.append(
+            f"{_plural(unresumed, 'call')} of {failover.calls_lost_socket} cut off by the kill "
+            "not resumed (no turn answered on a new socket, or greeted again)."
+        )
     return reasons
 
 
