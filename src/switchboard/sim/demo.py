@@ -48,6 +48,8 @@ class DemoOptions(msgspec.Struct, frozen=True, kw_only=True):
     #: caller pause before each turn; the failover demo's calls must outlast the kill
     think_ms: float = 250.0
     nodes: int = 3
+    #: frames for a superseded id this late still count as in flight (``simulate`` default)
+    stale_grace_ms: float = 25.0
     html_path: Path = Path("reports/demo.html")
     json_path: Path = Path("reports/demo.json")
 
@@ -173,6 +175,8 @@ def simulator_args(options: DemoOptions, url: str) -> list[str]:
         str(options.turns),
         "--think-ms",
         f"{options.think_ms:g}",
+        "--stale-grace-ms",
+        f"{options.stale_grace_ms:g}",
         "--profile",
         options.profile,
         "--seed",
