@@ -42,7 +42,9 @@ SAMPLES: list[tuple[EventData, str | None]] = [
     (CallEnded(node_id="n1", how="agent_ended", turns=5, duration_ms=1234.5), None),
     (CallEscalated(rule="asks_for_human", action="transfer", transfer_number="+15550100"), None),
     (
-        RetellWebhook(event="call_analyzed", call={"call_analysis": {"user_sentiment": "Positive"}}),
+        RetellWebhook(
+            event="call_analyzed", call={"call_analysis": {"user_sentiment": "Positive"}}
+        ),
         "retell.call_analyzed",
     ),
 ]
@@ -70,7 +72,9 @@ def test_event_ids_are_unique() -> None:
 
 
 def test_webhook_analysis_is_read_from_the_call_object() -> None:
-    data = RetellWebhook(event="call_analyzed", call={"call_analysis": {"user_sentiment": "Negative"}})
+    data = RetellWebhook(
+        event="call_analyzed", call={"call_analysis": {"user_sentiment": "Negative"}}
+    )
     assert data.analysis == {"user_sentiment": "Negative"}
     assert RetellWebhook(event="call_ended").analysis == {}
 
