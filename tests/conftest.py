@@ -13,6 +13,7 @@ pytest_plugins = [
     "tests.fixtures.fault_proxy",
     "tests.fixtures.kafka",
     "tests.fixtures.buses",
+    "tests.fixtures.outage",
 ]
 
 # Everyday and CI runs are reproducible: the same examples every time, no example database.
