@@ -14,6 +14,7 @@ pytest_plugins = [
     "tests.fixtures.kafka",
     "tests.fixtures.buses",
     "tests.fixtures.outage",
+    "tests.fixtures.postgres",
 ]
 
 # Everyday and CI runs are reproducible: the same examples every time, no example database.
