@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
@@ -55,6 +56,48 @@ def service_archive(
                 await run_consumer(options, ArchiveWriter(archive), stop)
         finally:
             await archive.close()
+
+    asyncio.run(run())
+
+
+@service_app.command("analytics")
+def service_analytics(
+    bus: BusOption,
+    db: Annotated[Path, typer.Option("--db", help="Analytics' own state (SQLite).")] = Path(
+        "switchboard-analytics.db"
+    ),
+    archive_db: Annotated[
+        str | None,
+        typer.Option("--archive-db", help="The archive, for the dashboard's recent calls."),
+    ] = None,
+    host: Annotated[
+        str, typer.Option(help="Interface of the dashboard and /metrics.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the dashboard and /metrics.")] = 8090,
+    namespace: NamespaceOption = "switchboard:",
+    name: Annotated[str, typer.Option(help="Member name; stable across restarts.")] = "analytics-1",
+) -> None:
+    """Live aggregates: Prometheus /metrics, JSON /api/summary and a dashboard at /."""
+    from switchboard.log import configure
+    from switchboard.services.analytics import Analytics, create_app
+    from switchboard.services.analytics_store import AnalyticsStore
+    from switchboard.services.archive_db import open_archive
+    from switchboard.services.process import ServiceOptions, run_consumer, serve_http
+
+    configure()
+    options = ServiceOptions(bus_url=bus, namespace=namespace, group="analytics", name=name)
+
+    async def run() -> None:
+        store = await AnalyticsStore.open(db)
+        archive = await open_archive(archive_db) if archive_db else None
+        analytics = Analytics(store)
+        try:
+            async with serve_http(create_app(analytics, archive), host, port) as stop:
+                await run_consumer(options, analytics, stop)
+        finally:
+            await store.close()
+            if archive is not None:
+                await archive.close()
 
     asyncio.run(run())
 

@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
 
 from switchboard.events.bus import EventBus, open_bus
 from switchboard.log import get_logger
@@ -42,6 +45,34 @@ async def stop_on_signals() -> AsyncIterator[asyncio.Event]:
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal capture: the service owns SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def serve_http(app: Any, host: str, port: int) -> AsyncIterator[asyncio.Event]:
+    """Serve ``app`` beside the consumer; yields the stop event that signals set."""
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+    server = _QuietServer(config)
+    async with stop_on_signals() as stop:
+        task = asyncio.create_task(server.serve())
+        while not server.started:
+            if task.done():
+                await task  # raises why it could not start (port taken ...)
+                raise RuntimeError(f"HTTP server on {host}:{port} exited at start")
+            await asyncio.sleep(0.01)
+        _log.info("service HTTP listening", url=f"http://{host}:{port}/")
+        try:
+            yield stop
+        finally:
+            server.should_exit = True
+            await task
 
 
 async def run_consumer(
