@@ -35,10 +35,10 @@ class SwitchboardApp:
     """ASGI callable. ``node`` holds the live state (sessions, drain) for the runner."""
 
     def __init__(self, settings: Settings, agent: Agent, store: CallStore | None = None) -> None:
-        if settings.profile == "event-driven":
+        if settings.profile == "event-driven" and not settings.bus_url:
             raise ValueError(
-                "profile 'event-driven' needs an event bus, which this version does not ship "
-                "yet; use 'distributed' (docs/profiles.md)"
+                "profile 'event-driven' needs an event bus: set --bus kafka://HOST:PORT or "
+                "redis://HOST:PORT/DB (docs/event-bus.md)"
             )
         node_id = settings.node_id or default_node_id()
         #: the Redis-backed parts of the shared-state profiles (``None`` for ``single``)

@@ -130,6 +130,7 @@ def run_server(
     profile: str | None = None,
     redis_url: str | None = None,
     node_id: str | None = None,
+    bus_url: str | None = None,
 ) -> None:
     """Load everything, then serve until signalled. A configuration problem (settings,
     agent file, log level) is printed as a few lines on stderr and exits with status 2."""
@@ -144,6 +145,7 @@ def run_server(
             profile=profile,
             redis_url=redis_url,
             node_id=node_id,
+            bus_url=bus_url,
         )
         configure(settings.log_level, settings.log_json)
         if settings.profile != "single":
