@@ -81,6 +81,11 @@ class CallEnded(EventData, frozen=True, kw_only=True):
     turns: int = 0
     duration_ms: float = 0.0
 
+    @property
+    def final(self) -> bool:
+        """False when the call goes on on another socket (``dropped``, ``handed_off``)."""
+        return self.how not in ("dropped", "handed_off")
+
 
 class CallEscalated(EventData, frozen=True, kw_only=True):
     """The escalation service acted on a call (at most once per call)."""

@@ -86,8 +86,8 @@ def fold(events: Iterable[Event]) -> Delta:
                 c["calls_started"] += 1
             delta.live_added.append(event.call_id)
         elif isinstance(data, CallEnded):
-            if data.how == "dropped":
-                c["sockets_dropped"] += 1
+            if not data.final:
+                c[f"sockets|{data.how}"] += 1
                 continue
             c[f"ended|{data.how}"] += 1
             delta.live_removed.append(event.call_id)

@@ -102,6 +102,56 @@ def service_analytics(
     asyncio.run(run())
 
 
+@service_app.command("escalation")
+def service_escalation(
+    bus: BusOption,
+    rules: Annotated[Path, typer.Option("--rules", help="Escalation rules (YAML).")],
+    redis_url: Annotated[
+        str, typer.Option("--redis-url", help="The cluster's Redis (command channel).")
+    ],
+    db: Annotated[Path, typer.Option("--db", help="Escalation's own state (SQLite).")] = Path(
+        "switchboard-escalation.db"
+    ),
+    namespace: NamespaceOption = "switchboard:",
+    name: Annotated[
+        str, typer.Option(help="Member name; stable across restarts.")
+    ] = "escalation-1",
+) -> None:
+    """Act on live calls when a rule fires: handoff line + transfer, or a supervisor alert."""
+    import httpx
+
+    from switchboard.control.client import CallControl
+    from switchboard.events.bus import open_bus
+    from switchboard.log import configure
+    from switchboard.services.escalation import Escalation, EscalationStore
+    from switchboard.services.escalation_rules import RulesError, load_rules
+    from switchboard.services.process import ServiceOptions, run_consumer, stop_on_signals
+
+    configure()
+    try:
+        rules_file = load_rules(rules)
+    except RulesError as err:
+        typer.echo(f"escalation: {err}", err=True)
+        raise typer.Exit(2) from None
+    options = ServiceOptions(bus_url=bus, namespace=namespace, group="escalation", name=name)
+
+    async def run() -> None:
+        store = await EscalationStore.open(db)
+        control = CallControl.from_url(redis_url, namespace=namespace)
+        publisher = open_bus(bus, namespace=namespace)
+        async with httpx.AsyncClient(timeout=5.0, trust_env=False) as http:
+            handler = Escalation(rules_file, store, control, publisher, http)
+            try:
+                async with stop_on_signals() as stop:
+                    await run_consumer(options, handler, stop, on_ready=handler.resume_pending)
+            finally:
+                await publisher.close()
+                await control.aclose()
+                await store.close()
+
+    asyncio.run(run())
+
+
 def _read(db: str | None, query: Callable[[ArchiveDb], Awaitable[T]]) -> T:
     """Open the archive, run one query, close it."""
     from switchboard.services.archive_db import open_archive
