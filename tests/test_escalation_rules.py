@@ -124,4 +124,9 @@ def test_bad_rules_files_say_what_is_wrong(text: str, problem: str) -> None:
 
 def test_the_shipped_example_rules_load() -> None:
     rules = load_rules(builtin_example("escalation.yaml"))
-    assert [r.name for r in rules.rules][0] == "asks_for_human"
+    assert [r.name for r in rules.rules] == [
+        "asks_for_human",
+        "not_understood",
+        "upset_caller",
+        "silent_caller",
+    ]
