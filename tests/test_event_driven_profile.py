@@ -101,15 +101,13 @@ async def test_two_nodes_every_simulated_turn_is_archived_once(
 
 
 def test_event_driven_without_a_bus_refuses_to_start(redis_server_url: str) -> None:
-    from typer.testing import CliRunner
+    from switchboard.config import Settings
+    from switchboard.server.app import SwitchboardApp
+    from tests.fixtures.agents import EchoAgent
 
-    from switchboard.cli import app
-
-    result = CliRunner().invoke(
-        app, ["serve", "--profile", "event-driven", "--redis-url", redis_server_url]
-    )
-    assert result.exit_code == 2
-    assert "needs an event bus" in result.output
+    settings = Settings(profile="event-driven", redis_url=redis_server_url)
+    with pytest.raises(ValueError, match="needs an event bus"):
+        SwitchboardApp(settings, EchoAgent())
 
 
 @pytest.mark.parametrize("url", ["ftp://x", "kafka://", "redis://"])
