@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,26 @@ async def test_kafka_bus_down_raises_bus_unavailable_quickly() -> None:
         with pytest.raises(BusUnavailable):
             await bus.send(encode_all([event]))
     await bus.close()
+
+
+async def test_redis_entries_written_by_other_tools_are_read_or_skipped(
+    redis_server_url: str, redis_namespace: str
+) -> None:
+    bus = RedisStreamBus(redis_server_url, namespace=redis_namespace)
+    consumer = bus.consumer("g", "m")
+    await consumer.fetch(timeout_s=0.01)  # creates the group
+    event = make_event(CallStarted(node_id="n"), call_id="c1", source="t")
+    (message,) = encode_all([event])
+    single = {b"key": message.key, b"value": message.value}
+    single.update({b"h:" + k.encode(): v for k, v in message.headers})
+    await bus.client.xadd(bus.stream, single)  # type: ignore[arg-type]
+    await bus.client.xadd(bus.stream, {b"batch": b"\xc1 not msgpack"})
+    await bus.client.xadd(bus.stream, {b"someone": b"else"})
+    last = make_event(CallStarted(node_id="n"), call_id="c2", source="t")
+    await bus.send(encode_all([last]))
+    got, batches = await collect(consumer, 2)
+    skipped = sum((b.skipped for b in batches), start=Counter())
+    await consumer.close()
+    await bus.close()
+    assert [e.id for e in got] == [event.id, last.id]
+    assert skipped == {"foreign": 2}

@@ -21,8 +21,11 @@ import psutil
 
 from switchboard.agents.base import TurnKind
 from switchboard.calls.generation import Generation
+from switchboard.cluster.tansu import bootstrap, start_tansu
 from switchboard.cluster.valkey import redis_url, start_valkey
+from switchboard.events.bus import EventBus
 from switchboard.events.codec import encode_all
+from switchboard.events.kafka_bus import KafkaBus
 from switchboard.events.memory_bus import MemoryBus
 from switchboard.events.outbox import Outbox, OutboxOptions
 from switchboard.events.publisher import CallEventPublisher
@@ -75,14 +78,15 @@ def _events(n: int) -> list[Event]:
     return out[:n]
 
 
-async def sender_cost(url: str, events: list[Event]) -> float:
-    """Microseconds of CPU per event for encoding and sending batches of 500 to Redis."""
-    bus = RedisStreamBus(url, namespace="bench-send:")
+async def sender_cost(bus: EventBus, events: list[Event]) -> float:
+    """Microseconds of CPU per event for encoding and sending batches of 500."""
+    await bus.send(encode_all(events[:10]))  # connect, create the topic
     start = time.process_time()
     for i in range(0, len(events), 500):
         await bus.send(encode_all(events[i : i + 500]))
     cost = (time.process_time() - start) / len(events) * 1e6
-    await bus.client.delete(bus.stream)
+    if isinstance(bus, RedisStreamBus):
+        await bus.client.delete(bus.stream)
     await bus.close()
     return cost
 
@@ -171,9 +175,17 @@ def main() -> None:
     valkey = start_valkey(log_dir=work)
     try:
         url = redis_url(valkey)
-        cost = asyncio.run(sender_cost(url, _events(20_000)))
-        print(f"outbox sender: encode + XADD (batches of 500) {cost:.2f} us CPU per event")
-        for kind in args.services.split(","):
+        redis_bus = RedisStreamBus(url, namespace="bench-send:")
+        cost = asyncio.run(sender_cost(redis_bus, _events(20_000)))
+        print(f"outbox sender, Redis Streams: {cost:.2f} us CPU per event (batches of 500)")
+        tansu = start_tansu(log_dir=work)
+        try:
+            kafka = KafkaBus(bootstrap(tansu), topic="bench")
+            cost = asyncio.run(sender_cost(kafka, _events(20_000)))
+            print(f"outbox sender, Kafka (tansu): {cost:.2f} us CPU per event (batches of 500)")
+        finally:
+            tansu.stop()
+        for kind in filter(None, args.services.split(",")):
             wall, per_cpu = service_rate(kind, url, args.events, work, args.cpu)
             print(f"{kind}: {wall:,.0f} events/s wall, {per_cpu:,.0f} events per CPU-second")
     finally:
