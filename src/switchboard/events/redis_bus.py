@@ -143,6 +143,11 @@ class RedisStreamConsumer:
             if not self._ready:
                 await self._ensure_group()
             entries = await self._read(max(1, max_events // 50), timeout_s)
+        except ResponseError as err:
+            if "NOGROUP" in str(err):  # the server lost the stream (a restart without data)
+                self._ready = False
+                self._own_pending = b"0"
+            raise BusUnavailable(f"redis: {err}") from err
         except (RedisError, OSError) as err:
             raise BusUnavailable(f"redis: {err}") from err
         ids = [entry_id for entry_id, _ in entries]
