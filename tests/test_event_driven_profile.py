@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from switchboard.config import builtin_example
@@ -44,6 +46,10 @@ async def test_two_nodes_every_simulated_turn_is_archived_once(
     db_path = tmp_path / "archive.db"
     archive_args = ["--bus", redis_server_url, "--namespace", redis_namespace, "--db", str(db_path)]
     service = start_service("archive", archive_args, tmp_path)
+    analytics_port = free_port()
+    analytics_args = ["--bus", redis_server_url, "--namespace", redis_namespace]
+    analytics_args += ["--db", str(tmp_path / "an.db"), "--port", str(analytics_port)]
+    analytics = start_service("analytics", analytics_args, tmp_path)
     archive = None
     try:
         runs = [
@@ -92,7 +98,26 @@ async def test_two_nodes_every_simulated_turn_is_archived_once(
         assert rows[0][0] == rows[0][1]
         nodes_seen = await archive.fetch("SELECT DISTINCT node_id FROM calls ORDER BY node_id")
         assert [r[0] for r in nodes_seen] == ["node-1", "node-2"]
+
+        async def analytics_totals() -> dict[str, Any]:
+            async with httpx.AsyncClient(trust_env=False) as client:
+                url = f"http://127.0.0.1:{analytics_port}/api/summary"
+                data: dict[str, Any] = (await client.get(url)).json()["totals"]
+                return data
+
+        async def counted() -> bool:
+            try:
+                return (await analytics_totals())["turns"] >= simulated_turns
+            except httpx.TransportError:
+                return False
+
+        await until(counted, timeout=60, child=analytics)
+        totals = await analytics_totals()
+        assert totals["turns"] == stats.turns
+        assert totals["calls_started"] == stats.calls
+        assert totals["active_calls"] == 0
     finally:
+        analytics.stop()
         service.stop()
         for node in nodes:
             node.stop()

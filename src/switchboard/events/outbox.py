@@ -137,13 +137,6 @@ class Outbox:
         if self._queue:
             _log.error("outbox closed with unsent events and no spill dir", lost=len(self._queue))
 
-    async def flush(self, timeout_s: float = 10.0) -> None:
-        """Wait until nothing is queued or spilled (tests, drain)."""
-        async with asyncio.timeout(timeout_s):
-            while self._queue or self.spilling:
-                self._wake.set()
-                await asyncio.sleep(0.005)
-
     # ------------------------------------------------------------------ the sender
 
     async def _run(self) -> None:
