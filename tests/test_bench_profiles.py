@@ -1,0 +1,40 @@
+"""Bench cases on the shared-state profiles: their parts start and stop with the case, and
+an event-driven case reports the turn-completed -> archived latency of every turn."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import psutil
+from rich.console import Console
+
+from switchboard.sim.bench import BenchCase, BenchSettings, run_bench
+
+
+def test_distributed_and_event_driven_cases_run_and_measure_event_latency(
+    tmp_path: Path,
+) -> None:
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    console = Console(record=True, width=200, file=io.StringIO())
+    cases = [
+        BenchCase(name="tiny-distributed", agent="scripted", calls=3, profile="distributed"),
+        BenchCase(name="tiny-events", agent="scripted", calls=3, profile="event-driven"),
+    ]
+    settings = BenchSettings(duration_s=1, turns=2, think_ms=20, results_dir=tmp_path / "r")
+    run = run_bench(cases, settings, console, log_dir=tmp_path / "logs")
+    assert run.errors == {}
+    assert run.passed
+    distributed, events = run.results
+    assert distributed.event_latency_ms is None
+    latency = events.event_latency_ms
+    assert latency is not None
+    assert latency["archived"] == events.report.turns > 0
+    assert 0 <= latency["p50"] <= latency["p99"]
+    assert "event latency (turn completed -> archived)" in console.export_text()
+    left = [
+        p
+        for p in psutil.Process().children(recursive=True)
+        if p.pid not in before and p.status() != psutil.STATUS_ZOMBIE
+    ]
+    assert left == []
