@@ -14,8 +14,8 @@ import pytest
 from switchboard.config import builtin_example
 from switchboard.services import archive_queries as q
 from switchboard.services.archive_db import open_archive
-from switchboard.sim.processes import free_port, run_simulator, start_server
-from tests.fixtures.services import start_service, until
+from switchboard.sim.processes import Child, free_port, run_simulator, start_server
+from tests.fixtures.services import SWITCHBOARD, start_service, until
 
 
 def _node_env(redis_url: str, namespace: str, node_id: str, tmp_path: Path) -> dict[str, str]:
@@ -141,3 +141,21 @@ def test_bad_bus_urls_say_what_is_expected(url: str) -> None:
 
     with pytest.raises(ValueError, match="bus URL"):
         parse_bus_url(url)
+
+
+def test_a_second_node_on_the_same_outbox_dir_refuses_to_start(
+    redis_server_url: str, redis_namespace: str, tmp_path: Path
+) -> None:
+    env = _node_env(redis_server_url, redis_namespace, "same", tmp_path)
+    agent = builtin_example("receptionist.yaml")
+    first = start_server(port=free_port(), agent_file=agent, log_dir=tmp_path, env=env)
+    try:
+        argv = [*SWITCHBOARD, "serve", "--port", str(free_port()), "--agent-file", str(agent)]
+        second = Child("second", argv, log_path=tmp_path / "second.log", env=env)
+        try:
+            assert second.wait(60) == 2
+        finally:
+            second.stop()
+        assert "in use by another process" in second.log_tail()
+    finally:
+        first.stop()

@@ -25,6 +25,7 @@ from typing import Any
 import uvicorn
 
 from switchboard.config import ConfigError, Settings, load_settings, unknown_environment
+from switchboard.events.spill import SpillLocked
 from switchboard.log import configure, get_logger
 from switchboard.server.app import SwitchboardApp
 from switchboard.server.timeouts import guarded_http
@@ -152,6 +153,8 @@ def run_server(
             check_shared_parts(settings)
         agent = load_agent(settings.agent_file)
         app = SwitchboardApp(settings, agent)
+    except SpillLocked as err:
+        raise StartupError(f"{err} (--node-id or SWITCHBOARD_OUTBOX_DIR)") from None
     except (ConfigError, AgentFileError, ValueError) as err:
         raise StartupError(str(err)) from None
     for name, _ in unknown_environment():
