@@ -1,5 +1,5 @@
-"""Bench cases on the shared-state profiles: their parts start and stop with the case, and
-an event-driven case reports the turn-completed -> archived latency of every turn."""
+"""An event-driven bench case: its archive service starts and stops with the case, and it
+reports the turn-completed -> archived latency of every turn."""
 
 from __future__ import annotations
 
@@ -12,14 +12,18 @@ from rich.console import Console
 from switchboard.sim.bench import BenchCase, BenchSettings, run_bench
 
 
-def test_distributed_and_event_driven_cases_run_and_measure_event_latency(
-    tmp_path: Path,
-) -> None:
+def test_an_event_driven_case_measures_event_latency_and_cleans_up(tmp_path: Path) -> None:
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     console = Console(record=True, width=200, file=io.StringIO())
     cases = [
         BenchCase(name="tiny-distributed", agent="scripted", calls=3, profile="distributed"),
-        BenchCase(name="tiny-events", agent="scripted", calls=3, profile="event-driven"),
+        BenchCase(
+            name="tiny-events",
+            agent="scripted",
+            calls=3,
+            profile="event-driven",
+            min_turns_per_core_vs=("tiny-distributed", 0.01),
+        ),
     ]
     settings = BenchSettings(duration_s=1, turns=2, think_ms=20, results_dir=tmp_path / "r")
     run = run_bench(cases, settings, console, log_dir=tmp_path / "logs")
@@ -31,6 +35,7 @@ def test_distributed_and_event_driven_cases_run_and_measure_event_latency(
     assert latency is not None
     assert latency["archived"] == events.report.turns > 0
     assert 0 <= latency["p50"] <= latency["p99"]
+    assert events.missed_targets == []
     assert "event latency (turn completed -> archived)" in console.export_text()
     left = [
         p

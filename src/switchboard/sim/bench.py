@@ -39,6 +39,7 @@ from switchboard.cluster.haproxy import HAProxyError, LoadBalancer, Server, star
 from switchboard.cluster.launch import start_cluster_child, stop_cluster_child
 from switchboard.cluster.valkey import redis_url, start_valkey
 from switchboard.config import builtin_example
+from switchboard.sim.bench_profiles import archive_service, event_latency
 from switchboard.sim.failover import kill_busiest_mid_run, summarize
 from switchboard.sim.processes import (
     Child,
@@ -88,6 +89,8 @@ class BenchCaseResult(msgspec.Struct, kw_only=True):
     report: RunReport
     #: targets the case missed, as sentences (empty: all met)
     missed_targets: list[str] = msgspec.field(default_factory=list)
+    #: event-driven cases: turn completed -> archived, ms (``archived``, ``p50``, ``p99``)
+    event_latency_ms: dict[str, float] | None = None
 
 
 class BenchRun(msgspec.Struct, kw_only=True):
@@ -150,6 +153,22 @@ DEFAULT_CASES: tuple[BenchCase, ...] = (
         profile="distributed",
         failover=True,
         max_failover_p99_ms=2000,
+    ),
+    # Publishing events on top of distributed: CPU per turn +<= 10 %, TTFB p99 +<= 1 ms.
+    BenchCase(
+        name="event-driven-100",
+        agent="scripted",
+        calls=100,
+        profile="event-driven",
+        min_turns_per_core_vs=("distributed-100", 1 / 1.1),
+        max_ttfb_p99_delta_vs=("distributed-100", 1.0),
+    ),
+    BenchCase(
+        name="event-driven-300",
+        agent="scripted",
+        calls=300,
+        profile="event-driven",
+        max_ttfb_p99_ms=300,
     ),
 )
 
@@ -258,6 +277,10 @@ def _server_env(case: BenchCase, parts: _Parts) -> dict[str, str]:
             raise ValueError(f"{case.name}: profile {case.profile} needs Redis")
         env["SWITCHBOARD_REDIS_URL"] = parts.redis_url
         env["SWITCHBOARD_REDIS_NAMESPACE"] = f"bench:{case.name}:{os.getpid()}:"
+    if case.profile == "event-driven":
+        env["SWITCHBOARD_BUS_URL"] = env["SWITCHBOARD_REDIS_URL"]
+        env["SWITCHBOARD_NODE_ID"] = f"bench-{case.name}"
+        env["SWITCHBOARD_OUTBOX_DIR"] = str(parts.log_dir / case.name / "outbox")
     if case.agent == "openai":
         env["OPENAI_BASE_URL"] = f"http://127.0.0.1:{parts.llm_port}/v1"
         env["OPENAI_API_KEY"] = "bench"
@@ -269,6 +292,22 @@ def _run_case(case: BenchCase, settings: BenchSettings, parts: _Parts) -> BenchC
     port = free_port()
     env = _server_env(case, parts)
     agent_file = builtin_example(AGENT_FILES[case.agent])
+    with archive_service(env, log_dir, case.name, parts.sim_cpu) as archive_db:
+        result = _run_node(case, settings, parts, port, env, agent_file)
+        if archive_db is not None:
+            result.event_latency_ms = event_latency(archive_db, result.report.turns)
+    return result
+
+
+def _run_node(
+    case: BenchCase,
+    settings: BenchSettings,
+    parts: _Parts,
+    port: int,
+    env: dict[str, str],
+    agent_file: Path,
+) -> BenchCaseResult:
+    log_dir = parts.log_dir
     server = start_server(
         port=port, agent_file=agent_file, log_dir=log_dir, env=env, cpu=parts.server_cpu
     )
@@ -517,6 +556,15 @@ def bench_notes(run: BenchRun) -> list[Text]:
             notes.append(Text(f"{name}: FAIL: {reason}", style="red"))
         for warning in result.report.verdict_warnings:
             notes.append(Text(f"{name}: warning: {warning}", style="yellow"))
+        latency = result.event_latency_ms
+        if latency is not None:
+            shown = ", ".join(f"{k} {v:.1f}" for k, v in latency.items() if k != "archived")
+            notes.append(
+                Text(
+                    f"{name}: event latency (turn completed -> archived) ms: {shown}; "
+                    f"{latency.get('archived', 0):.0f} of {result.report.turns} turns archived"
+                )
+            )
         if result.simulator_exit_code not in (0, 1):
             notes.append(Text(f"{name}: simulator exit code {result.simulator_exit_code}"))
     for name, error in run.errors.items():

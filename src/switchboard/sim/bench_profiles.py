@@ -1,10 +1,9 @@
-"""The parts a bench case needs beyond the server, per profile.
+"""What an event-driven bench case adds: the archive service, and the event latency.
 
-``single`` needs nothing. ``distributed`` gets a private valkey-server for call state.
-``event-driven`` adds the event bus (Redis Streams on the same valkey) and the archive
-service, both on the simulator's core so the server's core measures the node alone;
-after the run it waits for the archive to catch up and measures each turn's event
-latency: the node's ``call.turn_completed`` time to the archive's commit of it.
+The bus is Redis Streams on the bench's valkey-server; the archive runs on the
+simulator's core so the server's core measures the node alone. After the run the case
+waits for the archive to catch up and measures each turn's event latency: the node's
+``call.turn_completed`` time to the archive's commit of it.
 """
 
 from __future__ import annotations
@@ -14,55 +13,32 @@ import sqlite3
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from switchboard.cluster.valkey import redis_url, start_valkey
 from switchboard.sim.processes import Child, pin_prefix
 
 _SWITCHBOARD = (sys.executable, "-c", "from switchboard.cli import main; main()")
-NAMESPACE = "bench:"
-
-
-@dataclass
-class ProfileParts:
-    env: dict[str, str] = field(default_factory=dict)
-    archive_db: Path | None = None
 
 
 @contextlib.contextmanager
-def profile_parts(
-    profile: str, log_dir: Path, name: str, cpu: int | None
-) -> Iterator[ProfileParts]:
-    if profile == "single":
-        yield ProfileParts()
+def archive_service(
+    env: dict[str, str], log_dir: Path, name: str, cpu: int | None
+) -> Iterator[Path | None]:
+    """The archive service for an event-driven case (``None`` for other profiles), on the
+    bus and namespace of the node's ``env``; yields its database."""
+    if env.get("SWITCHBOARD_PROFILE") != "event-driven":
+        yield None
         return
-    if profile not in ("distributed", "event-driven"):
-        raise ValueError(f"unknown profile {profile!r}")
-    valkey = start_valkey(log_dir=log_dir / name)
-    children: list[Child] = [valkey]
+    db = log_dir / name / "archive.db"
+    argv = [*pin_prefix(cpu), *_SWITCHBOARD, "service", "archive"]
+    argv += ["--bus", env["SWITCHBOARD_BUS_URL"], "--namespace", env["SWITCHBOARD_REDIS_NAMESPACE"]]
+    argv += ["--db", str(db)]
+    child = Child("archive", argv, log_path=log_dir / name / "archive.log")
     try:
-        url = redis_url(valkey)
-        parts = ProfileParts(
-            env={
-                "SWITCHBOARD_PROFILE": profile,
-                "SWITCHBOARD_REDIS_URL": url,
-                "SWITCHBOARD_REDIS_NAMESPACE": NAMESPACE,
-            }
-        )
-        if profile == "event-driven":
-            parts.archive_db = log_dir / name / "archive.db"
-            parts.env["SWITCHBOARD_BUS_URL"] = url
-            parts.env["SWITCHBOARD_NODE_ID"] = f"bench-{name}"
-            parts.env["SWITCHBOARD_OUTBOX_DIR"] = str(log_dir / name / "outbox")
-            argv = [*pin_prefix(cpu), *_SWITCHBOARD, "service", "archive", "--bus", url]
-            argv += ["--namespace", NAMESPACE, "--db", str(parts.archive_db)]
-            children.append(Child("archive", argv, log_path=log_dir / name / "archive.log"))
-        yield parts
+        yield db
     finally:
-        for child in reversed(children):
-            child.stop()
+        child.stop()
 
 
 def event_latency(archive_db: Path, turns: int, timeout_s: float = 60.0) -> dict[str, float]:
