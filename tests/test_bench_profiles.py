@@ -23,20 +23,25 @@ def test_an_event_driven_case_measures_event_latency_and_cleans_up(tmp_path: Pat
             calls=3,
             profile="event-driven",
             min_turns_per_core_vs=("tiny-distributed", 0.01),
+            archive_live=True,
         ),
+        BenchCase(name="tiny-drained", agent="scripted", calls=3, profile="event-driven"),
     ]
     settings = BenchSettings(duration_s=1, turns=2, think_ms=20, results_dir=tmp_path / "r")
     run = run_bench(cases, settings, console, log_dir=tmp_path / "logs")
     assert run.errors == {}
     assert run.passed
-    distributed, events = run.results
+    distributed, events, drained = run.results
     assert distributed.event_latency_ms is None
     latency = events.event_latency_ms
     assert latency is not None
     assert latency["archived"] == events.report.turns > 0
     assert 0 <= latency["p50"] <= latency["p99"]
     assert events.missed_targets == []
-    assert "event latency (turn completed -> archived)" in console.export_text()
+    assert drained.event_latency_ms == {"archived": drained.report.turns}
+    text = console.export_text()
+    assert "archive drained after the run" in text
+    assert "event latency (turn completed -> archived)" in text
     left = [
         p
         for p in psutil.Process().children(recursive=True)
