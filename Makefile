@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-stress fuzz lint bench serve clean lock
+.PHONY: demo test test-stress fuzz lint bench serve clean lock chromium
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ $(STAMP): requirements.lock pyproject.toml
 demo: $(STAMP)
 	$(BIN)/switchboard demo
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q
 
 # A long randomised search over the property tests (the suite's own runs are derandomised).
@@ -28,6 +28,15 @@ fuzz: $(STAMP)
 # STRESS_ARGS narrows it, e.g. make test-stress STRESS_ARGS=tests/test_serve_drain.py
 test-stress: $(STAMP)
 	$(BIN)/python -m tests.stress --runs 3 -- $(STRESS_ARGS)
+
+# The dashboard's browser test drives Debian's chromium (never a downloaded browser).
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else \
+	    echo "chromium is missing; install it with: sudo apt-get install -y chromium" >&2; exit 1; \
+	  fi; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

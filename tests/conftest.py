@@ -11,6 +11,10 @@ pytest_plugins = [
     "tests.fixtures.broken_servers",
     "tests.fixtures.redis",
     "tests.fixtures.fault_proxy",
+    "tests.fixtures.kafka",
+    "tests.fixtures.buses",
+    "tests.fixtures.outage",
+    "tests.fixtures.postgres",
 ]
 
 # Everyday and CI runs are reproducible: the same examples every time, no example database.

@@ -40,6 +40,10 @@ def serve(
     node_id: Annotated[
         str | None, typer.Option(help="This node's name in the directory (default: host-pid).")
     ] = None,
+    bus: Annotated[
+        str | None,
+        typer.Option("--bus", help="Event bus: kafka://H:P or redis://H:P/DB (event-driven)."),
+    ] = None,
 ) -> None:
     """Run the server: Retell connects to ws://HOST:PORT/llm-websocket/{call_id}.
 
@@ -56,6 +60,7 @@ def serve(
             profile=profile,
             redis_url=redis_url,
             node_id=node_id,
+            bus_url=bus,
         )
     except StartupError as exc:
         typer.echo(f"serve: {exc}", err=True)
@@ -321,8 +326,11 @@ def _options(
 
 def _add_subcommands() -> None:
     from switchboard.control.cli import calls_app
+    from switchboard.services.cli import archive_app, service_app
 
     app.add_typer(calls_app)
+    app.add_typer(service_app, name="service")
+    app.add_typer(archive_app, name="archive")
 
 
 _add_subcommands()

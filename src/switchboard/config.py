@@ -80,6 +80,15 @@ class Settings(BaseSettings):
     #: (its calls orphaned) after three missed beats.
     heartbeat_ms: int = Field(default=1000, gt=0)
 
+    # Events. With ``bus_url`` (memory://, redis://H:P/DB, kafka://H:P) the node publishes
+    # call events through an outbox that spills to ``outbox_dir`` while the bus is down
+    # (docs/outbox.md). Default dir: per ``node_id`` under the temp dir, so give nodes a
+    # stable ``node_id`` (or their own ``outbox_dir``) to replay spills after a restart.
+    bus_url: str | None = None
+    outbox_dir: Path | None = None
+    outbox_capacity: int = Field(default=10_000, ge=1)
+    outbox_fsync: Literal["batch", "never"] = "batch"
+
     # Webhooks.
     retell_api_key: SecretStr | None = None
     webhook_tolerance_ms: int = 300_000

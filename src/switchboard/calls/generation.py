@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from switchboard.agents.base import TurnKind
 
@@ -28,6 +30,11 @@ class Generation:
     show_transferee_as_caller: bool = False
     digit_to_press: str | None = None
     first_chunk_ns: int | None = None
+    #: the request's transcript, and the content sent so far (read by ``CallEvents``)
+    transcript: Sequence[Any] = ()
+    reply: list[str] = field(default_factory=list)
+    superseded: bool = False
+    cache_hit: bool = False
 
     def cancel(self) -> None:
         if self.task is not None and not self.task.done():

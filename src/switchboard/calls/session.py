@@ -42,6 +42,7 @@ from switchboard.agents.base import (
     TurnKind,
     UpdateAgent,
 )
+from switchboard.calls.call_events import NULL_CALL_EVENTS, CallEvents
 from switchboard.calls.generation import Generation
 from switchboard.calls.observer import NULL_OBSERVER, SessionObserver
 from switchboard.log import LogThrottle, excerpt, get_logger
@@ -129,6 +130,7 @@ class CallSession:
         *,
         node_id: str = "local",
         observer: SessionObserver = NULL_OBSERVER,
+        events: CallEvents = NULL_CALL_EVENTS,
     ) -> None:
         self.call_id = call_id
         self._transport = transport
@@ -137,6 +139,8 @@ class CallSession:
         self._options = options
         self._node_id = node_id
         self._observer = observer
+        self._events = events
+        self._aborted = False
         self._decoder = FrameDecoder(options.max_frame_bytes)
         self._log = get_logger("switchboard.call", call_id=call_id)
         self._throttle = LogThrottle()
@@ -180,6 +184,7 @@ class CallSession:
         if self._claim == _CLAIMED and self._foreign_epoch > self._state.epoch:
             self._fence("claimed by another node while this socket was claiming")
             return
+        self._events.call_started(self._state)
         with contextlib.suppress(_SocketGone):
             await self._open()
 
@@ -232,9 +237,13 @@ class CallSession:
             _, pending = await asyncio.wait(tasks, timeout=self._options.close_grace_s)
             for task in pending:
                 self._log.error("task ignored cancellation at close", task=task.get_name())
+        self._events.call_ended(
+            self._state, self.current, fenced=self.fenced, aborted=self._aborted
+        )
 
     def abort(self) -> None:
         """Drop the socket without a close frame (draining, or a newer socket took the call)."""
+        self._aborted = True
         self._transport.abort()
 
     async def interrupt(
@@ -372,6 +381,8 @@ class CallSession:
         if previous is not None and not previous.completed:
             previous.cancel()
             self._observer.superseded()
+            previous.superseded = True
+            self._events.turn_ended(self.call_id, previous, None, time.perf_counter_ns())
             if previous.kind is TurnKind.GREETING:
                 self._state.greeted = True  # the caller already engaged; never greet twice
             elif response_id < previous.response_id:
@@ -382,7 +393,7 @@ class CallSession:
                 )
                 previous.completed = True
                 close_first = previous.response_id
-        generation = Generation(response_id, kind)
+        generation = Generation(response_id, kind, transcript=transcript)
         self.current = generation
         task = asyncio.get_running_loop().create_task(
             self._run(generation, transcript, with_tools, close_first, undecodable),
@@ -464,6 +475,7 @@ class CallSession:
             gen.spoken = True
             gen.first_chunk_ns = time.perf_counter_ns()
             self._observer.first_chunk(gen.kind, gen.first_chunk_ns - gen.started_ns)
+        gen.reply.append(text)
         await self._send(
             encode(
                 Response(
@@ -539,6 +551,7 @@ class CallSession:
             self._observer.fallback(failure)
             if not gen.spoken:
                 content = self._options.fallback_text
+                gen.reply.append(content)
         # Retell runs at most one of these; send only the one it would run.
         end_call = gen.end_call or None
         transfer = None if end_call else gen.transfer_number
@@ -563,7 +576,9 @@ class CallSession:
             )
         except _SocketGone:
             return
-        self._observer.turn_completed(gen.kind, time.perf_counter_ns() - gen.started_ns)
+        done_ns = time.perf_counter_ns()
+        self._observer.turn_completed(gen.kind, done_ns - gen.started_ns)
+        self._events.turn_ended(self.call_id, gen, failure, done_ns)
         state = self._state
         if failure is None:
             state.state = working

@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from switchboard.agents.base import Agent
 from switchboard.config import Settings
+from switchboard.events.metrics import OutboxCollector
 from switchboard.log import get_logger
 from switchboard.server.llm_socket import serve_call
 from switchboard.server.metrics import RedisCollector, WebhookCollector
@@ -34,10 +35,10 @@ class SwitchboardApp:
     """ASGI callable. ``node`` holds the live state (sessions, drain) for the runner."""
 
     def __init__(self, settings: Settings, agent: Agent, store: CallStore | None = None) -> None:
-        if settings.profile == "event-driven":
+        if settings.profile == "event-driven" and not settings.bus_url:
             raise ValueError(
-                "profile 'event-driven' needs an event bus, which this version does not ship "
-                "yet; use 'distributed' (docs/profiles.md)"
+                "profile 'event-driven' needs an event bus: set --bus kafka://HOST:PORT or "
+                "redis://HOST:PORT/DB (docs/event-bus.md)"
             )
         node_id = settings.node_id or default_node_id()
         #: the Redis-backed parts of the shared-state profiles (``None`` for ``single``)
@@ -60,6 +61,9 @@ class SwitchboardApp:
             max_pending_bodies=settings.webhook_max_pending_bodies,
         )
         self.node.metrics.registry.register(WebhookCollector(self.webhooks.counters))
+        if self.node.publisher is not None:
+            self.webhooks.subscribe(self.node.publisher.webhook)
+            self.node.metrics.registry.register(OutboxCollector(self.node.publisher.outbox))
         self.http = Starlette(
             routes=[
                 Route("/healthz", self._healthz, methods=["GET"]),
@@ -84,6 +88,8 @@ class SwitchboardApp:
         shared, node = self.shared, self.node
         if shared is not None:
             shared.start(node.session_for, lambda: shared.node_info(node.active, node.draining))
+        if self.node.outbox is not None:
+            self.node.outbox.start()
         _log.info(
             "switchboard ready",
             profile=self.node.settings.profile,

@@ -129,6 +129,7 @@ async def serve_call(scope: Scope, receive: Any, send: Any, node: Node) -> None:
             node.options,
             node_id=node.node_id,
             observer=node.metrics,
+            events=node.call_events,
         )
         node.attach(session)
         ended = False

@@ -9,10 +9,16 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import tempfile
+from pathlib import Path
 
 from switchboard.agents.base import Agent
+from switchboard.calls.call_events import NULL_CALL_EVENTS, CallEvents
 from switchboard.calls.session import CallSession, SessionOptions
 from switchboard.config import Settings
+from switchboard.events.bus import open_bus
+from switchboard.events.outbox import Outbox, OutboxOptions
+from switchboard.events.publisher import CallEventPublisher
 from switchboard.log import get_logger
 from switchboard.server.guard import Network, parse_networks
 from switchboard.server.metrics import NodeMetrics
@@ -38,6 +44,19 @@ def default_node_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+def event_publisher(settings: Settings, node_id: str) -> tuple[Outbox, CallEventPublisher]:
+    assert settings.bus_url
+    bus = open_bus(settings.bus_url, namespace=settings.redis_namespace)
+    spill_dir = settings.outbox_dir or (
+        Path(tempfile.gettempdir()) / "switchboard-outbox" / (settings.node_id or "default")
+    )
+    options = OutboxOptions(
+        capacity=settings.outbox_capacity, spill_dir=spill_dir, fsync=settings.outbox_fsync
+    )
+    outbox = Outbox(bus, options)
+    return outbox, CallEventPublisher(outbox, node_id)
+
+
 class Node:
     def __init__(
         self, settings: Settings, agent: Agent, store: CallStore, *, node_id: str | None = None
@@ -53,6 +72,12 @@ class Node:
         self.sessions: dict[str, CallSession] = {}
         #: held state saves of sockets that closed during a store outage (see CallSession)
         self.held_writes: set[asyncio.Task[None]] = set()
+        self.outbox: Outbox | None = None
+        self.publisher: CallEventPublisher | None = None
+        self.call_events: CallEvents = NULL_CALL_EVENTS
+        if settings.bus_url:
+            self.outbox, self.publisher = event_publisher(settings, self.node_id)
+            self.call_events = self.publisher
         self.active = 0
         self.draining = False
         self._idle = asyncio.Event()
@@ -145,5 +170,8 @@ class Node:
             _log.warning(
                 "call states not saved before shutdown (store unreachable)", calls=len(held)
             )
+        if self.outbox is not None:
+            await self.outbox.close()
+            await self.outbox.bus.close()
         await self.agent.aclose()
         await self.store.close()

@@ -25,6 +25,7 @@ from typing import Any
 import uvicorn
 
 from switchboard.config import ConfigError, Settings, load_settings, unknown_environment
+from switchboard.events.spill import SpillLocked
 from switchboard.log import configure, get_logger
 from switchboard.server.app import SwitchboardApp
 from switchboard.server.timeouts import guarded_http
@@ -130,6 +131,7 @@ def run_server(
     profile: str | None = None,
     redis_url: str | None = None,
     node_id: str | None = None,
+    bus_url: str | None = None,
 ) -> None:
     """Load everything, then serve until signalled. A configuration problem (settings,
     agent file, log level) is printed as a few lines on stderr and exits with status 2."""
@@ -144,12 +146,15 @@ def run_server(
             profile=profile,
             redis_url=redis_url,
             node_id=node_id,
+            bus_url=bus_url,
         )
         configure(settings.log_level, settings.log_json)
         if settings.profile != "single":
             check_shared_parts(settings)
         agent = load_agent(settings.agent_file)
         app = SwitchboardApp(settings, agent)
+    except SpillLocked as err:
+        raise StartupError(f"{err} (--node-id or SWITCHBOARD_OUTBOX_DIR)") from None
     except (ConfigError, AgentFileError, ValueError) as err:
         raise StartupError(str(err)) from None
     for name, _ in unknown_environment():

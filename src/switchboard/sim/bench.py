@@ -39,6 +39,7 @@ from switchboard.cluster.haproxy import HAProxyError, LoadBalancer, Server, star
 from switchboard.cluster.launch import start_cluster_child, stop_cluster_child
 from switchboard.cluster.valkey import redis_url, start_valkey
 from switchboard.config import builtin_example
+from switchboard.sim.bench_profiles import archive_service, event_latency
 from switchboard.sim.failover import kill_busiest_mid_run, summarize
 from switchboard.sim.processes import (
     Child,
@@ -80,6 +81,9 @@ class BenchCase(msgspec.Struct, frozen=True, kw_only=True):
     max_ttfb_p99_delta_vs: tuple[str, float] | None = None
     #: kill -> first answered turn after the reconnect, p99
     max_failover_p99_ms: float | None = None
+    #: event-driven: the archive consumes during the run (on the simulator's core, so it
+    #: measures event latency but disturbs the simulator) or only after it (counts only)
+    archive_live: bool = False
 
 
 class BenchCaseResult(msgspec.Struct, kw_only=True):
@@ -88,6 +92,8 @@ class BenchCaseResult(msgspec.Struct, kw_only=True):
     report: RunReport
     #: targets the case missed, as sentences (empty: all met)
     missed_targets: list[str] = msgspec.field(default_factory=list)
+    #: event-driven cases: turn completed -> archived, ms (``archived``, ``p50``, ``p99``)
+    event_latency_ms: dict[str, float] | None = None
 
 
 class BenchRun(msgspec.Struct, kw_only=True):
@@ -150,6 +156,30 @@ DEFAULT_CASES: tuple[BenchCase, ...] = (
         profile="distributed",
         failover=True,
         max_failover_p99_ms=2000,
+    ),
+    # Publishing events on top of distributed: CPU per turn +<= 10 %, TTFB p99 +<= 1 ms.
+    BenchCase(
+        name="event-driven-100",
+        agent="scripted",
+        calls=100,
+        profile="event-driven",
+        min_turns_per_core_vs=("distributed-100", 1 / 1.1),
+        max_ttfb_p99_delta_vs=("distributed-100", 1.0),
+    ),
+    BenchCase(
+        name="event-driven-300",
+        agent="scripted",
+        calls=300,
+        profile="event-driven",
+        max_ttfb_p99_ms=300,
+    ),
+    # The archive consuming live: turn completed -> archived, p50/p99.
+    BenchCase(
+        name="event-latency-100",
+        agent="scripted",
+        calls=100,
+        profile="event-driven",
+        archive_live=True,
     ),
 )
 
@@ -258,6 +288,10 @@ def _server_env(case: BenchCase, parts: _Parts) -> dict[str, str]:
             raise ValueError(f"{case.name}: profile {case.profile} needs Redis")
         env["SWITCHBOARD_REDIS_URL"] = parts.redis_url
         env["SWITCHBOARD_REDIS_NAMESPACE"] = f"bench:{case.name}:{os.getpid()}:"
+    if case.profile == "event-driven":
+        env["SWITCHBOARD_BUS_URL"] = env["SWITCHBOARD_REDIS_URL"]
+        env["SWITCHBOARD_NODE_ID"] = f"bench-{case.name}"
+        env["SWITCHBOARD_OUTBOX_DIR"] = str(parts.log_dir / case.name / "outbox")
     if case.agent == "openai":
         env["OPENAI_BASE_URL"] = f"http://127.0.0.1:{parts.llm_port}/v1"
         env["OPENAI_API_KEY"] = "bench"
@@ -269,6 +303,29 @@ def _run_case(case: BenchCase, settings: BenchSettings, parts: _Parts) -> BenchC
     port = free_port()
     env = _server_env(case, parts)
     agent_file = builtin_example(AGENT_FILES[case.agent])
+    if case.profile == "event-driven" and not case.archive_live:
+        result = _run_node(case, settings, parts, port, env, agent_file)
+        with archive_service(env, log_dir, case.name, parts.sim_cpu) as archive_db:
+            assert archive_db is not None
+            archived = event_latency(archive_db, result.report.turns)
+        result.event_latency_ms = {"archived": archived.get("archived", 0.0)}
+        return result
+    with archive_service(env, log_dir, case.name, parts.sim_cpu) as archive_db:
+        result = _run_node(case, settings, parts, port, env, agent_file)
+        if archive_db is not None:
+            result.event_latency_ms = event_latency(archive_db, result.report.turns)
+    return result
+
+
+def _run_node(
+    case: BenchCase,
+    settings: BenchSettings,
+    parts: _Parts,
+    port: int,
+    env: dict[str, str],
+    agent_file: Path,
+) -> BenchCaseResult:
+    log_dir = parts.log_dir
     server = start_server(
         port=port, agent_file=agent_file, log_dir=log_dir, env=env, cpu=parts.server_cpu
     )
@@ -517,6 +574,15 @@ def bench_notes(run: BenchRun) -> list[Text]:
             notes.append(Text(f"{name}: FAIL: {reason}", style="red"))
         for warning in result.report.verdict_warnings:
             notes.append(Text(f"{name}: warning: {warning}", style="yellow"))
+        latency = result.event_latency_ms
+        if latency is not None:
+            archived = f"{latency.get('archived', 0):.0f} of {result.report.turns} turns archived"
+            if "p50" in latency:
+                shown = f"p50 {latency['p50']:.1f}, p99 {latency['p99']:.1f}"
+                line = f"{name}: event latency (turn completed -> archived) ms: {shown}; {archived}"
+            else:
+                line = f"{name}: archive drained after the run: {archived}"
+            notes.append(Text(line))
         if result.simulator_exit_code not in (0, 1):
             notes.append(Text(f"{name}: simulator exit code {result.simulator_exit_code}"))
     for name, error in run.errors.items():

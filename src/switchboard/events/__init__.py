@@ -1,0 +1,1 @@
+"""Typed, versioned events, the outbox that ships them and the buses that carry them."""

@@ -1,0 +1,140 @@
+"""The ``EventBus``: what the outbox sends to and what services consume from.
+
+Small on purpose, so each backend (``memory_bus``, ``redis_bus``, ``kafka_bus``) is a thin
+shell over its client. Delivery is at least once: a batch a consumer fetched and did
+not ``ack`` is delivered again (to it after a restart, or to another member of its
+group once it is gone). Consumers therefore dedupe by event id, and ``ack`` only after
+their own write is durable. Messages that do not decode (foreign, unknown version,
+malformed) are logged, counted in ``Batch.skipped`` and acknowledged with the batch, so
+one bad message never stalls a partition.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit
+
+from switchboard.events.codec import BusMessage, EventDecodeError, decode
+from switchboard.events.types import Event
+from switchboard.log import get_logger
+
+_log = get_logger("switchboard.events.bus")
+
+
+class BusUnavailable(Exception):
+    """The bus did not take the messages (down, timed out, refused). Nothing was lost:
+    the sender keeps them and tries again."""
+
+
+@dataclass(slots=True)
+class Batch:
+    """What one ``fetch`` returned. ``token`` is the backend's ack handle."""
+
+    events: list[Event]
+    skipped: Counter[str] = field(default_factory=Counter)
+    token: Any = None
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+
+class EventConsumer(Protocol):
+    async def fetch(self, max_events: int = 500, timeout_s: float = 1.0) -> Batch:
+        """Wait up to ``timeout_s`` for events; an empty batch when none came."""
+        ...
+
+    async def ack(self, batch: Batch) -> None:
+        """The batch is processed for good: do not deliver it to this group again."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class EventBus(Protocol):
+    async def send(self, messages: Sequence[BusMessage]) -> None:
+        """Return once every message is durable on the bus; else ``BusUnavailable``.
+        Messages of one key keep their order."""
+        ...
+
+    def consumer(self, group: str, name: str) -> EventConsumer:
+        """A member ``name`` of consumer group ``group``: each group sees every event;
+        within a group each event goes to one member."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def decode_messages(messages: Iterable[BusMessage]) -> tuple[list[Event], Counter[str]]:
+    """Decode what decodes; log and count the rest by reason."""
+    events: list[Event] = []
+    skipped: Counter[str] = Counter()
+    for message in messages:
+        try:
+            events.append(decode(message))
+        except EventDecodeError as err:
+            skipped[err.reason] += 1
+            _log.warning("skipped a message on the bus", reason=err.reason, detail=str(err))
+    return events, skipped
+
+
+@dataclass(frozen=True, slots=True)
+class BusUrl:
+    scheme: str  # memory | redis | kafka
+    target: str  # the client's URL or bootstrap servers
+    options: dict[str, str]
+
+
+def parse_bus_url(url: str) -> BusUrl:
+    """``memory://``, ``redis://H:P/DB`` (``rediss://`` too), ``kafka://H:P[,H:P]``.
+    Query options: Kafka ``topic``, ``partitions``, ``session_timeout_ms``; Redis
+    ``stream``, ``maxlen``, ``claim_idle_ms``."""
+    parts = urlsplit(url)
+    options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    if parts.scheme == "memory":
+        return BusUrl("memory", "", options)
+    if parts.scheme in ("redis", "rediss"):
+        if not parts.netloc:
+            raise ValueError(f"bus URL {url!r}: redis needs a host, e.g. redis://127.0.0.1:6379/0")
+        return BusUrl("redis", parts._replace(query="").geturl(), options)
+    if parts.scheme == "kafka":
+        if not parts.netloc:
+            raise ValueError(f"bus URL {url!r}: kafka needs brokers, e.g. kafka://127.0.0.1:9092")
+        return BusUrl("kafka", parts.netloc, options)
+    raise ValueError(f"bus URL {url!r}: use memory://, redis://HOST:PORT/DB or kafka://HOST:PORT")
+
+
+def open_bus(url: str, *, namespace: str = "switchboard:", **options: Any) -> EventBus:
+    """The backend a URL names. ``namespace`` prefixes Redis keys and the Kafka topic's
+    consumer groups stay as given; ``options`` go to the backend (timeouts, tests)."""
+    parsed = parse_bus_url(url)
+    if parsed.scheme == "memory":
+        from switchboard.events.memory_bus import MemoryBus
+
+        return MemoryBus()
+    if parsed.scheme == "redis":
+        from switchboard.events.redis_bus import RedisStreamBus
+
+        stream = parsed.options.get("stream", "events")
+        options |= _ints(parsed.options, "maxlen", "claim_idle_ms")
+        return RedisStreamBus(parsed.target, namespace=namespace, stream=stream, **options)
+    from switchboard.events.kafka_bus import KafkaBus
+
+    topic = parsed.options.get("topic", "switchboard.events")
+    options |= _ints(parsed.options, "partitions", "session_timeout_ms")
+    return KafkaBus(parsed.target, topic=topic, **options)
+
+
+def _ints(options: dict[str, str], *names: str) -> dict[str, int]:
+    out = {}
+    for name in names:
+        if name in options:
+            try:
+                out[name] = int(options[name])
+            except ValueError:
+                raise ValueError(
+                    f"bus URL option {name}={options[name]!r} is not a number"
+                ) from None
+    return out

@@ -1,0 +1,244 @@
+"""``switchboard service ...`` (run a consumer) and ``switchboard archive ...`` (read it)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, TypeVar
+
+import typer
+
+from switchboard.services import archive_queries as q
+
+if TYPE_CHECKING:
+    from switchboard.services.archive_db import ArchiveDb
+
+T = TypeVar("T")
+
+service_app = typer.Typer(help="Run an event consumer as its own process.", no_args_is_help=True)
+archive_app = typer.Typer(help="Read the transcript archive.", no_args_is_help=True)
+
+BusOption = Annotated[
+    str, typer.Option("--bus", help="Event bus: kafka://H:P, redis://H:P/DB or memory://.")
+]
+NamespaceOption = Annotated[
+    str, typer.Option(help="Key prefix on Redis (bus and command channel).")
+]
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="sqlite path or postgresql:// URL (default: the local file)."),
+]
+
+
+@service_app.command("archive")
+def service_archive(
+    bus: BusOption,
+    db: DbOption = None,
+    namespace: NamespaceOption = "switchboard:",
+    name: Annotated[str, typer.Option(help="Member name; stable across restarts.")] = "archive-1",
+) -> None:
+    """Archive calls, turns and Retell's analysis (SQLite by default, or PostgreSQL)."""
+    from switchboard.log import configure
+    from switchboard.services.archive import ArchiveWriter
+    from switchboard.services.archive_db import open_archive
+    from switchboard.services.process import ServiceOptions, run_consumer, stop_on_signals
+
+    configure()
+    options = ServiceOptions(bus_url=bus, namespace=namespace, group="archive", name=name)
+
+    async def run() -> None:
+        archive = await open_archive(db)
+        try:
+            async with stop_on_signals() as stop:
+                await run_consumer(options, ArchiveWriter(archive), stop)
+        finally:
+            await archive.close()
+
+    asyncio.run(run())
+
+
+@service_app.command("analytics")
+def service_analytics(
+    bus: BusOption,
+    db: Annotated[Path, typer.Option("--db", help="Analytics' own state (SQLite).")] = Path(
+        "switchboard-analytics.db"
+    ),
+    archive_db: Annotated[
+        str | None,
+        typer.Option("--archive-db", help="The archive, for the dashboard's recent calls."),
+    ] = None,
+    host: Annotated[
+        str, typer.Option(help="Interface of the dashboard and /metrics.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the dashboard and /metrics.")] = 8090,
+    namespace: NamespaceOption = "switchboard:",
+    name: Annotated[str, typer.Option(help="Member name; stable across restarts.")] = "analytics-1",
+) -> None:
+    """Live aggregates: Prometheus /metrics, JSON /api/summary and a dashboard at /."""
+    from switchboard.log import configure
+    from switchboard.services.analytics import Analytics, create_app
+    from switchboard.services.analytics_store import AnalyticsStore
+    from switchboard.services.archive_db import open_archive
+    from switchboard.services.process import ServiceOptions, run_consumer, serve_http
+
+    configure()
+    options = ServiceOptions(bus_url=bus, namespace=namespace, group="analytics", name=name)
+
+    async def run() -> None:
+        store = await AnalyticsStore.open(db)
+        archive = await open_archive(archive_db) if archive_db else None
+        analytics = Analytics(store)
+        try:
+            async with serve_http(create_app(analytics, archive), host, port) as stop:
+                await run_consumer(options, analytics, stop)
+        finally:
+            await store.close()
+            if archive is not None:
+                await archive.close()
+
+    asyncio.run(run())
+
+
+@service_app.command("escalation")
+def service_escalation(
+    bus: BusOption,
+    rules: Annotated[Path, typer.Option("--rules", help="Escalation rules (YAML).")],
+    redis_url: Annotated[
+        str, typer.Option("--redis-url", help="The cluster's Redis (command channel).")
+    ],
+    db: Annotated[Path, typer.Option("--db", help="Escalation's own state (SQLite).")] = Path(
+        "switchboard-escalation.db"
+    ),
+    namespace: NamespaceOption = "switchboard:",
+    name: Annotated[
+        str, typer.Option(help="Member name; stable across restarts.")
+    ] = "escalation-1",
+) -> None:
+    """Act on live calls when a rule fires: handoff line + transfer, or a supervisor alert."""
+    import httpx
+
+    from switchboard.control.client import CallControl
+    from switchboard.events.bus import open_bus
+    from switchboard.log import configure
+    from switchboard.services.escalation import Escalation, EscalationStore
+    from switchboard.services.escalation_rules import RulesError, load_rules
+    from switchboard.services.process import ServiceOptions, run_consumer, stop_on_signals
+
+    configure()
+    try:
+        rules_file = load_rules(rules)
+    except RulesError as err:
+        typer.echo(f"escalation: {err}", err=True)
+        raise typer.Exit(2) from None
+    options = ServiceOptions(bus_url=bus, namespace=namespace, group="escalation", name=name)
+
+    async def run() -> None:
+        store = await EscalationStore.open(db)
+        control = CallControl.from_url(redis_url, namespace=namespace)
+        publisher = open_bus(bus, namespace=namespace)
+        async with httpx.AsyncClient(timeout=5.0, trust_env=False) as http:
+            handler = Escalation(rules_file, store, control, publisher, http)
+            try:
+                async with stop_on_signals() as stop:
+                    await run_consumer(options, handler, stop, on_ready=handler.resume_pending)
+            finally:
+                await publisher.close()
+                await control.aclose()
+                await store.close()
+
+    asyncio.run(run())
+
+
+def _read(db: str | None, query: Callable[[ArchiveDb], Awaitable[T]]) -> T:
+    """Open the archive, run one query, close it."""
+    from switchboard.services.archive_db import open_archive
+
+    async def go() -> T:
+        archive = await open_archive(db)
+        try:
+            return await query(archive)
+        finally:
+            await archive.close()
+
+    return asyncio.run(go())
+
+
+@archive_app.command("list")
+def archive_list(
+    db: DbOption = None,
+    limit: Annotated[int, typer.Option(min=1)] = 20,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The most recent calls."""
+    rows = _read(db, lambda a: q.list_calls(a, limit))
+    if as_json:
+        typer.echo(json.dumps([asdict(row) for row in rows]))
+        return
+    for row in rows:
+        typer.echo(
+            f"{row.call_id}  {row.started_at or '-':32}  turns={row.turns:<4} "
+            f"end={row.end_how or '-':10} sentiment={row.sentiment or '-'}"
+            + (f"  escalated={row.escalated_rule}" if row.escalated_rule else "")
+        )
+
+
+@archive_app.command("show")
+def archive_show(call_id: str, db: DbOption = None) -> None:
+    """One call and its transcript."""
+    call, turns = _read(db, lambda a: q.show_call(a, call_id))
+    if call is None and not turns:
+        typer.echo(f"archive: no call {call_id!r} in the archive", err=True)
+        raise typer.Exit(1)
+    for key, value in (call or {}).items():
+        if value is not None:
+            typer.echo(f"{key}: {value}")
+    for turn in turns:
+        flags = " (superseded)" if turn.superseded else ""
+        flags += f" (fallback: {turn.fallback_reason})" if turn.fallback_reason else ""
+        ttfb = f"{turn.ttfb_ms:.0f} ms" if turn.ttfb_ms is not None else "-"
+        typer.echo(f"[{turn.response_id} {turn.kind}, ttfb {ttfb}]{flags}")
+        if turn.caller_line:
+            typer.echo(f"  caller: {turn.caller_line}")
+        typer.echo(f"  agent:  {turn.reply}")
+
+
+@archive_app.command("search")
+def archive_search(
+    text: str, db: DbOption = None, limit: Annotated[int, typer.Option(min=1)] = 50
+) -> None:
+    """Turns whose caller line or reply contains TEXT (case-insensitive)."""
+    for call_id, turn in _read(db, lambda a: q.search(a, text, limit)):
+        typer.echo(
+            f"{call_id} #{turn.response_id}  caller: {turn.caller_line!r}  agent: {turn.reply!r}"
+        )
+
+
+@archive_app.command("stats")
+def archive_stats(
+    db: DbOption = None, as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
+    """Calls, turns, events applied, duplicates dropped."""
+    result = _read(db, lambda a: q.stats(a)).as_dict()
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    for key, value in result.items():
+        typer.echo(f"{key.replace('_', ' ')}: {value}")
+
+
+@archive_app.command("questions")
+def archive_questions(
+    db: DbOption = None,
+    limit: Annotated[int, typer.Option(min=1)] = 20,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The caller questions asked most often (for warming the response cache)."""
+    rows = _read(db, lambda a: q.top_questions(a, limit))
+    if as_json:
+        typer.echo(json.dumps([{"question": text, "count": n} for text, n in rows]))
+        return
+    for text, n in rows:
+        typer.echo(f"{n:6}  {text}")

@@ -1,0 +1,96 @@
+"""Running one service as its own process: signals, the bus, the consume loop.
+
+``SIGTERM``/``SIGINT`` stop the loop between batches (the batch in hand is written and
+acked first). ``SIGKILL`` needs no handling: whatever was fetched and not acked is
+delivered again and deduplicated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+
+from switchboard.events.bus import EventBus, open_bus
+from switchboard.log import get_logger
+from switchboard.services.runner import BatchHandler, consume
+
+_log = get_logger("switchboard.service")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceOptions:
+    bus_url: str
+    namespace: str = "switchboard:"
+    #: consumer group; each service has its own, so each sees every event
+    group: str
+    #: member name; keep it stable across restarts (Redis re-reads its own pending first)
+    name: str
+    max_events: int = 500
+
+
+@contextlib.asynccontextmanager
+async def stop_on_signals() -> AsyncIterator[asyncio.Event]:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        yield stop
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal capture: the service owns SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def serve_http(app: Any, host: str, port: int) -> AsyncIterator[asyncio.Event]:
+    """Serve ``app`` beside the consumer; yields the stop event that signals set."""
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+    server = _QuietServer(config)
+    async with stop_on_signals() as stop:
+        task = asyncio.create_task(server.serve())
+        while not server.started:
+            if task.done():
+                await task  # raises why it could not start (port taken ...)
+                raise RuntimeError(f"HTTP server on {host}:{port} exited at start")
+            await asyncio.sleep(0.01)
+        _log.info("service HTTP listening", url=f"http://{host}:{port}/")
+        try:
+            yield stop
+        finally:
+            server.should_exit = True
+            await task
+
+
+async def run_consumer(
+    options: ServiceOptions,
+    handler: BatchHandler,
+    stop: asyncio.Event,
+    *,
+    bus: EventBus | None = None,
+    on_ready: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    bus = bus or open_bus(options.bus_url, namespace=options.namespace)
+    consumer = bus.consumer(options.group, options.name)
+    _log.info("service consuming", group=options.group, name=options.name, bus=options.bus_url)
+    try:
+        if on_ready is not None:
+            await on_ready()
+        await consume(consumer, handler, stop, max_events=options.max_events)
+    finally:
+        await consumer.close()
+        await bus.close()
+        _log.info("service stopped", group=options.group)
