@@ -1,0 +1,145 @@
+"""The Redis ``ResponseCache`` of the shared-state profiles: entries with a TTL, vector hashes.
+
+Keys, under the deployment's ``redis_namespace``:
+
+- ``{ns}cache:e:{key}``: one stored reply (``SET ... PX ttl``);
+- ``{ns}cache:v:{table}``: a hash, entry key -> vector, one per agent digest; its TTL is
+  pushed forward by every write, and a vector whose entry expired is dropped on lookup.
+
+The cache is an optimisation, so it must never cost a turn more than a few milliseconds:
+the client is built here (not shared with the call store) with a short socket timeout, no
+retries (redis-py's default retry turns a dead link into seconds), and a breaker that,
+after a failure, answers ``CacheUnavailable`` at once for ``retry_after_s`` instead of
+paying the timeout on every turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from switchboard.cache.base import CacheUnavailable
+
+T = TypeVar("T")
+
+
+def cache_client(url: str, timeout_ms: float) -> aioredis.Redis:
+    """A client whose every command fails within about ``timeout_ms`` on a dead link."""
+    timeout = timeout_ms / 1000
+    return aioredis.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        retry_on_timeout=False,
+        health_check_interval=0,
+        max_connections=64,
+    )
+
+
+class RedisResponseCache:
+    name = "redis"
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        namespace: str = "switchboard:",
+        timeout_ms: float = 5.0,
+        retry_after_s: float = 1.0,
+        owns_client: bool = True,
+    ) -> None:
+        self._redis = client
+        self._prefix = f"{namespace}cache:"
+        self._timeout_s = timeout_ms / 1000
+        self._retry_after_s = retry_after_s
+        self._down_until = 0.0
+        self._owns_client = owns_client
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, namespace: str = "switchboard:", timeout_ms: float = 5.0
+    ) -> RedisResponseCache:
+        return cls(cache_client(url, timeout_ms), namespace=namespace, timeout_ms=timeout_ms)
+
+    def _entry(self, key: str) -> str:
+        return f"{self._prefix}e:{key}"
+
+    def _table(self, table: str) -> str:
+        return f"{self._prefix}v:{table}"
+
+    async def _call(self, op: Callable[[], Awaitable[T]], timeout_s: float | None = None) -> T:
+        if self._down_until and time.monotonic() < self._down_until:
+            raise CacheUnavailable("redis marked down after a recent failure")
+        try:
+            async with asyncio.timeout(timeout_s or self._timeout_s):
+                result = await op()
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._down_until = time.monotonic() + self._retry_after_s
+            raise CacheUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+        self._down_until = 0.0
+        return result
+
+    async def get(self, key: str) -> bytes | None:
+        value: Any = await self._call(lambda: self._redis.get(self._entry(key)))
+        return bytes(value) if value is not None else None
+
+    async def put(self, key: str, value: bytes, ttl_s: float) -> None:
+        ms = max(1, int(ttl_s * 1000))
+        await self._call(lambda: self._redis.set(self._entry(key), value, px=ms))
+
+    async def delete(self, key: str) -> None:
+        await self._call(lambda: self._redis.unlink(self._entry(key)))
+
+    async def put_vector(self, table: str, key: str, vector: bytes, ttl_s: float) -> None:
+        name, ms = self._table(table), max(1, int(ttl_s * 1000))
+
+        async def write() -> None:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hset(name, key, vector)
+                pipe.pexpire(name, ms)
+                await pipe.execute()
+
+        await self._call(write)
+
+    async def vectors(self, table: str) -> dict[str, bytes]:
+        # A bulk read off the hot path (index loading): allowed more time than a lookup.
+        found: dict[Any, Any] = await self._call(
+            lambda: self._redis.hgetall(self._table(table)),
+            timeout_s=max(1.0, self._timeout_s),
+        )
+        return {_text(k): bytes(v) for k, v in found.items()}
+
+    async def delete_vector(self, table: str, key: str) -> None:
+        await self._call(lambda: self._redis.hdel(self._table(table), key))
+
+    async def count(self) -> int:
+        return len(await self._keys(f"{self._prefix}e:*"))
+
+    async def clear(self) -> int:
+        keys = await self._keys(f"{self._prefix}*")
+        for start in range(0, len(keys), 500):
+            batch = keys[start : start + 500]
+            await self._call(lambda b=batch: self._redis.unlink(*b), timeout_s=5.0)  # type: ignore[misc]
+        return len(keys)
+
+    async def _keys(self, pattern: str) -> list[str]:
+        async def scan() -> list[str]:
+            return [_text(k) async for k in self._redis.scan_iter(match=pattern, count=1000)]
+
+        return await self._call(scan, timeout_s=30.0)
+
+    async def close(self) -> None:
+        if self._owns_client:
+            await self._redis.aclose()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
