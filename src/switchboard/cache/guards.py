@@ -138,45 +138,54 @@ _NEGATIONS = frozenset(
     ]
 )
 
-#: Words whose opposite (or sibling) changes the request; synonyms share a canonical name.
-_POLARITY_GROUPS: dict[str, str] = {}
+#: Requests: a line that asks for one of these must not get the answer to a line that does
+#: not (book versus cancel versus change). Synonyms share a canonical name.
+_ACTIONS: dict[str, str] = {}
 for _canonical, _words in {
-    "book": "book books booking booked schedule scheduling reserve reservation make",
-    "cancel": "cancel cancels cancelling canceling cancelled canceled cancellation drop",
-    "change": "change changing reschedule rescheduling move moving postpone switch",
-    "open": "open opens opening opened",
-    "close": "close closes closing closed shut",
-    "off": "off",
-    "start": "start starts starting begin begins",
-    "stop": "stop stops stopping end ends quit finish",
-    "add": "add adding include",
-    "remove": "remove removing delete exclude",
-    "accept": "accept accepts take takes",
-    "decline": "decline refuse reject",
-    "yes": "yes yeah yep sure correct right",
-    "before": "before",
-    "after": "after",
-    "more": "more most extra",
-    "less": "less fewer least",
-    "up": "up",
-    "down": "down",
-    "in": "in inside",
-    "out": "out outside",
-    "new": "new first-time",
-    "existing": "existing returning current old",
+    "book": "book books booking booked schedule scheduling reserve reservation",
+    "cancel": "cancel cancels cancelling canceling cancelled canceled cancellation",
+    "change": "change changing reschedule rescheduling move moving postpone",
+    "add": "add adding",
+    "remove": "remove removing delete",
     "buy": "buy purchase",
-    "sell": "sell refund",
-    "confirm": "confirm",
-    "wrong": "wrong incorrect",
-    "cheap": "cheap cheapest cheaper",
-    "expensive": "expensive",
-    "adult": "adult adults",
-    "child": "child children kid kids baby",
-    "arrive": "arrive arrival",
-    "leave": "leave",
+    "refund": "refund refunds",
+    "start": "start starts starting begin",
+    "stop": "stop stops stopping quit",
+    "off": "off",
 }.items():
     for _word in _words.split():
-        _POLARITY_GROUPS[_word] = _canonical
+        _ACTIONS[_word] = _canonical
+
+#: Opposites: one line may leave the topic implicit ("your hours" / "your opening hours"),
+#: but the two lines may never name opposite ends ("open" / "close").
+_POLES: dict[str, str] = {}
+_OPPOSITE: dict[str, str] = {}
+for _pair in (
+    ("open opens opening opened", "close closes closing closed shut"),
+    ("accept accepts take takes", "decline declines refuse refuses reject rejects"),
+    ("before", "after"),
+    ("more most extra", "less fewer least"),
+    ("inside indoor indoors", "outside outdoor outdoors"),
+    ("new", "existing returning current"),
+    ("cheap cheaper cheapest", "expensive pricier"),
+    ("adult adults", "child children kid kids baby babies"),
+    ("arrive arriving arrival", "leave leaving"),
+    ("early earlier", "late later"),
+    ("minimum", "maximum"),
+    ("entrance entry", "exit"),
+    ("include includes included", "exclude excludes excluded"),
+    ("allowed permitted", "forbidden banned"),
+):
+    _left, _right = (words.split() for words in _pair)
+    for _word in _left:
+        _POLES[_word] = _left[0]
+    for _word in _right:
+        _POLES[_word] = _right[0]
+    _OPPOSITE[_left[0]] = _right[0]
+    _OPPOSITE[_right[0]] = _left[0]
+
+_TURN_ON = re.compile(r"\b(?:turn|switch|put|log|sign|keep)\s+(?:\w+\s+)?on\b", re.I)
+
 
 #: Capitalised words that are not names (the sentence start is never counted either).
 _NOT_NAMES = frozenset(
@@ -227,18 +236,16 @@ def _names(tokens: list[str]) -> frozenset[str]:
 def _features(text: str) -> dict[str, object]:
     tokens = _tokens(text)
     words = [t.lower() for t in tokens]
-    numbers = Counter(w for w in words if w[0].isdigit() or w in _NUMBER_WORDS)
+    actions = {_ACTIONS[w] for w in words if w in _ACTIONS}
+    if _TURN_ON.search(text):
+        actions.add("on")
     return {
-        "number": numbers,
+        "number": Counter(w for w in words if w[0].isdigit() or w in _NUMBER_WORDS),
         "weekday": frozenset(_WEEKDAYS[w] for w in words if w in _WEEKDAYS),
         "date": frozenset(_DATES[w] for w in words if w in _DATES),
         "negation": _negations(words) % 2,
-        "polarity": frozenset(_POLARITY_GROUPS[w] for w in words if w in _POLARITY_GROUPS)
-        | (
-            frozenset({"on"})
-            if re.search(r"\b(?:turn|switch|put|log|sign)\s+on\b", text, re.I)
-            else frozenset()
-        ),
+        "polarity": frozenset(actions),
+        "poles": frozenset(_POLES[w] for w in words if w in _POLES),
         "name": _names(tokens),
     }
 
@@ -252,4 +259,11 @@ def guard_refusal(caller: str, stored: str) -> str | None:
     for guard in GUARDS:
         if a[guard] != b[guard]:
             return guard
+    poles_a, poles_b = a["poles"], b["poles"]
+    assert isinstance(poles_a, frozenset)
+    assert isinstance(poles_b, frozenset)
+    if any(_OPPOSITE[p] in poles_b for p in poles_a) or any(
+        _OPPOSITE[p] in poles_a for p in poles_b
+    ):
+        return "polarity"
     return None

@@ -5,7 +5,7 @@ cache:
   enabled: true        # default: on for agent: openai, off for the scripted agent
   exact: true
   semantic: true       # default: on for agent: openai
-  threshold: 0.8       # cosine similarity a semantic candidate must reach
+  threshold: 0.85      # cosine similarity a semantic candidate must reach
   ttl_s: 3600          # default: settings.cache_ttl_s
   wait_ms: 2000        # how long concurrent misses wait for the first one (single-flight)
   warm: [lines...]     # caller lines the server answers into the cache at startup
@@ -21,7 +21,7 @@ import msgspec
 
 from switchboard.agents.loader import AgentFileError, read_agent_file
 
-DEFAULT_THRESHOLD = 0.8
+DEFAULT_THRESHOLD = 0.85
 #: Agents whose replies are slow enough to be worth caching by default.
 CACHED_BY_DEFAULT = frozenset({"openai"})
 
