@@ -10,12 +10,15 @@ from typing import Annotated
 
 import typer
 
+from switchboard.cache.commands import cache_app
+
 app = typer.Typer(
     name="switchboard",
     help="A backend for Retell AI custom-LLM voice agents.",
     no_args_is_help=True,
     add_completion=False,
 )
+app.add_typer(cache_app)
 
 
 @app.command()
