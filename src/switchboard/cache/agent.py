@@ -94,6 +94,7 @@ class CachedAgent(Agent):
         self._embedder_failed = not policy.semantic
         self._embedder_loading: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._warming: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -114,8 +115,9 @@ class CachedAgent(Agent):
         background (the node serves calls meanwhile; they miss until then)."""
         if self.policy.semantic:
             self._start_semantic()
-        if self.policy.warm:
-            self._spawn(self._warm_from_policy())
+        if self.policy.warm and self._warming is None:
+            # Not a store: ``flush`` (which warming itself awaits) must not wait for it.
+            self._warming = _task(self._warm_from_policy())
 
     async def _warm_from_policy(self) -> None:
         from switchboard.cache.warm import warm
@@ -133,6 +135,11 @@ class CachedAgent(Agent):
             skipped=dict(report.skipped),
         )
 
+    async def warmed(self) -> None:
+        """Wait for the start-up warm-up (if any) to finish."""
+        if self._warming is not None:
+            await asyncio.shield(self._warming)
+
     async def flush(self) -> None:
         """Wait until every store started so far has finished (warming, tests, shutdown)."""
         while self._background:
@@ -142,7 +149,7 @@ class CachedAgent(Agent):
         with contextlib.suppress(Exception):
             async with asyncio.timeout(2.0):
                 await self.flush()
-        for task in (self._embedder_loading, self._index_loading):
+        for task in (self._embedder_loading, self._index_loading, self._warming):
             if task is not None:
                 task.cancel()
         await self.cache.close()
