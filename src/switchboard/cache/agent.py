@@ -51,6 +51,9 @@ from switchboard.log import get_logger
 DEFAULT_TTL_S = 3600.0
 #: How often the semantic index re-reads the backend (entries other nodes stored).
 INDEX_REFRESH_S = 30.0
+#: How long a key whose reply used a tool or an action skips the cache machinery.
+UNCACHEABLE_MEMO_S = 60.0
+_STICKY_REFUSALS = frozenset({"tool", "action", "agent_marked", "call_data"})
 _END = object()
 _log = get_logger("switchboard.cache")
 
@@ -95,6 +98,7 @@ class CachedAgent(Agent):
         self._embedder_loading: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._warming: asyncio.Task[None] | None = None
+        self._uncacheable: dict[str, float] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -176,6 +180,18 @@ class CachedAgent(Agent):
         context = keys.context_line(agent_line, turn.dynamic_variables)
         caller = turn.last_user_text
         key = keys.exact_key(self.digest, context, keys.normalise(caller))
+        if self._known_uncacheable(key):
+            # Its last reply used a tool or an action: waiting on it or embedding it is
+            # pure cost. Straight to the agent.
+            self.metrics.bypassed.labels("uncacheable_recently").inc()
+            passing = self.agent.respond(turn)
+            try:
+                async for passed in passing:
+                    if not isinstance(passed, NoCache):
+                        yield passed
+            finally:
+                await _aclose(passing)
+            return
         if self.policy.exact:
             entry = await self._get(key)
             if entry is not None:
@@ -188,7 +204,7 @@ class CachedAgent(Agent):
         if flight is not None:
             shared = await self._wait(flight)
             if shared:
-                self.metrics.hit("single_flight", _since(started))
+                self.metrics.hits.labels("single_flight").inc()
                 for chunk in shared:
                     yield chunk
                 return
@@ -233,6 +249,8 @@ class CachedAgent(Agent):
                         used_tool = True
                     elif not isinstance(item, NoInterruption):
                         action = True
+                    if (used_tool or action) and not flight.done.is_set():
+                        flight.done.set()  # not storable: release the waiters now
                     yield item
                 item = await _next(inner)
             finished = True
@@ -261,12 +279,28 @@ class CachedAgent(Agent):
                     self._spawn(self._store(key, entry, lookup))
                 else:
                     self.metrics.not_stored.labels(reason).inc()
+                    if reason in _STICKY_REFUSALS:
+                        self._remember_uncacheable(key)
             else:
                 self.metrics.not_stored.labels("cancelled").inc()
             if self._flights.get(key) is flight:
                 del self._flights[key]
             flight.chunks = stored
             flight.done.set()
+
+    def _known_uncacheable(self, key: str) -> bool:
+        until = self._uncacheable.get(key)
+        if until is None:
+            return False
+        if until < time.monotonic():
+            del self._uncacheable[key]
+            return False
+        return True
+
+    def _remember_uncacheable(self, key: str) -> None:
+        if len(self._uncacheable) >= 10_000:
+            self._uncacheable.clear()
+        self._uncacheable[key] = time.monotonic() + UNCACHEABLE_MEMO_S
 
     async def _wait(self, flight: _Flight) -> list[str] | None:
         try:

@@ -7,7 +7,7 @@ cache:
   semantic: true       # default: on for agent: openai
   threshold: 0.85      # cosine similarity a semantic candidate must reach
   ttl_s: 3600          # default: settings.cache_ttl_s
-  wait_ms: 2000        # how long concurrent misses wait for the first one (single-flight)
+  wait_ms: 1500        # how long concurrent misses wait for the first one (single-flight)
   warm: [lines...]     # caller lines the server answers into the cache at startup
 ```
 """
@@ -32,7 +32,7 @@ class CachePolicy(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, froz
     semantic: bool = False
     threshold: Annotated[float, msgspec.Meta(gt=0, le=1)] = DEFAULT_THRESHOLD
     ttl_s: Annotated[float, msgspec.Meta(gt=0)] | None = None
-    wait_ms: Annotated[float, msgspec.Meta(ge=0)] = 2000.0
+    wait_ms: Annotated[float, msgspec.Meta(ge=0)] = 1500.0
     warm: list[str] = msgspec.field(default_factory=list)
 
     @property

@@ -7,10 +7,13 @@ Keys, under the deployment's ``redis_namespace``:
   pushed forward by every write, and a vector whose entry expired is dropped on lookup.
 
 The cache is an optimisation, so it must never cost a turn more than a few milliseconds:
-the client is built here (not shared with the call store) with a short socket timeout, no
-retries (redis-py's default retry turns a dead link into seconds), and a breaker that,
-after a failure, answers ``CacheUnavailable`` at once for ``retry_after_s`` instead of
-paying the timeout on every turn.
+the client is built here (not shared with the call store) with no retries (redis-py's
+default retry turns a dead link into seconds), every lookup carries a deadline of
+``timeout_ms``, and a breaker, after ``trip_after`` failures in a row, answers
+``CacheUnavailable`` at once for ``retry_after_s`` instead of paying the deadline on every
+turn. Lookups issued in the same event-loop iteration (a burst of turns) share one
+``MGET`` on one connection: a hundred concurrent turns cost one round trip, not a hundred
+connections.
 """
 
 from __future__ import annotations
@@ -30,9 +33,13 @@ from switchboard.cache.base import CacheUnavailable
 T = TypeVar("T")
 
 
+#: Deadline of writes and bulk reads, which are off the turn's path.
+WRITE_TIMEOUT_S = 0.5
+
+
 def cache_client(url: str, timeout_ms: float) -> aioredis.Redis:
-    """A client whose every command fails within about ``timeout_ms`` on a dead link."""
-    timeout = timeout_ms / 1000
+    """A client that never retries; lookups are bounded by their own deadline on top."""
+    timeout = max(timeout_ms / 1000, WRITE_TIMEOUT_S)
     return aioredis.Redis.from_url(
         url,
         socket_timeout=timeout,
@@ -54,6 +61,7 @@ class RedisResponseCache:
         namespace: str = "switchboard:",
         timeout_ms: float = 5.0,
         retry_after_s: float = 1.0,
+        trip_after: int = 3,
         owns_client: bool = True,
     ) -> None:
         self._redis = client
@@ -61,7 +69,11 @@ class RedisResponseCache:
         self._timeout_s = timeout_ms / 1000
         self._retry_after_s = retry_after_s
         self._down_until = 0.0
+        self._trip_after = trip_after
+        self._failures = 0
         self._owns_client = owns_client
+        self._batch: list[tuple[str, asyncio.Future[bytes | None]]] = []
+        self._batches: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_url(
@@ -79,17 +91,60 @@ class RedisResponseCache:
         if self._down_until and time.monotonic() < self._down_until:
             raise CacheUnavailable("redis marked down after a recent failure")
         try:
-            async with asyncio.timeout(timeout_s or self._timeout_s):
+            async with asyncio.timeout(timeout_s or WRITE_TIMEOUT_S):
                 result = await op()
         except (RedisError, OSError, TimeoutError) as exc:
-            self._down_until = time.monotonic() + self._retry_after_s
+            self._failed()
             raise CacheUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+        self._failures = 0
         self._down_until = 0.0
         return result
 
     async def get(self, key: str) -> bytes | None:
-        value: Any = await self._call(lambda: self._redis.get(self._entry(key)))
-        return bytes(value) if value is not None else None
+        if self._down_until and time.monotonic() < self._down_until:
+            raise CacheUnavailable("redis marked down after recent failures")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bytes | None] = loop.create_future()
+        self._batch.append((key, future))
+        if len(self._batch) == 1:
+            loop.call_soon(self._send_batch)
+        try:
+            # The batch itself is not cancelled on our deadline: cancelling a command
+            # mid-reply tears its connection down, and the next lookup would pay a connect.
+            return await asyncio.wait_for(asyncio.shield(future), self._timeout_s)
+        except TimeoutError:
+            self._failed()
+            raise CacheUnavailable(
+                f"redis: no answer within {self._timeout_s * 1000:g} ms"
+            ) from None
+
+    def _send_batch(self) -> None:
+        batch, self._batch = self._batch, []
+        if batch:
+            task = asyncio.get_running_loop().create_task(self._mget(batch))
+            self._batches.add(task)
+            task.add_done_callback(self._batches.discard)
+
+    async def _mget(self, batch: list[tuple[str, asyncio.Future[bytes | None]]]) -> None:
+        keys = list(dict.fromkeys(key for key, _ in batch))
+        names = [self._entry(k) for k in keys]
+        try:
+            values: list[Any] = await self._call(lambda: self._redis.mget(names))
+        except CacheUnavailable as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+                    future.exception()  # retrieved: a caller past its deadline never reads it
+            return
+        found = {k: bytes(v) if v is not None else None for k, v in zip(keys, values, strict=True)}
+        for key, future in batch:
+            if not future.done():
+                future.set_result(found[key])
+
+    def _failed(self) -> None:
+        self._failures += 1
+        if self._failures >= self._trip_after:
+            self._down_until = time.monotonic() + self._retry_after_s
 
     async def put(self, key: str, value: bytes, ttl_s: float) -> None:
         ms = max(1, int(ttl_s * 1000))
@@ -112,8 +167,7 @@ class RedisResponseCache:
     async def vectors(self, table: str) -> dict[str, bytes]:
         # A bulk read off the hot path (index loading): allowed more time than a lookup.
         found: dict[Any, Any] = await self._call(
-            lambda: self._redis.hgetall(self._table(table)),
-            timeout_s=max(1.0, self._timeout_s),
+            lambda: self._redis.hgetall(self._table(table)), timeout_s=5.0
         )
         return {_text(k): bytes(v) for k, v in found.items()}
 
