@@ -116,7 +116,23 @@ async def test_agent_request_starts_before_the_embedding(embedder: Embedder) -> 
 
     agent = await semantic(Noting(), MemoryResponseCache(), RecordingEmbedder(embedder, order))
     await say(agent, turn("Where are you located?"))
+    await agent.flush()  # stored with its vector: the context now has a candidate
+    order.clear()
+    await say(agent, turn("Is there parking?"))
     assert order[:2] == ["agent", "embed"]
+
+
+async def test_nothing_is_embedded_before_the_reply_when_the_context_is_empty(
+    embedder: Embedder,
+) -> None:
+    order: list[str] = []
+    agent = await semantic(
+        CountingAgent(), MemoryResponseCache(), RecordingEmbedder(embedder, order)
+    )
+    await say(agent, turn("Where are you located?"))
+    assert order == []
+    await agent.flush()
+    assert order == ["embed"]  # once, for the stored entry, after the reply
 
 
 async def test_llm_stream_is_closed_on_a_semantic_hit(

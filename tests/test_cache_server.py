@@ -48,7 +48,7 @@ async def test_hit_is_spoken_like_the_agent_with_content_complete_and_counted(
     assert fake_llm.stats.requests == 1
     assert 'switchboard_cache_hits_total{tier="exact"} 1.0' in metrics
     assert 'switchboard_cache_misses_total{tier="exact"} 1.0' in metrics
-    assert "switchboard_cache_hit_first_chunk_seconds_count 1.0" in metrics
+    assert 'switchboard_cache_hit_first_chunk_seconds_count{tier="exact"} 1.0' in metrics
 
 
 async def test_barged_in_reply_is_not_stored(serve: Any, fake_llm: FakeLLMServer) -> None:

@@ -99,6 +99,7 @@ class CachedAgent(Agent):
         self._executor: ThreadPoolExecutor | None = None
         self._warming: asyncio.Task[None] | None = None
         self._uncacheable: dict[str, float] = {}
+        self._quiet_until = 0.0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -315,8 +316,8 @@ class CachedAgent(Agent):
     async def _get(self, key: str) -> Entry | None:
         try:
             data = await self.cache.get(key)
-        except CacheUnavailable:
-            self.metrics.errors.labels("unavailable").inc()
+        except CacheUnavailable as exc:
+            self._unavailable(exc)
             return None
         if data is None:
             return None
@@ -354,8 +355,15 @@ class CachedAgent(Agent):
             self._index.add(context, key, vector)
             record = VectorRecord(context=context, vector=vector.tobytes())
             await self.cache.put_vector(self.digest, key, encode_vector(record), self.ttl_s)
-        except CacheUnavailable:
-            self.metrics.errors.labels("unavailable").inc()
+        except CacheUnavailable as exc:
+            self._unavailable(exc)
+
+    def _unavailable(self, exc: CacheUnavailable) -> None:
+        self.metrics.errors.labels("unavailable").inc()
+        now = time.monotonic()
+        if now >= self._quiet_until:  # one line per 10 s, not one per turn
+            self._quiet_until = now + 10.0
+            _log.warning("response cache unavailable; turns go to the agent", error=str(exc))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -391,8 +399,8 @@ class CachedAgent(Agent):
     async def _load_index(self) -> None:
         try:
             rows = await self.cache.vectors(self.digest)
-        except CacheUnavailable:
-            self.metrics.errors.labels("unavailable").inc()
+        except CacheUnavailable as exc:
+            self._unavailable(exc)
             return
         bad = self._index.load(rows)
         if bad:
@@ -411,6 +419,8 @@ class CachedAgent(Agent):
 
     async def _semantic(self, context: str, caller: str) -> tuple[Vector | None, Entry | None]:
         """The caller line's vector and the entry to serve, if one is close and safe."""
+        if not self._index.has(keys.context_key(context)):
+            return None, None  # nothing to compare with: the vector is made when storing
         try:
             vector = await self._embed(caller)
         except Exception:

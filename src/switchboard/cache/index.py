@@ -23,6 +23,10 @@ class SemanticIndex:
     def __len__(self) -> int:
         return len(self._where)
 
+    def has(self, context: str) -> bool:
+        group = self._groups.get(context)
+        return bool(group and group[0])
+
     def add(self, context: str, key: str, vector: Vector) -> None:
         if key in self._where:
             self.remove(key)

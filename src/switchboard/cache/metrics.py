@@ -8,7 +8,22 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-_HIT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+_HIT_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.002,
+    0.003,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+)
 TIERS = ("exact", "semantic", "single_flight")
 
 
@@ -47,11 +62,13 @@ class CacheMetrics:
         )
         self.hit_first_chunk = Histogram(
             "switchboard_cache_hit_first_chunk_seconds",
-            "Turn start -> first cached chunk handed to the session.",
+            "Turn start -> first cached chunk handed to the session, by tier.",
+            ["tier"],
             buckets=_HIT_BUCKETS,
             registry=None,
         )
         self._hit = {t: self.hits.labels(t) for t in TIERS}
+        self._hit_first_chunk = {t: self.hit_first_chunk.labels(t) for t in TIERS[:2]}
         self._miss = {t: self.misses.labels(t) for t in TIERS[:2]}
         self._registries: list[CollectorRegistry] = []
 
@@ -73,7 +90,7 @@ class CacheMetrics:
 
     def hit(self, tier: str, first_chunk_s: float) -> None:
         self._hit[tier].inc()
-        self.hit_first_chunk.observe(first_chunk_s)
+        self._hit_first_chunk[tier].observe(first_chunk_s)
 
     def miss(self, tier: str) -> None:
         self._miss[tier].inc()
