@@ -110,10 +110,10 @@ async def test_dead_redis_fails_fast_then_is_skipped_for_a_while() -> None:
     # Nothing listens on this port: the connection is refused.
     cache = RedisResponseCache.from_url(f"redis://127.0.0.1:{free_port()}/0", timeout_ms=50)
     try:
-        for _ in range(3):
+        for _ in range(10):
             with pytest.raises(CacheUnavailable):
                 await cache.get("k")
-        # Three failures in a row open the breaker: the next call does not try the network.
+        # Ten failures in a row open the breaker: the next call does not try the network.
         with pytest.raises(CacheUnavailable, match="marked down"):
             await cache.put("k", b"v", ttl_s=60)
     finally:

@@ -61,7 +61,7 @@ class RedisResponseCache:
         namespace: str = "switchboard:",
         timeout_ms: float = 5.0,
         retry_after_s: float = 1.0,
-        trip_after: int = 3,
+        trip_after: int = 10,
         owns_client: bool = True,
     ) -> None:
         self._redis = client
