@@ -9,9 +9,9 @@ Keys, under the deployment's ``redis_namespace``:
 The cache is an optimisation, so it must never cost a turn more than a few milliseconds:
 the client is built here (not shared with the call store) with no retries (redis-py's
 default retry turns a dead link into seconds), every lookup carries a deadline of
-``timeout_ms``, and a breaker, after ``trip_after`` failures in a row, answers
-``CacheUnavailable`` at once for ``retry_after_s`` instead of paying the deadline on every
-turn. Lookups issued in the same event-loop iteration (a burst of turns) share one
+``timeout_ms`` (a late answer is a miss for that turn only), and a breaker, after
+``trip_after`` connection failures in a row (refused, reset: Redis is down), answers
+``CacheUnavailable`` at once for ``retry_after_s`` instead of trying on every turn. Lookups issued in the same event-loop iteration (a burst of turns) share one
 ``MGET`` on one connection: a hundred concurrent turns cost one round trip, not a hundred
 connections.
 """
@@ -27,6 +27,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from switchboard.cache.base import CacheUnavailable
 
@@ -94,7 +95,8 @@ class RedisResponseCache:
             async with asyncio.timeout(timeout_s or WRITE_TIMEOUT_S):
                 result = await op()
         except (RedisError, OSError, TimeoutError) as exc:
-            self._failed()
+            if not isinstance(exc, TimeoutError | RedisTimeoutError):
+                self._failed()
             raise CacheUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
         self._failures = 0
         self._down_until = 0.0
@@ -113,7 +115,6 @@ class RedisResponseCache:
             # mid-reply tears its connection down, and the next lookup would pay a connect.
             return await asyncio.wait_for(asyncio.shield(future), self._timeout_s)
         except TimeoutError:
-            self._failed()
             raise CacheUnavailable(
                 f"redis: no answer within {self._timeout_s * 1000:g} ms"
             ) from None
