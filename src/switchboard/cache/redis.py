@@ -11,9 +11,9 @@ the client is built here (not shared with the call store) with no retries (redis
 default retry turns a dead link into seconds), every lookup carries a deadline of
 ``timeout_ms`` (a late answer is a miss for that turn only), and a breaker, after
 ``trip_after`` connection failures in a row (refused, reset: Redis is down), answers
-``CacheUnavailable`` at once for ``retry_after_s`` instead of trying on every turn. Lookups issued in the same event-loop iteration (a burst of turns) share one
-``MGET`` on one connection: a hundred concurrent turns cost one round trip, not a hundred
-connections.
+``CacheUnavailable`` at once for ``retry_after_s`` instead of trying on every turn.
+Lookups issued in the same event-loop iteration (a burst of turns) share one ``MGET`` on
+one connection: a hundred concurrent turns cost one round trip, not a hundred connections.
 """
 
 from __future__ import annotations
@@ -39,17 +39,23 @@ WRITE_TIMEOUT_S = 0.5
 
 
 def cache_client(url: str, timeout_ms: float) -> aioredis.Redis:
-    """A client that never retries; lookups are bounded by their own deadline on top."""
+    """A client that never retries; lookups are bounded by their own deadline on top.
+
+    A blocking pool: when every connection is busy (a burst of stores) a command waits
+    for one instead of failing with "too many connections".
+    """
     timeout = max(timeout_ms / 1000, WRITE_TIMEOUT_S)
-    return aioredis.Redis.from_url(
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=32,
+        timeout=timeout,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), 0),
         retry_on_timeout=False,
         health_check_interval=0,
-        max_connections=64,
     )
+    return aioredis.Redis(connection_pool=pool)
 
 
 class RedisResponseCache:
@@ -90,7 +96,7 @@ class RedisResponseCache:
 
     async def _call(self, op: Callable[[], Awaitable[T]], timeout_s: float | None = None) -> T:
         if self._down_until and time.monotonic() < self._down_until:
-            raise CacheUnavailable("redis marked down after a recent failure")
+            raise CacheUnavailable("redis marked down after recent failures")
         try:
             async with asyncio.timeout(timeout_s or WRITE_TIMEOUT_S):
                 result = await op()
