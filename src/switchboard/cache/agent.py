@@ -218,14 +218,15 @@ class CachedAgent(Agent):
         served: list[str] | None = None
         used_tool = action = marked = finished = False
         try:
-            # The agent's request goes out first; the semantic lookup runs beside it.
-            first = _task(_next(inner))
+            racing = False
             if self.policy.semantic:
                 self._start_semantic()
-                if self.semantic_ready:
-                    lookup = _task(self._semantic(context, caller))
+                racing = self.semantic_ready and self._index.has(keys.context_key(context))
             item: object = _END
-            if lookup is not None:
+            if racing:
+                # The agent's request goes out first; the semantic lookup runs beside it.
+                first = _task(_next(inner))
+                lookup = _task(self._semantic(context, caller))
                 await asyncio.wait({first, lookup}, return_when=asyncio.FIRST_COMPLETED)
                 if lookup.done() and not first.done():
                     hit = lookup.result()[1]
@@ -238,7 +239,10 @@ class CachedAgent(Agent):
                             yield chunk
                         return
                     self.metrics.miss("semantic")
-            item = await first
+                item = await first
+            else:
+                # Nothing to race: the agent's first item directly, no task, no loop turn.
+                item = await _next(inner)
             while item is not _END:
                 if isinstance(item, str):
                     chunks.append(item)
