@@ -100,6 +100,7 @@ class CachedAgent(Agent):
         self._warming: asyncio.Task[None] | None = None
         self._uncacheable: dict[str, float] = {}
         self._quiet_until = 0.0
+        self._embedding = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -355,6 +356,8 @@ class CachedAgent(Agent):
                     vector = (await lookup)[0]
             if vector is None:
                 vector = await self._embed(entry.caller)
+            if vector is None:
+                return  # the model was busy: this entry serves the exact tier only
             context = keys.context_key(entry.context)
             self._index.add(context, key, vector)
             record = VectorRecord(context=context, vector=vector.tobytes())
@@ -416,10 +419,23 @@ class CachedAgent(Agent):
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="cache-embed")
         return self._executor
 
-    async def _embed(self, text: str) -> Vector:
+    async def _embed(self, text: str) -> Vector | None:
+        """The line's vector, or ``None`` when the model is already busy.
+
+        One embedding at a time, never a queue: the model's CPU would otherwise compete
+        with the event loop of every call on the node. Under load the semantic tier
+        answers fewer turns; the exact tier and the agent are never slowed by it.
+        """
         embedder = self._embedder
-        assert embedder is not None
-        return await asyncio.get_running_loop().run_in_executor(self._pool(), embedder.embed, text)
+        if embedder is None or self._embedding:
+            self.metrics.bypassed.labels("embedding_busy").inc()
+            return None
+        self._embedding = True
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._pool(), embedder.embed, text)
+        finally:
+            self._embedding = False
 
     async def _semantic(self, context: str, caller: str) -> tuple[Vector | None, Entry | None]:
         """The caller line's vector and the entry to serve, if one is close and safe."""
@@ -427,6 +443,8 @@ class CachedAgent(Agent):
             return None, None  # nothing to compare with: the vector is made when storing
         try:
             vector = await self._embed(caller)
+            if vector is None:
+                return None, None
         except Exception:
             self.metrics.errors.labels("embedding").inc()
             _log.exception("embedding failed; semantic lookup skipped")
