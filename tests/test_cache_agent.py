@@ -335,7 +335,8 @@ async def test_concurrent_misses_on_one_key_make_one_request(backend: ResponseCa
     inner.gate = asyncio.Event()
     agent = wrap(inner, backend)
     tasks = [asyncio.create_task(say(agent, turn("Where are you?"))) for _ in range(5)]
-    await asyncio.wait_for(inner.entered.wait(), 10)
+    # Every lookup has missed, so each turn is now either the one generating or waiting on it.
+    await eventually(lambda: agent.metrics.misses.labels("exact")._value.get() == 5)
     inner.gate.set()
     results = await asyncio.wait_for(asyncio.gather(*tasks), 10)
     assert inner.calls == 1
@@ -348,7 +349,7 @@ async def test_waiters_fall_through_when_the_first_reply_is_not_storable() -> No
     inner.gate = asyncio.Event()
     agent = wrap(inner, MemoryResponseCache())
     tasks = [asyncio.create_task(say(agent, turn("okay bye"))) for _ in range(3)]
-    await asyncio.wait_for(inner.entered.wait(), 10)
+    await eventually(lambda: agent.metrics.misses.labels("exact")._value.get() == 3)
     inner.gate.set()
     results = await asyncio.wait_for(asyncio.gather(*tasks), 10)
     assert inner.calls == 3

@@ -12,8 +12,9 @@ default retry turns a dead link into seconds), every lookup carries a deadline o
 ``timeout_ms`` (a late answer is a miss for that turn only), and a breaker, after
 ``trip_after`` connection failures in a row (refused, reset: Redis is down), answers
 ``CacheUnavailable`` at once for ``retry_after_s`` instead of trying on every turn.
-Lookups issued in the same event-loop iteration (a burst of turns) share one ``MGET`` on
-one connection: a hundred concurrent turns cost one round trip, not a hundred connections.
+A lookup is one ``GET`` written at once from the turn's own task (batching lookups into
+an ``MGET`` was measured: the extra event-loop turns before the write cost more misses
+than the round trips it saved).
 """
 
 from __future__ import annotations
@@ -79,8 +80,6 @@ class RedisResponseCache:
         self._trip_after = trip_after
         self._failures = 0
         self._owns_client = owns_client
-        self._batch: list[tuple[str, asyncio.Future[bytes | None]]] = []
-        self._batches: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_url(
@@ -111,42 +110,10 @@ class RedisResponseCache:
     async def get(self, key: str) -> bytes | None:
         if self._down_until and time.monotonic() < self._down_until:
             raise CacheUnavailable("redis marked down after recent failures")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[bytes | None] = loop.create_future()
-        self._batch.append((key, future))
-        if len(self._batch) == 1:
-            loop.call_soon(self._send_batch)
-        try:
-            # The batch itself is not cancelled on our deadline: cancelling a command
-            # mid-reply tears its connection down, and the next lookup would pay a connect.
-            return await asyncio.wait_for(asyncio.shield(future), self._timeout_s)
-        except TimeoutError:
-            raise CacheUnavailable(
-                f"redis: no answer within {self._timeout_s * 1000:g} ms"
-            ) from None
-
-    def _send_batch(self) -> None:
-        batch, self._batch = self._batch, []
-        if batch:
-            task = asyncio.get_running_loop().create_task(self._mget(batch))
-            self._batches.add(task)
-            task.add_done_callback(self._batches.discard)
-
-    async def _mget(self, batch: list[tuple[str, asyncio.Future[bytes | None]]]) -> None:
-        keys = list(dict.fromkeys(key for key, _ in batch))
-        names = [self._entry(k) for k in keys]
-        try:
-            values: list[Any] = await self._call(lambda: self._redis.mget(names))
-        except CacheUnavailable as exc:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-                    future.exception()  # retrieved: a caller past its deadline never reads it
-            return
-        found = {k: bytes(v) if v is not None else None for k, v in zip(keys, values, strict=True)}
-        for key, future in batch:
-            if not future.done():
-                future.set_result(found[key])
+        value: Any = await self._call(
+            lambda: self._redis.get(self._entry(key)), timeout_s=self._timeout_s
+        )
+        return bytes(value) if value is not None else None
 
     def _failed(self) -> None:
         self._failures += 1
