@@ -68,3 +68,40 @@ async def test_barged_in_reply_is_not_stored(serve: Any, fake_llm: FakeLLMServer
     assert spoken(frames, 3) == REPLY
     assert fake_llm.stats.requests == 3  # the superseded reply was never stored
     assert agent.metrics.not_stored.labels("cancelled")._value.get() == 1
+
+
+def test_metrics_url_follows_the_socket_url() -> None:
+    from switchboard.sim.server_metrics import metrics_url
+
+    assert metrics_url("ws://127.0.0.1:8080/llm-websocket") == "http://127.0.0.1:8080/metrics"
+    assert metrics_url("wss://host.example/llm-websocket/s3cret") == "https://host.example/metrics"
+
+
+async def test_simulator_report_reads_the_hit_counts_from_metrics(
+    serve: Any, fake_llm: FakeLLMServer
+) -> None:
+    import asyncio
+
+    from switchboard.sim.server_metrics import cache_counters, cache_text
+
+    fake_llm.config = FakeLLMConfig(reply=REPLY)
+    agent = cached_openai()
+    async with serve(agent, call_details=False) as srv:
+        for call_id in ("c1", "c2", "c3"):
+            async with retell(srv.ws_url, call_id) as peer:
+                await peer.complete(0)
+                await peer.request(1, "What are your hours?")
+                await peer.complete(1)
+            await agent.flush()
+        counters = await asyncio.to_thread(cache_counters, f"{srv.http_url}/metrics")
+    assert counters["hits:exact"] == 2
+    assert counters["misses:exact"] == 1
+    assert counters["hit_rate"] == 2 / 3
+    assert "hits exact 2" in cache_text(counters)
+
+
+def test_no_metrics_endpoint_means_no_counters() -> None:
+    from switchboard.sim.server_metrics import cache_counters
+    from tests.fixtures.ports import free_port
+
+    assert cache_counters(f"http://127.0.0.1:{free_port()}/metrics", timeout_s=1) == {}
