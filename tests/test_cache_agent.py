@@ -422,3 +422,47 @@ async def test_disabled_policy_passes_every_turn_through() -> None:
         await say(agent, turn("Where are you?"))
         await agent.flush()
     assert inner.calls == 2
+
+
+@pytest.mark.parametrize(
+    ("earlier", "reply"),
+    [
+        ("My name is Jordan Lee.", "Sure Jordan, we open at 8 AM."),
+        ("Hi, I'm Priya, my number is 415 555 0100.", "Thanks Priya, we open at 8 AM."),
+        ("my phone is 4155550100", "I have noted 4155550100; we open at 8 AM."),
+        ("my email is jo@example.com", "I will write to jo@example.com. We open at 8 AM."),
+    ],
+)
+async def test_reply_repeating_what_the_caller_disclosed_earlier_is_not_stored(
+    earlier: str, reply: str
+) -> None:
+    class Repeating(CountingAgent):
+        async def respond(self, turn: Turn) -> AsyncIterator[str | Action]:
+            yield reply
+
+    cache = MemoryResponseCache()
+    agent = wrap(Repeating(), cache)
+    t = turn("What time do you open?")
+    t.transcript = [
+        Utterance("user", earlier),
+        Utterance("agent", "Thanks. How can I help?"),
+        Utterance("user", "What time do you open?"),
+    ]
+    await say(agent, t)
+    await agent.flush()
+    assert await cache.count() == 0
+    assert agent.metrics.not_stored.labels("earlier_personal_data")._value.get() == 1
+
+
+async def test_reply_after_an_unrelated_disclosure_is_still_stored() -> None:
+    cache = MemoryResponseCache()
+    agent = wrap(CountingAgent(), cache)
+    t = turn("What time do you open?")
+    t.transcript = [
+        Utterance("user", "My name is Jordan Lee."),
+        Utterance("agent", "Thanks. How can I help?"),
+        Utterance("user", "What time do you open?"),
+    ]
+    await say(agent, t)
+    await agent.flush()
+    assert await cache.count() == 1

@@ -278,6 +278,7 @@ class CachedAgent(Agent):
                     marked=marked,
                     variables=turn.dynamic_variables,
                     call=turn.call,
+                    earlier=[u.content for u in turn.transcript[:-1] if u.role != "agent"],
                 )
                 if reason is None:
                     stored = chunks

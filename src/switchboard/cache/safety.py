@@ -8,8 +8,9 @@ A wrong cached answer is worse than a slow one, so every rule errs towards the L
   "my name is ...") is neither looked up nor stored, nor is a turn whose context (the
   agent's previous line) carries digits;
 - a reply that used a tool, carried any action (end call, transfer, digits, interrupts,
-  metadata), that the agent marked ``NoCache``, or that speaks a dynamic variable value
-  or call data is never stored;
+  metadata), that the agent marked ``NoCache``, that speaks a dynamic variable value or
+  call data, or that repeats personal data the caller gave earlier in the call is never
+  stored;
 - a turn whose agent reads dynamic variables into its prompt (``Agent.cache_variables``)
   and has them set is never cached: its reply may depend on who is calling.
 """
@@ -77,6 +78,7 @@ def reply_refusal(
     marked: bool,
     variables: Mapping[str, str],
     call: Mapping[str, Any] | None,
+    earlier: Sequence[str] = (),
 ) -> str | None:
     """Why a finished reply must not be stored, or ``None``."""
     if marked:
@@ -92,7 +94,42 @@ def reply_refusal(
     for value in _call_values(variables, call):
         if value.lower() in lowered:
             return "call_data"
+    if _repeats_disclosure(text, earlier):
+        return "earlier_personal_data"
     return None
+
+
+_DISCLOSED = re.compile(r"\d{2,}|[\w.+-]+@[\w-]+\.[\w.]+|\b[A-Z][a-z]+\b")
+
+
+def _repeats_disclosure(reply: str, earlier: Sequence[str]) -> bool:
+    """Whether the reply repeats something personal the caller said earlier in the call.
+
+    The key only sees the last two lines, but the model sees the whole call: "Sure, Jordan,
+    we open at 8" must not be served to the next caller. Names (capitalised words), digit
+    runs and e-mail addresses from earlier caller lines that carried personal data are
+    looked for in the reply.
+    """
+    disclosed: set[str] = set()
+    for line in earlier:
+        if personal_data(line) is None:
+            continue
+        for match in _DISCLOSED.finditer(line):
+            token = match.group(0)
+            if token[0].isupper() and (match.start() == 0 or token.lower() in _NOT_DISCLOSED):
+                continue  # the line's first word, or an ordinary word
+            disclosed.add(token.lower())
+    if not disclosed:
+        return False
+    lowered = reply.lower()
+    words = set(re.findall(r"[a-z]+", lowered))
+    return any(
+        (token in lowered) if (token[0].isdigit() or "@" in token) else (token in words)
+        for token in disclosed
+    )
+
+
+_NOT_DISCLOSED = frozenset({"i", "my", "the", "yes", "no", "hi", "hello", "thanks", "okay"})
 
 
 def _call_values(variables: Mapping[str, str], call: Mapping[str, Any] | None) -> list[str]:
