@@ -10,12 +10,15 @@ from typing import Annotated
 
 import typer
 
+from switchboard.cache.commands import cache_app
+
 app = typer.Typer(
     name="switchboard",
     help="A backend for Retell AI custom-LLM voice agents.",
     no_args_is_help=True,
     add_completion=False,
 )
+app.add_typer(cache_app)
 
 
 @app.command()
@@ -259,12 +262,14 @@ def simulate(
     quiet: Annotated[bool, typer.Option(help="No live display and no summary.")] = False,
 ) -> None:
     """Play Retell's side of many calls against a server; exit 1 unless the run passes."""
+    import msgspec
     from rich.console import Console
 
     from switchboard.sim.options import SimOptions
     from switchboard.sim.report import print_summary, write_html, write_json
     from switchboard.sim.runner import run_simulation
     from switchboard.sim.scenario import ScenarioError
+    from switchboard.sim.server_metrics import cache_counters, metrics_url
     from switchboard.sim.verdict import judge
 
     console = Console()
@@ -291,6 +296,7 @@ def simulate(
         )
         live = console.is_terminal and not quiet
         result = judge(run_simulation(options, console if live else None))
+        result = msgspec.structs.replace(result, cache=cache_counters(metrics_url(url)))
     except (ValueError, ScenarioError) as exc:
         typer.echo(f"simulate: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -89,6 +89,14 @@ class Settings(BaseSettings):
     outbox_capacity: int = Field(default=10_000, ge=1)
     outbox_fsync: Literal["batch", "never"] = "batch"
 
+    # Response cache (docs/cache.md): ``auto`` follows the profile (single: memory, the
+    # shared-state profiles: Redis at ``redis_url``); the agent file's ``cache:`` section
+    # says whether and how an agent uses it.
+    cache: Literal["auto", "off", "memory", "redis"] = "auto"
+    cache_ttl_s: float = Field(default=3600.0, gt=0)
+    #: Deadline of one cache command: past it the turn is a miss, never a wait.
+    cache_timeout_ms: float = Field(default=5.0, gt=0)
+
     # Webhooks.
     retell_api_key: SecretStr | None = None
     webhook_tolerance_ms: int = 300_000

@@ -119,6 +119,11 @@ class SendMetadata(Action):
 
 
 @dataclass(frozen=True, slots=True)
+class NoCache(Action):
+    """Never store this turn's reply in the response cache (it depends on more than its words)."""
+
+
+@dataclass(frozen=True, slots=True)
 class ToolCallStarted(Action):
     """Record a tool invocation in Retell's transcript (bookkeeping only)."""
 
@@ -145,6 +150,9 @@ class Agent(abc.ABC):
 
     #: Wait for Retell's ``call_details`` before the greeting (to personalise it).
     needs_call_details: bool = False
+    #: Dynamic variables this agent reads into its replies; a turn that has any of them set
+    #: is never answered from the response cache (see ``switchboard.cache``).
+    cache_variables: tuple[str, ...] = ()
 
     @abc.abstractmethod
     def respond(self, turn: Turn) -> AsyncIterator[str | Action]:

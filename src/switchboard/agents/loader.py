@@ -64,6 +64,7 @@ class AgentFileError(ValueError):
 def load_agent(path: Path) -> Agent:
     """Build the agent an agent file describes."""
     spec = read_agent_file(path)
+    spec.pop("cache", None)  # the response cache's section: switchboard.cache.policy
     kind = spec.get("agent", "scripted")
     if kind == "scripted":
         from switchboard.agents.scripted import ScriptedAgent

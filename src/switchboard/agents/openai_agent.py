@@ -143,6 +143,8 @@ class OpenAIAgent(Agent):
         self._clock_line = ""
         # Personalised greetings need the call's dynamic variables before response 0.
         self.needs_call_details = bool(self.greeting.variables)
+        # A prompt that reads dynamic variables answers each caller differently: never cached.
+        self.cache_variables = self.system_prompt.variables
         self._tools_by_name = {t.name: t for t in self.tools}
         self._tool_schemas = cast(
             list[ChatCompletionToolUnionParam], [t.schema() for t in self.tools]

@@ -32,6 +32,7 @@ from switchboard.agents.base import (
     Agent,
     EndCall,
     Interrupt,
+    NoCache,
     NoInterruption,
     PressDigit,
     SendMetadata,
@@ -497,6 +498,8 @@ class CallSession:
             gen.digit_to_press = action.digits
         elif isinstance(action, NoInterruption):
             gen.no_interruption = True
+        elif isinstance(action, NoCache):
+            pass  # for the response cache; nothing to send
         else:
             if self.current is not gen:
                 raise asyncio.CancelledError

@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from switchboard.agents.base import Agent
+from switchboard.cache.agent import CachedAgent
 from switchboard.config import Settings
 from switchboard.events.metrics import OutboxCollector
 from switchboard.log import get_logger
@@ -64,6 +65,8 @@ class SwitchboardApp:
         if self.node.publisher is not None:
             self.webhooks.subscribe(self.node.publisher.webhook)
             self.node.metrics.registry.register(OutboxCollector(self.node.publisher.outbox))
+        if isinstance(agent, CachedAgent):
+            agent.metrics.register(self.node.metrics.registry)
         self.http = Starlette(
             routes=[
                 Route("/healthz", self._healthz, methods=["GET"]),
@@ -90,6 +93,8 @@ class SwitchboardApp:
             shared.start(node.session_for, lambda: shared.node_info(node.active, node.draining))
         if self.node.outbox is not None:
             self.node.outbox.start()
+        if isinstance(self.node.agent, CachedAgent):
+            self.node.agent.start()
         _log.info(
             "switchboard ready",
             profile=self.node.settings.profile,

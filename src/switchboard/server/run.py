@@ -136,6 +136,7 @@ def run_server(
     """Load everything, then serve until signalled. A configuration problem (settings,
     agent file, log level) is printed as a few lines on stderr and exits with status 2."""
     from switchboard.agents.loader import AgentFileError, load_agent
+    from switchboard.cache.wiring import with_cache
 
     try:
         settings = load_settings(
@@ -151,7 +152,7 @@ def run_server(
         configure(settings.log_level, settings.log_json)
         if settings.profile != "single":
             check_shared_parts(settings)
-        agent = load_agent(settings.agent_file)
+        agent = with_cache(load_agent(settings.agent_file), settings)
         app = SwitchboardApp(settings, agent)
     except SpillLocked as err:
         raise StartupError(f"{err} (--node-id or SWITCHBOARD_OUTBOX_DIR)") from None

@@ -38,7 +38,7 @@ from rich.text import Text
 from switchboard.cluster.haproxy import HAProxyError, LoadBalancer, Server, start_haproxy
 from switchboard.cluster.launch import start_cluster_child, stop_cluster_child
 from switchboard.cluster.valkey import redis_url, start_valkey
-from switchboard.config import builtin_example
+from switchboard.config import BUDGET_MS, builtin_example
 from switchboard.sim.bench_profiles import archive_service, event_latency
 from switchboard.sim.failover import kill_busiest_mid_run, summarize
 from switchboard.sim.processes import (
@@ -52,6 +52,7 @@ from switchboard.sim.processes import (
     start_simulator,
 )
 from switchboard.sim.results import FailoverSummary, ProcessStats, RunReport, TurnKindStats
+from switchboard.sim.server_metrics import cache_counters
 from switchboard.sim.verdict import JUDGED_KINDS, judge
 
 BENCH_SCHEMA_VERSION = 1
@@ -84,6 +85,15 @@ class BenchCase(msgspec.Struct, frozen=True, kw_only=True):
     #: event-driven: the archive consumes during the run (on the simulator's core, so it
     #: measures event latency but disturbs the simulator) or only after it (counts only)
     archive_live: bool = False
+    #: the fake LLM's time to first token (the "slow LLM" rows)
+    ttft_ms: float = 0.0
+    #: response cache of the server: off, memory or redis (the bench's valkey-server)
+    cache: str = "off"
+    #: target for turns answered by the exact tier (server: turn start -> first cached chunk)
+    max_cached_ttfb_p99_ms: float | None = None
+    #: the verdict's TTFB budget instead of the profile's (a slow LLM misses any budget by
+    #: design: those rows are judged on correctness, and compared in the notes)
+    budget_ms: float | None = None
 
 
 class BenchCaseResult(msgspec.Struct, kw_only=True):
@@ -94,6 +104,8 @@ class BenchCaseResult(msgspec.Struct, kw_only=True):
     missed_targets: list[str] = msgspec.field(default_factory=list)
     #: event-driven cases: turn completed -> archived, ms (``archived``, ``p50``, ``p99``)
     event_latency_ms: dict[str, float] | None = None
+    #: the server's cache counters from ``/metrics`` (hits/misses by tier, hit p99 bound)
+    cache: dict[str, float] = msgspec.field(default_factory=dict)
 
 
 class BenchRun(msgspec.Struct, kw_only=True):
@@ -181,6 +193,17 @@ DEFAULT_CASES: tuple[BenchCase, ...] = (
         profile="event-driven",
         archive_live=True,
     ),
+    # The error table's "slow LLM" fix: the same run with the response cache off and on.
+    BenchCase(name="slow-llm-800ms", agent="openai", calls=100, ttft_ms=800, budget_ms=2500),
+    BenchCase(
+        name="slow-llm-800ms-cached",
+        agent="openai",
+        calls=100,
+        ttft_ms=800,
+        cache="redis",
+        max_cached_ttfb_p99_ms=5,
+        budget_ms=2500,
+    ),
 )
 
 
@@ -224,16 +247,19 @@ def run_bench(
     )
     server_cpu = SERVER_CPU if pinned else None
     sim_cpu = SIMULATOR_CPU if pinned else None
-    fake_llm: Child | None = None
+    fake_llms: dict[float, Child] = {}  # by time to first token
     valkey: Child | None = None
     try:
         for case in cases:
             console.print(f"[dim]bench[/] {case.name}: {case.calls} calls ...")
             try:
-                if case.agent == "openai" and fake_llm is None:
-                    fake_llm = start_fake_llm(port=free_port(), log_dir=log_dir, cpu=sim_cpu)
-                if case.profile != "single" and valkey is None:
+                if case.agent == "openai" and case.ttft_ms not in fake_llms:
+                    fake_llms[case.ttft_ms] = start_fake_llm(
+                        port=free_port(), log_dir=log_dir, cpu=sim_cpu, ttft_ms=case.ttft_ms
+                    )
+                if (case.profile != "single" or case.cache == "redis") and valkey is None:
                     valkey = start_valkey(log_dir=log_dir)
+                fake_llm = fake_llms.get(case.ttft_ms)
                 parts = _Parts(
                     log_dir=log_dir,
                     server_cpu=server_cpu,
@@ -247,13 +273,14 @@ def run_bench(
                 run.errors[case.name] = str(exc)
                 console.print(Text(f"{case.name} could not run: {exc}", style="red"))
     finally:
-        if fake_llm is not None:
-            fake_llm.stop()
+        for child in fake_llms.values():
+            child.stop()
         if valkey is not None:
             valkey.stop()
     reports = {r.case.name: r.report for r in run.results}
     for result in run.results:
         result.missed_targets = missed_targets(result.case, result.report, reports)
+        result.missed_targets += cache_targets_missed(result.case, result.cache)
     console.print(bench_table(run))
     for note in bench_notes(run):
         console.print(note)
@@ -295,6 +322,13 @@ def _server_env(case: BenchCase, parts: _Parts) -> dict[str, str]:
     if case.agent == "openai":
         env["OPENAI_BASE_URL"] = f"http://127.0.0.1:{parts.llm_port}/v1"
         env["OPENAI_API_KEY"] = "bench"
+    # Off unless the case asks: the other cases stay comparable with the reference figures.
+    env["SWITCHBOARD_CACHE"] = case.cache
+    if case.cache == "redis" and case.profile == "single":
+        if parts.redis_url is None:
+            raise ValueError(f"{case.name}: a Redis cache needs Redis")
+        env["SWITCHBOARD_REDIS_URL"] = parts.redis_url
+        env["SWITCHBOARD_REDIS_NAMESPACE"] = f"bench:{case.name}:{os.getpid()}:"
     return env
 
 
@@ -355,13 +389,24 @@ def _run_node(
             timeout_s=settings.duration_s * 3 + 120,
         )
         server_cpu_s = server.cpu_seconds() - cpu_before
+        cache = cache_counters(f"http://127.0.0.1:{port}/metrics") if case.cache != "off" else {}
     finally:
         if haproxy is not None:
             haproxy.stop()
         server.stop()
     report = with_server_cpu(report, server_cpu_s)
     report = judge(msgspec.structs.replace(report, label=case.name))
-    return BenchCaseResult(case=case, simulator_exit_code=code, report=report)
+    return BenchCaseResult(case=case, simulator_exit_code=code, report=report, cache=cache)
+
+
+def cache_targets_missed(case: BenchCase, cache: dict[str, float]) -> list[str]:
+    if case.max_cached_ttfb_p99_ms is None:
+        return []
+    bound = cache.get("hit_first_chunk_p99_le_ms:exact")
+    if bound is not None and 0 <= bound <= case.max_cached_ttfb_p99_ms:
+        return []
+    shown = "no exact hits" if bound is None else _bound_text(bound)
+    return [f"cached TTFB p99 {shown} > target {case.max_cached_ttfb_p99_ms:g} ms"]
 
 
 def _run_failover_case(case: BenchCase, settings: BenchSettings, parts: _Parts) -> BenchCaseResult:
@@ -430,6 +475,7 @@ def simulator_args(case: BenchCase, settings: BenchSettings, url: str) -> list[s
         str(settings.seed),
         "--label",
         case.name,
+        *(["--budget-ms", f"{case.budget_ms:g}"] if case.budget_ms is not None else []),
     ]
 
 
@@ -587,7 +633,58 @@ def bench_notes(run: BenchRun) -> list[Text]:
             notes.append(Text(f"{name}: simulator exit code {result.simulator_exit_code}"))
     for name, error in run.errors.items():
         notes.append(Text(f"{name}: could not run: {error}", style="red"))
+    notes.extend(cache_notes(run))
     return notes
+
+
+def cache_notes(run: BenchRun) -> list[Text]:
+    """Cache figures per cached case, and each slow-LLM pair side by side (off vs on)."""
+    notes = []
+    by_name = {r.case.name: r for r in run.results}
+    for result in run.results:
+        c = result.cache
+        if not c:
+            continue
+        hits = ", ".join(
+            f"{tier} {c.get(f'hits:{tier}', 0):.0f}"
+            for tier in ("exact", "semantic", "single_flight")
+        )
+        p99s = ", ".join(
+            f"{tier} {_bound_text(c[f'hit_first_chunk_p99_le_ms:{tier}'])}"
+            for tier in ("exact", "semantic")
+            if f"hit_first_chunk_p99_le_ms:{tier}" in c
+        )
+        notes.append(
+            Text(
+                f"{result.case.name}: cache hits {hits}; misses {c.get('misses:exact', 0):.0f}; "
+                f"hit rate {100 * c.get('hit_rate', 0):.0f}% of looked-up turns "
+                f"({100 * c.get('hit_rate_all_turns', 0):.0f}% of all); cached first chunk p99 "
+                f"(server) {p99s or 'n/a'}; backend errors {c.get('errors:unavailable', 0):.0f}"
+            )
+        )
+        base = by_name.get(result.case.name.removesuffix("-cached"))
+        if base is not None and base is not result:
+            off, on = _response_ttfb(base.report), _response_ttfb(result.report)
+            if off and on:
+                notes.append(
+                    Text(
+                        f"{base.case.name} (LLM TTFT {base.case.ttft_ms:g} ms), TTFB p50/p99: "
+                        f"cache off {off[0]:.0f}/{off[1]:.0f} ms, cache on {on[0]:.0f}/"
+                        f"{on[1]:.0f} ms; budget {BUDGET_MS['distributed']} ms"
+                    )
+                )
+    return notes
+
+
+def _bound_text(bound: float) -> str:
+    return "> 1000 ms" if bound < 0 else f"<= {bound:g} ms"
+
+
+def _response_ttfb(report: RunReport) -> tuple[float, float] | None:
+    for kind in report.per_kind:
+        if kind.kind == "response" and kind.ttfb.count:
+            return kind.ttfb.p50_ms, kind.ttfb.p99_ms
+    return None
 
 
 def _targets_text(run: BenchRun) -> str:
@@ -607,6 +704,8 @@ def _targets_text(run: BenchRun) -> str:
             wanted.append(f"TTFB p99 <= {name}'s + {delta_ms:g} ms")
         if case.max_failover_p99_ms is not None:
             wanted.append(f"kill -> answered p99 <= {case.max_failover_p99_ms:g} ms")
+        if case.max_cached_ttfb_p99_ms is not None:
+            wanted.append(f"cached TTFB p99 <= {case.max_cached_ttfb_p99_ms:g} ms")
         if wanted:
             parts.append(f"{case.name} {' and '.join(wanted)}")
     return "; ".join(parts) or "none"
@@ -638,6 +737,7 @@ def _targets_cell(result: BenchCaseResult) -> Text:
         case.min_turns_per_core_vs,
         case.max_ttfb_p99_delta_vs,
         case.max_failover_p99_ms,
+        case.max_cached_ttfb_p99_ms,
     )
     if all(t is None for t in targets):
         return Text("-")

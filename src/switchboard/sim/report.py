@@ -118,6 +118,10 @@ def _run_rows(report: RunReport) -> Iterator[tuple[str, str]]:
     if report.failover is not None:
         yield "failover", _failover_text(report.failover)
     yield "turns", f"{report.turns} ({report.turns_per_s:.1f}/s)"
+    if report.cache:
+        from switchboard.sim.server_metrics import cache_text
+
+        yield "response cache", cache_text(report.cache)
     yield "violations", _violations_text(report)
     if report.frames_sent or report.frames_received:
         frames = f"{report.frames_sent} sent, {report.frames_received} received"

@@ -147,6 +147,8 @@ class RunReport(msgspec.Struct, kw_only=True):
     scenarios: list[ScenarioResult] = msgspec.field(default_factory=list)
     client: ProcessStats = msgspec.field(default_factory=ProcessStats)
     server: ProcessStats | None = None
+    #: the server's response-cache counters from its ``/metrics`` (empty: none exposed)
+    cache: dict[str, float] = msgspec.field(default_factory=dict)
     #: server turns per second per core of server CPU (bench only, when the pid is known)
     turns_per_core_s: float | None = None
 

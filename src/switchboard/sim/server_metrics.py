@@ -1,0 +1,93 @@
+"""The server's response-cache counters, read from its ``/metrics`` after a run.
+
+The simulator and the bench report hits by tier, misses and the hit rate from the server's
+own Prometheus counters (``switchboard_cache_*``), so the figures are what the server
+counted, not a guess from latencies. A server that does not expose them (or a URL behind
+which ``/metrics`` is not reachable) gives an empty mapping, never an error.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def metrics_url(ws_url: str) -> str:
+    """``ws://host:port/llm-websocket`` -> ``http://host:port/metrics`` (``wss`` -> ``https``)."""
+    parts = urlsplit(ws_url)
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    return urlunsplit((scheme, parts.netloc, "/metrics", "", ""))
+
+
+def cache_counters(url: str, timeout_s: float = 5.0) -> dict[str, float]:
+    """``{"hits:exact": n, "misses:exact": n, ..., "hit_rate": r}``, or ``{}``."""
+    try:
+        text = httpx.get(url, timeout=timeout_s, trust_env=False).text
+        families = list(text_string_to_metric_families(text))
+    except (httpx.HTTPError, ValueError):
+        return {}
+    out: dict[str, float] = {}
+    buckets: dict[str, list[tuple[float, float]]] = {}
+    for family in families:
+        if not family.name.startswith("switchboard_cache_"):
+            continue
+        name = family.name.removeprefix("switchboard_cache_")
+        for sample in family.samples:
+            if sample.name.endswith("_bucket"):
+                tier = sample.labels.get("tier", "")
+                buckets.setdefault(tier, []).append((float(sample.labels["le"]), sample.value))
+                continue
+            if sample.name.endswith(("_total", "_count")):
+                label = next(iter(sample.labels.values()), "")
+                out[f"{name}:{label}" if label else name] = sample.value
+    if not out:
+        return {}
+    out.update(cache_summary(out, buckets))
+    return out
+
+
+def cache_summary(
+    counters: dict[str, float], buckets: dict[str, list[tuple[float, float]]]
+) -> dict[str, float]:
+    """Hit rate over looked-up turns, and per tier the p99 bucket bound of cached first
+    chunks in ms (server side: turn start -> first cached chunk handed to the session)."""
+    hits = sum(v for k, v in counters.items() if k.startswith("hits:"))
+    # Every looked-up turn tries the exact tier first; the other tiers answer its misses.
+    lookups = counters.get("hits:exact", 0.0) + counters.get("misses:exact", 0.0)
+    # "embedding_busy" is a skipped semantic lookup inside a looked-up turn, not a turn.
+    bypassed = sum(
+        v
+        for k, v in counters.items()
+        if k.startswith("bypassed:") and k != "bypassed:embedding_busy"
+    )
+    summary = {
+        "hit_count": hits,
+        "hit_rate": hits / lookups if lookups else 0.0,
+        "hit_rate_all_turns": hits / (lookups + bypassed) if lookups + bypassed else 0.0,
+    }
+    for tier, points in buckets.items():
+        total = max((count for _, count in points), default=0.0)
+        for bound, count in sorted(points):
+            if total and count >= 0.99 * total:
+                # JSON has no infinity: past the last bucket reads as -1.
+                summary[f"hit_first_chunk_p99_le_ms:{tier}"] = (
+                    bound * 1000 if bound != float("inf") else -1.0
+                )
+                break
+    return summary
+
+
+def cache_text(cache: dict[str, float]) -> str:
+    """One line for reports: hits by tier, misses, hit rates, backend errors."""
+    hits = ", ".join(
+        f"{tier} {cache.get(f'hits:{tier}', 0):.0f}"
+        for tier in ("exact", "semantic", "single_flight")
+    )
+    return (
+        f"hits {hits}; misses {cache.get('misses:exact', 0):.0f}; hit rate "
+        f"{100 * cache.get('hit_rate', 0):.0f}% of looked-up turns "
+        f"({100 * cache.get('hit_rate_all_turns', 0):.0f}% of all); "
+        f"backend errors {cache.get('errors:unavailable', 0):.0f}"
+    )

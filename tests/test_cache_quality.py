@@ -1,0 +1,88 @@
+"""Quality of the semantic tier on shipped pair lists: 0 unsafe hits, paraphrase recall reported.
+
+Each pair is decided exactly as a live lookup decides it: cosine of the two MiniLM vectors
+against the default threshold, then the guards. Run with ``-s`` to see the figures.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from switchboard.cache.embedding import Embedder
+from switchboard.cache.guards import guard_refusal
+from switchboard.cache.policy import DEFAULT_THRESHOLD
+
+DATA = Path(__file__).parent / "cache_data"
+
+
+def pairs(name: str) -> list[tuple[str, str]]:
+    out = []
+    for line in (DATA / name).read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            a, b = line.split("\t")
+            out.append((a.strip(), b.strip()))
+    return out
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    return Embedder()
+
+
+def decide(embedder: Embedder, a: str, b: str) -> tuple[bool, str, float]:
+    score = float(np.dot(embedder.embed(a), embedder.embed(b)))
+    if score < DEFAULT_THRESHOLD:
+        return False, "below_threshold", score
+    refusal = guard_refusal(a, b)
+    return refusal is None, refusal or "hit", score
+
+
+def test_suites_are_big_enough() -> None:
+    assert len(pairs("must_not_hit.tsv")) >= 60
+    assert len(pairs("paraphrases.tsv")) >= 60
+
+
+def test_no_unsafe_pair_is_ever_a_hit(embedder: Embedder) -> None:
+    unsafe = pairs("must_not_hit.tsv")
+    outcomes: Counter[str] = Counter()
+    leaked = []
+    for a, b in unsafe:
+        for x, y in ((a, b), (b, a)):
+            hit, why, score = decide(embedder, x, y)
+            outcomes[why] += 1
+            if hit:
+                leaked.append((x, y, round(score, 3)))
+    caught_by_guard = sum(v for k, v in outcomes.items() if k not in ("below_threshold", "hit"))
+    print(
+        f"\nmust-not-hit: {2 * len(unsafe)} ordered pairs, unsafe hits {len(leaked)}, "
+        f"refused by a guard {caught_by_guard}, below threshold {outcomes['below_threshold']}"
+        f" ({dict(outcomes)})"
+    )
+    assert leaked == []
+
+
+def test_paraphrase_recall_is_reported_and_precision_is_perfect(embedder: Embedder) -> None:
+    positives = pairs("paraphrases.tsv")
+    negatives = pairs("must_not_hit.tsv")
+    tp = sum(decide(embedder, a, b)[0] for a, b in positives)
+    fp = sum(decide(embedder, a, b)[0] for a, b in negatives)
+    recall = tp / len(positives)
+    precision = tp / (tp + fp) if tp + fp else 1.0
+    misses = Counter(decide(embedder, a, b)[1] for a, b in positives)
+    print(
+        f"\nsemantic tier at threshold {DEFAULT_THRESHOLD}: precision {precision:.3f}, "
+        f"paraphrase recall {recall:.3f} ({tp}/{len(positives)}; {dict(misses)})"
+    )
+    assert fp == 0
+    # Not a target: a regression alarm. Recall is a latency win; precision is correctness.
+    assert recall >= 0.25
+
+
+def test_guards_never_refuse_a_line_compared_with_itself() -> None:
+    for a, b in pairs("must_not_hit.tsv") + pairs("paraphrases.tsv"):
+        assert guard_refusal(a, a) is None
+        assert guard_refusal(b, b) is None
