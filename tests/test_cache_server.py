@@ -10,7 +10,11 @@ from switchboard.agents.openai_agent import OpenAIAgent
 from switchboard.cache.agent import CachedAgent
 from switchboard.cache.memory import MemoryResponseCache
 from switchboard.cache.policy import CachePolicy
+from switchboard.events.codec import decode
+from switchboard.events.memory_bus import MemoryBus
+from switchboard.events.types import TurnCompleted
 from switchboard.sim.fake_llm import FakeLLMConfig, FakeLLMServer
+from tests.fixtures.conditions import eventually
 from tests.fixtures.server import retell, spoken
 
 TIMEOUT = 10.0
@@ -105,3 +109,28 @@ def test_no_metrics_endpoint_means_no_counters() -> None:
     from tests.fixtures.ports import free_port
 
     assert cache_counters(f"http://127.0.0.1:{free_port()}/metrics", timeout_s=1) == {}
+
+
+async def test_a_hit_is_recorded_as_such_in_the_turn_event(
+    serve: Any, fake_llm: FakeLLMServer, tmp_path: Any
+) -> None:
+    fake_llm.config = FakeLLMConfig(reply=REPLY)
+    agent = cached_openai()
+    settings = {"call_details": False, "bus_url": "memory://", "outbox_dir": tmp_path}
+    async with serve(agent, **settings) as srv:
+        outbox = srv.app.node.outbox
+        assert isinstance(outbox.bus, MemoryBus)
+
+        def turns() -> list[TurnCompleted]:
+            events = [decode(m).data for m in outbox.bus.log]
+            return [e for e in events if isinstance(e, TurnCompleted) and e.kind == "response"]
+
+        for call_id in ("ev-a", "ev-b"):
+            async with retell(srv.ws_url, call_id) as peer:
+                await peer.complete(0)
+                await peer.request(1, "What are your hours?")
+                await peer.complete(1)
+            await agent.flush()
+        await eventually(lambda: len(turns()) == 2)
+    assert [t.cache_hit for t in turns()] == [False, True]
+    assert [t.reply for t in turns()] == [REPLY, REPLY]

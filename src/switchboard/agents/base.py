@@ -124,6 +124,14 @@ class NoCache(Action):
 
 
 @dataclass(frozen=True, slots=True)
+class FromCache(Action):
+    """The reply that follows comes from the response cache (``tier``: exact, semantic,
+    single_flight). Sends nothing; the turn's event records it as a cache hit."""
+
+    tier: str
+
+
+@dataclass(frozen=True, slots=True)
 class ToolCallStarted(Action):
     """Record a tool invocation in Retell's transcript (bookkeeping only)."""
 

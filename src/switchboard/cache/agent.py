@@ -31,6 +31,7 @@ from typing import Any
 from switchboard.agents.base import (
     Action,
     Agent,
+    FromCache,
     NoCache,
     NoInterruption,
     ToolCallFinished,
@@ -198,6 +199,7 @@ class CachedAgent(Agent):
             entry = await self._get(key)
             if entry is not None:
                 self.metrics.hit("exact", _since(started))
+                yield FromCache("exact")
                 for chunk in entry.chunks:
                     yield chunk
                 return
@@ -207,6 +209,7 @@ class CachedAgent(Agent):
             shared = await self._wait(flight)
             if shared:
                 self.metrics.hits.labels("single_flight").inc()
+                yield FromCache("single_flight")
                 for chunk in shared:
                     yield chunk
                 return
@@ -236,6 +239,7 @@ class CachedAgent(Agent):
                         await _cancel(first)
                         await _aclose(inner)
                         self.metrics.hit("semantic", _since(started))
+                        yield FromCache("semantic")
                         for chunk in hit.chunks:
                             yield chunk
                         return

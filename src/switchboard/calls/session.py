@@ -31,6 +31,7 @@ from switchboard.agents.base import (
     Action,
     Agent,
     EndCall,
+    FromCache,
     Interrupt,
     NoCache,
     NoInterruption,
@@ -500,6 +501,8 @@ class CallSession:
             gen.no_interruption = True
         elif isinstance(action, NoCache):
             pass  # for the response cache; nothing to send
+        elif isinstance(action, FromCache):
+            gen.cache_hit = True
         else:
             if self.current is not gen:
                 raise asyncio.CancelledError
