@@ -144,7 +144,7 @@ def budget_factor(budget_ms: float) -> Factor:
         value=f"{budget_ms:g} ms",
         row=row,
         profile=profile,
-        why=f"a {budget_ms:g} ms TTFB budget falls in the {row} row",
+        why=f"a TTFB budget of {budget_ms:g} ms falls in the {row} row",
         change=change,
     )
 
@@ -203,9 +203,10 @@ def decide(inputs: Inputs, capacity: Capacity) -> Decision:
     warnings: list[str] = list(capacity.notes)
     calls_f, budget_f = factors[0], factors[1]
     if tier(calls_f.profile) > tier(budget_f.profile):
+        pool = "one node" if budget_f.profile == "single" else "a fixed pool"
         warnings.append(
             f"{inputs.calls} calls with a budget of {inputs.budget_ms:g} ms: the budget's row is "
-            f"{budget_f.profile} ({'one node' if budget_f.profile == 'single' else 'a fixed pool'}), "
+            f"{budget_f.profile} ({pool}), "
             f"but {inputs.calls} calls need {calls_f.profile}; the plan is {profile}, keeping the "
             f"{inputs.budget_ms:g} ms budget"
         )

@@ -113,7 +113,9 @@ def build_deployment(
     services: tuple[str, ...] = ()
     if events:
         services = SERVICES_ALWAYS + tuple(
-            s for s, on in (("analytics", d.inputs.analytics), ("escalation", d.inputs.escalation)) if on
+            s
+            for s, on in (("analytics", d.inputs.analytics), ("escalation", d.inputs.escalation))
+            if on
         )
     per_node = d.capacity.calls_per_node
     autoscale = None

@@ -26,7 +26,9 @@ CONFIG_PATH = "/etc/switchboard/switchboard.toml"
 
 
 def _http_check(port: int, path: str) -> dict[str, Any]:
-    probe = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}{path}', timeout=2)"
+    probe = (
+        f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}{path}', timeout=2)"
+    )
     return {
         "test": ["CMD", "python", "-c", probe],
         "interval": "5s",

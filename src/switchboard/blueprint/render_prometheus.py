@@ -161,7 +161,9 @@ def alert_rules(d: Deployment) -> dict[str, Any]:
 
 
 def _series(name: str, values: str, **labels: str) -> dict[str, str]:
-    inner = ",".join(f'{k}="{v}"' for k, v in {"job": JOB, "instance": "node-1:8080", **labels}.items())
+    inner = ",".join(
+        f'{k}="{v}"' for k, v in {"job": JOB, "instance": "node-1:8080", **labels}.items()
+    )
     return {"series": f"{name}{{{inner}}}", "values": values}
 
 
@@ -198,9 +200,15 @@ def alert_tests(d: Deployment) -> dict[str, Any]:
         _series("up", "1x20"),
     ]
     if d.shared_state:
-        healthy += [_series("switchboard_redis_up", "1x20"), _series("switchboard_redis_errors_total", "0x20")]
+        healthy += [
+            _series("switchboard_redis_up", "1x20"),
+            _series("switchboard_redis_errors_total", "0x20"),
+        ]
     if d.bus is not None:
-        healthy += [_series("switchboard_outbox_depth", "0x20"), _series("switchboard_outbox_spilling", "0x20")]
+        healthy += [
+            _series("switchboard_outbox_depth", "0x20"),
+            _series("switchboard_outbox_spilling", "0x20"),
+        ]
     tests: list[dict[str, Any]] = [
         {
             "interval": "1m",
@@ -212,7 +220,9 @@ def alert_tests(d: Deployment) -> dict[str, Any]:
         }
     ]
 
-    def firing(name: str, series: list[dict[str, str]], labels: dict[str, str] | None = None) -> None:
+    def firing(
+        name: str, series: list[dict[str, str]], labels: dict[str, str] | None = None
+    ) -> None:
         tests.append(
             {
                 "interval": "1m",
@@ -223,7 +233,8 @@ def alert_tests(d: Deployment) -> dict[str, Any]:
                         "alertname": name,
                         "exp_alerts": [
                             {
-                                "exp_labels": labels or {"severity": _rule(d, name)["labels"]["severity"]},
+                                "exp_labels": labels
+                                or {"severity": _rule(d, name)["labels"]["severity"]},
                                 "exp_annotations": {
                                     k: v.replace("{{ $labels.instance }}", "node-1:8080")
                                     for k, v in _rule(d, name)["annotations"].items()
@@ -257,13 +268,16 @@ def alert_tests(d: Deployment) -> dict[str, Any]:
         )
         firing("SwitchboardStoreErrors", [_series("switchboard_redis_errors_total", "0+4x20")])
     if d.bus is not None:
-        firing("SwitchboardBusBacklog", [_series("switchboard_outbox_depth", f"0+{OUTBOX_BACKLOG}x20")])
+        firing(
+            "SwitchboardBusBacklog", [_series("switchboard_outbox_depth", f"0+{OUTBOX_BACKLOG}x20")]
+        )
     firing("SwitchboardNodeDown", [_series("up", "1 1 0x18")], {"severity": "warning", **instance})
     return {"rule_files": [ALERTS_FILE], "evaluation_interval": "1m", "tests": tests}
 
 
 def _rule(d: Deployment, name: str) -> dict[str, Any]:
-    for rule in alert_rules(d)["groups"][0]["rules"]:
+    rules: list[dict[str, Any]] = alert_rules(d)["groups"][0]["rules"]
+    for rule in rules:
         if rule["alert"] == name:
             return rule
     raise KeyError(name)
