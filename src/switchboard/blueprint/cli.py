@@ -151,26 +151,34 @@ def decision_json(decision: Decision, written: list[Path]) -> dict[str, Any]:
 
 
 def print_decision(decision: Decision, written: list[Path], source: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
+    """Factor by factor, one paragraph each, readable in any terminal width and in CI logs."""
     c = decision.capacity
-    console.print(
-        f"[bold]{decision.profile}[/]: {decision.nodes} node(s) of at most {c.calls_per_node} "
-        f"calls, state in {decision.state}, {decision.scaling} scaling, "
-        f"{decision.budget_ms:g} ms budget" + (", response cache on" if decision.cache else "")
-    )
-    table = Table("factor", "input", "row", "asks for", "why", "what would change it")
+    lines = [
+        f"profile: {decision.profile}, {decision.nodes} node(s) of at most {c.calls_per_node} "
+        f"calls; state in {decision.state}; {decision.scaling} scaling; "
+        f"{decision.budget_ms:g} ms budget" + ("; response cache on" if decision.cache else ""),
+        "",
+    ]
     for f in decision.factors:
-        style = "bold" if f.profile == decision.profile else ""
-        table.add_row(f.name, f.value, f.row, f.profile, f.why, f.change, style=style)
-    console.print(table)
-    console.print(
-        f"capacity ({source}): {c.rate_turns_per_s:g} turns/s x {c.turn_interval_s:g} s = "
-        f"{c.measured_calls} calls/node, capped at {c.max_calls_per_node}: {c.calls_per_node}"
-    )
-    for warning in decision.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
+        mark = "  <- decides" if f.profile == decision.profile else ""
+        lines += [
+            f"{f.name}: {f.value} -> row {f.row} -> {f.profile}{mark}",
+            f"    why: {f.why}",
+            f"    what would change it: {f.change}",
+        ]
+    lines += [
+        "",
+        f"capacity ({source}): {c.rate_turns_per_s:g} turns/s per node x a turn every "
+        f"{c.turn_interval_s:g} s = {c.measured_calls} calls, capped at "
+        f"{c.max_calls_per_node}: {c.calls_per_node} calls per node",
+    ]
+    lines += [f"warning: {w}" for w in decision.warnings]
     if written:
-        console.print(f"wrote {len(written)} files to {written[0].parent if written else ''}")
+        lines.append(f"wrote {len(written)} files under {_common_root(written)}")
+    typer.echo("\n".join(lines))
+
+
+def _common_root(paths: list[Path]) -> Path:
+    import os
+
+    return Path(os.path.commonpath([str(p) for p in paths]))
