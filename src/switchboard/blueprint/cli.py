@@ -182,3 +182,59 @@ def _common_root(paths: list[Path]) -> Path:
     import os
 
     return Path(os.path.commonpath([str(p) for p in paths]))
+
+
+def validate(
+    profile: Annotated[str, typer.Option(help="The profile to hold it to.")],
+    url: Annotated[
+        str | None, typer.Option(help="Deployment URL, ws(s)://HOST/llm-websocket.")
+    ] = None,
+    cluster: Annotated[
+        Path | None, typer.Option(help="State file of a `switchboard cluster` (kills nodes).")
+    ] = None,
+    calls: Annotated[int, typer.Option(help="Target concurrent calls.")] = 10,
+    budget_ms: Annotated[
+        float | None, typer.Option(help="TTFB p99 budget (default: the profile's).")
+    ] = None,
+    capacity: Annotated[
+        int | None, typer.Option(help="Calls the deployment admits (default: from /readyz).")
+    ] = None,
+    duration: Annotated[float, typer.Option(help="Seconds of load per check.")] = 10.0,
+    report: Annotated[Path, typer.Option(help="HTML report (JSON beside it).")] = Path(
+        "reports/validation.html"
+    ),
+) -> None:
+    """Validate a running deployment against its profile; exit 1 on any FAIL."""
+    from switchboard.blueprint.validate_report import write_report
+    from switchboard.blueprint.validate_run import ValidateOptions, run_validation
+    from switchboard.blueprint.validate_target import TargetError, cluster_target, url_target
+
+    try:
+        if (url is None) == (cluster is None):
+            raise TargetError("give exactly one of --url and --cluster")
+        options = ValidateOptions(
+            profile=profile,
+            calls=calls,
+            budget_ms=budget_ms,
+            capacity=capacity,
+            duration_s=duration,
+        )
+        if url is not None:
+            target = url_target(url)
+        else:
+            assert cluster is not None
+            target = cluster_target(cluster)
+    except ValueError as exc:
+        typer.echo(f"validate: {exc}", err=True)
+        raise typer.Exit(2) from None
+    result = run_validation(target, options)
+    json_path = write_report(result, report)
+    for check in result.checks:
+        figures = ", ".join(f"{k} {v}" for k, v in check.figures.items())
+        typer.echo(f"{'PASS' if check.passed else 'FAIL'}  {check.name}: {figures}")
+        if check.detail:
+            typer.echo(f"      {check.detail}")
+    for name, why in result.not_run.items():
+        typer.echo(f"----  {name}: not run ({why})")
+    typer.echo(f"{'PASS' if result.passed else 'FAIL'}: report {report} and {json_path}")
+    raise typer.Exit(0 if result.passed else 1)
