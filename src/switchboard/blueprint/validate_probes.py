@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import msgspec
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import InvalidStatus, WebSocketException
 
 from switchboard.protocol.outbound import PingPongReply, Response
 from switchboard.sim.call_object import call_object, new_id
@@ -124,7 +124,7 @@ async def hold_to_capacity(base_url: str, capacity: int, extra: int = 2) -> Capa
         for _ in range(capacity):
             try:
                 held.append(await open_call(base_url))
-            except (OSError, InvalidStatus, ProbeError, TimeoutError) as exc:
+            except (OSError, WebSocketException, ProbeError, TimeoutError) as exc:
                 return CapacityResult(
                     held=len(held),
                     alive=0,
@@ -140,6 +140,10 @@ async def hold_to_capacity(base_url: str, capacity: int, extra: int = 2) -> Capa
                 if status != 503:
                     break
                 continue
+            except (OSError, WebSocketException, ProbeError, TimeoutError) as exc:
+                return CapacityResult(
+                    held=len(held), alive=0, refused_status=None, error=f"past the cap: {exc!r}"
+                )
             await surplus.ws.close()
             return CapacityResult(
                 held=len(held),

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 import httpx
 import psutil
+from websockets.exceptions import WebSocketException
 
 from switchboard.blueprint.validate_probes import (
     ProbeError,
@@ -168,7 +169,7 @@ async def capacity_check(target: Target, o: ValidateOptions, cap: int) -> Check:
 async def reconnect_check(target: Target) -> Check:
     try:
         r = await reconnect_once(target.url)
-    except (OSError, ProbeError, TimeoutError) as exc:
+    except (OSError, ProbeError, TimeoutError, WebSocketException) as exc:
         return Check(
             name="reconnect",
             claim="a lost socket reconnects to the same call without a second greeting",
