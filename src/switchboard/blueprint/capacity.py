@@ -68,6 +68,8 @@ class Capacity:
     max_calls_per_node: int
     #: the case the rate comes from (``None``: no case fits the budget)
     basis: Measurement | None
+    #: the node's own TTFB p99 in the case used (with or without a fitting basis)
+    node_p99_ms: float
     rate_turns_per_s: float
     measured_calls: int
     calls_per_node: int
@@ -118,6 +120,7 @@ def node_capacity(
         turn_interval_s=turn_interval_s,
         max_calls_per_node=max_calls_per_node,
         basis=basis if basis.ttfb_p99_ms + llm_ttft_ms <= budget_ms else None,
+        node_p99_ms=basis.ttfb_p99_ms,
         rate_turns_per_s=round(rate, 1),
         measured_calls=measured,
         calls_per_node=per_node,

@@ -221,7 +221,7 @@ def decide(inputs: Inputs, capacity: Capacity) -> Decision:
             f"cache on, a {floor_ms} ms budget"
         )
     ttft = inputs.llm_ttft_ms or 0.0
-    node_p99 = capacity.basis.ttfb_p99_ms if capacity.basis else 0.0
+    node_p99 = capacity.node_p99_ms
     if inputs.llm_ttft_ms is not None and ttft + node_p99 > inputs.budget_ms:
         cache = True
         needed = math.ceil(ttft + node_p99)
