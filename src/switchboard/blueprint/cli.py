@@ -227,6 +227,9 @@ def validate(
     except ValueError as exc:
         typer.echo(f"validate: {exc}", err=True)
         raise typer.Exit(2) from None
+    from switchboard.log import configure
+
+    configure("warning")  # the simulator's per-attempt lines would drown the results
     result = run_validation(target, options)
     json_path = write_report(result, report)
     for check in result.checks:
