@@ -221,3 +221,24 @@ def test_alert_rules_use_metrics_the_node_exports(deployment: Deployment) -> Non
     assert not unknown, f"not exported by a node: {sorted(unknown)}"
     assert "switchboard_first_chunk_seconds_bucket" in used
     assert "switchboard_handshakes_rejected_total" in used
+
+
+def test_summary_gives_rationale_arithmetic_files_and_migration() -> None:
+    from switchboard.blueprint.render_summary import render_summary
+    from tests.fixtures.blueprints import decision_for
+
+    decision = decision_for("event-driven")
+    d = deployment_for("event-driven")
+    files = ["switchboard.toml", "haproxy.cfg", "docker-compose.yml", "kubernetes/hpa.yaml"]
+    text = render_summary(decision, d, files, "fixed")
+    for factor in decision.factors:
+        assert f"| {factor.name} | {factor.value} | {factor.row} |" in text
+    c = decision.capacity
+    assert f"{c.rate_turns_per_s:g} x {c.turn_interval_s:g} = {c.measured_calls}" in text
+    assert f"ceil({d.calls} / {c.calls_per_node}) + 1 spare = {d.nodes}" in text
+    assert f"`terminationGracePeriodSeconds` {d.grace_period_s} s" in text
+    for name in ("`switchboard.toml`", "`haproxy.cfg`", "`kubernetes/`", "`SUMMARY.md`"):
+        assert name in text
+    migration = text.split("## Migration path", 1)[1]
+    assert migration.index("Redis") < migration.index("HAProxy") < migration.index("bus")
+    assert "switchboard validate" in migration

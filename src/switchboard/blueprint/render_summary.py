@@ -113,7 +113,8 @@ def render_summary(decision: Decision, d: Deployment, files: list[str], source: 
         f"- a call asks for a turn every {c.turn_interval_s:g} s: {c.rate_turns_per_s:g} x "
         f"{c.turn_interval_s:g} = {c.measured_calls} calls per node",
         f"- blast-radius cap {c.max_calls_per_node}: {c.calls_per_node} calls per node "
-        f"(`max_calls`; above it a node answers 503 and HAProxy retries elsewhere)",
+        "(`max_calls`; above it a node answers 503"
+        + (", which HAProxy retries on another node)" if d.nodes > 1 else ")"),
     ]
     if d.shared_state:
         out.append(
@@ -142,7 +143,7 @@ def render_summary(decision: Decision, d: Deployment, files: list[str], source: 
         "|---|---|",
     ]
     roles = dict(FILE_ROLES)
-    for name in files:
+    for name in [*files, SUMMARY_FILE]:
         key = "kubernetes/" if name.startswith("kubernetes/") else name
         if key in roles:
             out.append(f"| `{key}` | {roles.pop(key)} |")
@@ -160,7 +161,9 @@ def render_summary(decision: Decision, d: Deployment, files: list[str], source: 
                 n += 1
     out += [
         "",
-        "Then prove it: `switchboard validate --url wss://LB/llm-websocket "
+        "Then prove it: `switchboard validate --url wss://"
+        + ("LB" if d.nodes > 1 else "HOST")
+        + "/llm-websocket "
         f"--profile {d.profile} --budget-ms {decision.budget_ms:g} --calls {i.calls} "
         "--report validation.html`.",
         "",
