@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -204,3 +205,24 @@ def test_an_unreadable_bench_file_is_a_calibration_error(tmp_path: Path) -> None
         measurements_from_bench(bad)
     with pytest.raises(CalibrationError, match="no bench results"):
         default_calibration(tmp_path)
+
+
+def test_calibrate_measures_a_local_node(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from switchboard.blueprint.calibrate import calibrate
+
+    cal = calibrate(
+        Console(file=open(os.devnull, "w")),  # noqa: SIM115
+        duration_s=1.0,
+        loads=(4,),
+        results_dir=tmp_path,
+    )
+    (m,) = cal.measurements
+    assert m.agent == "openai"
+    assert m.calls == 4
+    assert m.turns_per_core_s > 0
+    assert m.cpu_fraction > 0
+    assert (tmp_path / "latest.json").is_file()
+    cap = node_capacity(cal, budget_ms=10_000)
+    assert cap.calls_per_node >= 1

@@ -21,13 +21,12 @@ def calibrate(
     console: Console,
     *,
     duration_s: float = 5.0,
+    loads: tuple[int, ...] = CALIBRATION_LOADS,
     results_dir: Path = Path("bench/results/calibration"),
 ) -> Calibration:
     from switchboard.sim.bench import BenchCase, BenchSettings, run_bench
 
-    cases = [
-        BenchCase(name=f"calibrate-openai-{n}", agent="openai", calls=n) for n in CALIBRATION_LOADS
-    ]
+    cases = [BenchCase(name=f"calibrate-openai-{n}", agent="openai", calls=n) for n in loads]
     settings = BenchSettings(duration_s=duration_s, ramp_ms=500.0, results_dir=results_dir)
     run = run_bench(cases, settings, console)
     if run.errors:

@@ -133,7 +133,8 @@ def _safe_rate(m: Measurement) -> float:
 
 
 def measurements_from_bench(path: Path) -> Calibration:
-    """The passed cases of a ``make bench`` JSON file as measurements."""
+    """The sound cases of a ``make bench`` JSON file as measurements: no failed call and no
+    violation. A case judged slow is kept: its p99 is the measurement (it fits fewer budgets)."""
     from msgspec import DecodeError, ValidationError
 
     from switchboard.sim.bench import load_bench
@@ -146,7 +147,8 @@ def measurements_from_bench(path: Path) -> Calibration:
     for result in run.results:
         r = result.report
         p99s = [k.ttfb.p99_ms for k in r.per_kind if k.kind in JUDGED_KINDS and k.ttfb.count]
-        if not r.passed or not p99s or not r.turns_per_core_s or r.server is None:
+        broken = sum(r.calls_failed.values()) or sum(r.violations.values())
+        if broken or not p99s or not r.turns_per_core_s or r.server is None:
             continue
         found.append(
             Measurement(
@@ -160,7 +162,7 @@ def measurements_from_bench(path: Path) -> Calibration:
             )
         )
     if not found:
-        raise CalibrationError(f"{path} has no passed case with server CPU figures")
+        raise CalibrationError(f"{path} has no sound case with server CPU figures")
     return Calibration(source=str(path), measurements=tuple(found))
 
 
