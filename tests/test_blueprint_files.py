@@ -242,3 +242,37 @@ def test_summary_gives_rationale_arithmetic_files_and_migration() -> None:
     migration = text.split("## Migration path", 1)[1]
     assert migration.index("Redis") < migration.index("HAProxy") < migration.index("bus")
     assert "switchboard validate" in migration
+
+
+def test_haproxy_cfg_is_the_clusters_with_runtime_dns(tmp_path: Path) -> None:
+    from switchboard.cluster.haproxy import (
+        LoadBalancer,
+        Server,
+        check_config,
+        render_config,
+    )
+
+    from switchboard.blueprint.render_haproxy import render_haproxy
+
+    d = deployment_for("distributed")
+    cfg = render_haproxy(d)
+    path = tmp_path / "haproxy.cfg"
+    path.write_text(cfg)
+    check_config(path)  # the real binary; node-1.. do not resolve here, and need not
+    assert f"timeout tunnel {d.tunnel_timeout_s * 1000}ms" in cfg
+    assert d.tunnel_timeout_s > d.drain_timeout_s
+    assert "option httpchk GET /readyz" in cfg
+    for node in d.node_ids:
+        assert f"server {node} {node}:{d.port} check" in cfg
+    cluster = render_config(
+        LoadBalancer(
+            servers=(Server(name="node-1", host="127.0.0.1", port=1),),
+            longest_call_ms=d.longest_call_s * 1000,
+        )
+    )
+    ours = cfg.replace("init-addr last,libc,none resolvers dns ", "")
+    assert _section(ours, "defaults") == _section(cluster, "defaults")
+
+
+def _section(cfg: str, name: str) -> str:
+    return cfg.split(f"\n{name}\n", 1)[1].split("\n\n", 1)[0]
