@@ -17,9 +17,11 @@ from redis.asyncio import Redis
 
 from switchboard.blueprint.model import Deployment
 from switchboard.blueprint.render_compose import compose_model
+from switchboard.blueprint.render_haproxy import render_haproxy
 from switchboard.blueprint.render_kubernetes import KUBERNETES_VERSION, render_kubernetes
 from switchboard.blueprint.render_prometheus import render_prometheus
 from switchboard.blueprint.render_settings import render_settings
+from switchboard.cluster.haproxy import LoadBalancer, Server, check_config, render_config
 from switchboard.config import load_settings
 from switchboard.connections import RedisHealth
 from switchboard.server.metrics import NodeMetrics, RedisCollector
@@ -245,15 +247,6 @@ def test_summary_gives_rationale_arithmetic_files_and_migration() -> None:
 
 
 def test_haproxy_cfg_is_the_clusters_with_runtime_dns(tmp_path: Path) -> None:
-    from switchboard.cluster.haproxy import (
-        LoadBalancer,
-        Server,
-        check_config,
-        render_config,
-    )
-
-    from switchboard.blueprint.render_haproxy import render_haproxy
-
     d = deployment_for("distributed")
     cfg = render_haproxy(d)
     path = tmp_path / "haproxy.cfg"

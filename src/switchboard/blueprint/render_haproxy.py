@@ -12,6 +12,7 @@ node once its name resolves.
 from __future__ import annotations
 
 from switchboard.blueprint.model import Deployment
+from switchboard.cluster.haproxy import LoadBalancer, Server, render_config
 
 HAPROXY_FILE = "haproxy.cfg"
 #: Docker's embedded DNS server, inside every container on a user-defined network.
@@ -35,8 +36,6 @@ def with_runtime_dns(cfg: str, nameserver: str = DOCKER_DNS) -> str:
 
 
 def render_haproxy(d: Deployment) -> str:
-    from switchboard.cluster.haproxy import LoadBalancer, Server, render_config
-
     lb = LoadBalancer(
         servers=tuple(Server(name=n, host=n, port=d.port) for n in d.node_ids),
         bind_host="0.0.0.0",
