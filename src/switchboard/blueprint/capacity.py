@@ -148,7 +148,10 @@ def measurements_from_bench(path: Path) -> Calibration:
         r = result.report
         p99s = [k.ttfb.p99_ms for k in r.per_kind if k.kind in JUDGED_KINDS and k.ttfb.count]
         broken = sum(r.calls_failed.values()) or sum(r.violations.values())
-        if broken or not p99s or not r.turns_per_core_s or r.server is None:
+        # a node killed mid-run measures recovery, not what a node sustains
+        if result.case.failover or broken or not p99s:
+            continue
+        if not r.turns_per_core_s or r.server is None:
             continue
         found.append(
             Measurement(
