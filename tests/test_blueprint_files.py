@@ -269,3 +269,21 @@ def test_haproxy_cfg_is_the_clusters_with_runtime_dns(tmp_path: Path) -> None:
 
 def _section(cfg: str, name: str) -> str:
     return cfg.split(f"\n{name}\n", 1)[1].split("\n\n", 1)[0]
+
+
+def test_services_get_the_flags_they_take() -> None:
+    d = deployment_for("event-driven")
+    services = compose_model(d)["services"]
+    escalation = services["escalation"]["command"]
+    assert escalation[:3] == ["switchboard", "service", "escalation"]
+    assert "--rules" in escalation
+    assert "--redis-url" in escalation
+    assert any(v.startswith("./escalation.yaml:") for v in services["escalation"]["volumes"])
+    assert services["archive"]["command"][3:5] == ["--bus", "kafka://kafka:9092"]
+    pods = {
+        doc["metadata"]["name"]: doc["spec"]["template"]["spec"]
+        for doc in _manifests(d)["services.yaml"]
+    }
+    rules = pods["switchboard-escalation"]["volumes"][0]["configMap"]["name"]
+    assert rules == "switchboard-escalation-rules"
+    assert "--db" in pods["switchboard-archive"]["containers"][0]["args"]

@@ -22,7 +22,20 @@ REDIS_IMAGE = "redis:7.4-alpine"
 KAFKA_IMAGE = "apache/kafka:3.8.0"
 HAPROXY_IMAGE = "haproxy:2.8-alpine"
 PROMETHEUS_IMAGE = "prom/prometheus:v2.53.0"
-CONFIG_PATH = "/etc/switchboard/switchboard.toml"
+CONFIG_DIR = "/etc/switchboard"
+CONFIG_PATH = f"{CONFIG_DIR}/switchboard.toml"
+#: the escalation service's rules: yours, next to this file (an example ships with switchboard)
+ESCALATION_RULES = "escalation.yaml"
+
+
+def service_command(service: str, bus_url: str, redis_url: str) -> list[str]:
+    """``switchboard service NAME`` with the flags that service takes (docs/services.md)."""
+    argv = ["switchboard", "service", service, "--bus", bus_url, "--name", f"{service}-1"]
+    if service == "analytics":
+        argv += ["--host", "0.0.0.0"]
+    if service == "escalation":
+        argv += ["--redis-url", redis_url, "--rules", f"{CONFIG_DIR}/{ESCALATION_RULES}"]
+    return argv
 
 
 def _http_check(port: int, path: str) -> dict[str, Any]:
@@ -114,10 +127,14 @@ def compose_model(d: Deployment) -> dict[str, Any]:
         for service in d.services:
             services[service] = {
                 "image": d.image,
-                "command": ["switchboard", "service", service, "--bus", d.bus_url],
-                "environment": {"SWITCHBOARD_REDIS_URL": "redis://redis:6379/0"},
+                "command": service_command(service, d.bus_url, "redis://redis:6379/0"),
                 "restart": "unless-stopped",
                 "depends_on": dict(depends),
+                **(
+                    {"volumes": [f"./{ESCALATION_RULES}:{CONFIG_DIR}/{ESCALATION_RULES}:ro"]}
+                    if service == "escalation"
+                    else {}
+                ),
             }
     services["prometheus"] = {
         "image": PROMETHEUS_IMAGE,

@@ -248,6 +248,27 @@ def service_deployment(d: Deployment, name: str) -> dict[str, Any]:
     if name == "archive":
         env.append(_secret_env("ARCHIVE_DB_URL", "archive-db-url"))
         args += ["--db", "$(ARCHIVE_DB_URL)"]
+    if name == "analytics":
+        args += ["--host", "0.0.0.0"]
+    if name == "escalation":
+        args += [
+            "--redis-url",
+            "$(SWITCHBOARD_REDIS_URL)",
+            "--rules",
+            f"{CONFIG_DIR}/escalation.yaml",
+        ]
+    container: dict[str, Any] = {
+        "name": name,
+        "image": d.image,
+        "args": args,
+        "env": env,
+        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}},
+    }
+    pod: dict[str, Any] = {"terminationGracePeriodSeconds": 60, "containers": [container]}
+    if name == "escalation":
+        # kubectl create configmap switchboard-escalation-rules --from-file=escalation.yaml
+        container["volumeMounts"] = [{"name": "rules", "mountPath": CONFIG_DIR, "readOnly": True}]
+        pod["volumes"] = [{"name": "rules", "configMap": {"name": f"{d.name}-escalation-rules"}}]
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -255,21 +276,7 @@ def service_deployment(d: Deployment, name: str) -> dict[str, Any]:
         "spec": {
             "replicas": 1,
             "selector": {"matchLabels": _labels(d, name)},
-            "template": {
-                "metadata": {"labels": _labels(d, name)},
-                "spec": {
-                    "terminationGracePeriodSeconds": 60,
-                    "containers": [
-                        {
-                            "name": name,
-                            "image": d.image,
-                            "args": args,
-                            "env": env,
-                            "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}},
-                        }
-                    ],
-                },
-            },
+            "template": {"metadata": {"labels": _labels(d, name)}, "spec": pod},
         },
     }
 
