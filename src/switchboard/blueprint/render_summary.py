@@ -47,6 +47,11 @@ STEPS: dict[str, list[tuple[str, str]]] = {
             "Restart the nodes with the event-driven settings (bus_url), one at a time",
             "kubectl apply -f kubernetes/ && kubectl rollout status deployment/switchboard",
         ),
+        (
+            "Write the escalation rules next to docker-compose.yml (example: "
+            "examples/escalation.yaml; in Kubernetes, the switchboard-escalation-rules ConfigMap)",
+            "kubectl create configmap switchboard-escalation-rules --from-file=escalation.yaml",
+        ),
         ("Start the services", "switchboard service archive --bus kafka://kafka:9092"),
         (
             "Install Prometheus Adapter with prometheus-adapter.yaml, then the HPA",
