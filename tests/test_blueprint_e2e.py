@@ -80,6 +80,10 @@ def test_blueprint_runs_on_the_cluster_and_validates(profile: str, tmp_path: Pat
                 PLANS[profile][1],
                 "--duration",
                 "2",
+                # Behaviour is what this test proves; latency is the bench's to measure, and a
+                # busy machine must not fail it.
+                "--budget-ms",
+                "10000",
                 "--report",
                 str(report),
             ],

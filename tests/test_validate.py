@@ -35,7 +35,9 @@ async def test_a_correct_node_passes_every_check_that_applies(
 ) -> None:
     async with serve(EchoAgent(), max_calls=4) as srv:
         report = await validate(
-            url_target(srv.ws_url), ValidateOptions(profile="single", calls=3, **FAST)
+            # a generous budget: behaviour is judged here, latency by the bench
+            url_target(srv.ws_url),
+            ValidateOptions(profile="single", calls=3, budget_ms=10_000, **FAST),
         )
     by_name = {c.name: c for c in report.checks}
     assert set(by_name) == {
