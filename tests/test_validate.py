@@ -65,7 +65,9 @@ async def test_a_second_greeting_and_no_cap_fail_their_checks(
 ) -> None:
     url = await llm_server(GreetsAgain())
     report = await validate(
-        url_target(url), ValidateOptions(profile="single", calls=2, capacity=2, **FAST)
+        url_target(url),
+        # no socket answers within a microsecond: the latency check must fail
+        ValidateOptions(profile="single", calls=2, capacity=2, budget_ms=0.001, **FAST),
     )
     by_name = {c.name: c for c in report.checks}
     assert not report.passed
@@ -74,6 +76,8 @@ async def test_a_second_greeting_and_no_cap_fail_their_checks(
     assert not by_name["calls past the cap"].passed
     assert "accepted" in by_name["calls past the cap"].detail
     assert by_name["protocol conformance"].passed  # the load alone never reconnects
+    assert not by_name["latency"].passed
+    assert by_name["latency"].figures["budget (ms)"] == 0.001
 
 
 def test_targets_are_checked_before_anything_runs(tmp_path: Path) -> None:
