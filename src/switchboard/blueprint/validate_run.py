@@ -188,9 +188,16 @@ async def reconnect_check(target: Target) -> Check:
     )
 
 
-async def _busiest(client: httpx.AsyncClient, nodes: list[StateNode]) -> NodeStatus | None:
+async def _busiest(
+    client: httpx.AsyncClient, nodes: list[StateNode], sim: Simulation, calls: int
+) -> NodeStatus | None:
+    """The node holding the most calls, once every call has had a turn answered: a node
+    taken down mid-handshake would test connect retries, not a live call's resumption."""
     deadline = time.monotonic() + BUSY_DEADLINE_S
     while time.monotonic() < deadline:
+        if sim.metrics.turns < 2 * calls:
+            await asyncio.sleep(0.05)
+            continue
         statuses = [s for s in await asyncio.gather(*(node_status(client, n) for n in nodes)) if s]
         busy = [s for s in statuses if s.active_calls > 0]
         if busy:
@@ -223,11 +230,12 @@ async def disruption_check(
         if kill
         else "a node SIGTERMed: its calls finish or hand off with 1006 and resume"
     )
-    sim = _sim(target, o, name, calls=max(2, min(o.calls, 4 * len(alive))), turns=50)
+    calls = max(2, min(o.calls, 4 * len(alive)))
+    sim = _sim(target, o, name, calls=calls, turns=50)
     task = asyncio.create_task(sim.run())
     victim: StateNode | None = None
     try:
-        busiest = await _busiest(client, alive)
+        busiest = await _busiest(client, alive, sim, calls)
         if busiest is not None:
             victim = next(n for n in alive if n.node_id == busiest.node_id)
             signal_node(victim, sig)
