@@ -24,12 +24,13 @@ from switchboard.blueprint.render_settings import render_settings
 from switchboard.cluster.haproxy import LoadBalancer, Server, check_config, render_config
 from switchboard.config import load_settings
 from switchboard.connections import RedisHealth
+from switchboard.events.memory_bus import MemoryBus
+from switchboard.events.metrics import OutboxCollector
+from switchboard.events.outbox import Outbox
 from switchboard.server.metrics import NodeMetrics, RedisCollector
 from tests.fixtures.blueprints import deployment_for
 
 PROFILES = ("single", "distributed", "event-driven")
-#: Exported by the event-driven profile's outbox (events/metrics.py on that branch).
-EVENT_METRICS = {"switchboard_outbox_depth", "switchboard_outbox_spilling"}
 
 
 @pytest.fixture(params=PROFILES)
@@ -45,6 +46,7 @@ def test_settings_file_loads_with_the_plans_values(deployment: Deployment, tmp_p
     assert settings.max_calls == deployment.max_calls
     assert settings.drain_timeout_s == deployment.drain_timeout_s > deployment.longest_call_s
     assert settings.redis_url is None  # a secret: from the environment only
+    assert (settings.bus_url is not None) == (deployment.profile == "event-driven")
     assert settings.retell_api_key is None
 
 
@@ -207,7 +209,8 @@ def _exported_names() -> set[str]:
     node = NodeMetrics()
     node.fallback("timeout")  # labelled families export samples once a child exists
     node.rejected_total.labels("at_capacity").inc()
-    collectors = [node.registry, RedisCollector(RedisHealth(Redis()))]
+    outbox = OutboxCollector(Outbox(MemoryBus()))
+    collectors = [node.registry, RedisCollector(RedisHealth(Redis())), outbox]
     for collector in collectors:
         for family in collector.collect():
             names.update(sample.name for sample in family.samples)
@@ -219,7 +222,7 @@ def test_alert_rules_use_metrics_the_node_exports(deployment: Deployment) -> Non
     rules = render_prometheus(deployment)["alerts.yml"]
     used = set(re.findall(r"\bswitchboard_[a-z_]+", rules))
     assert used, "the rules read switchboard metrics"
-    unknown = used - _exported_names() - EVENT_METRICS
+    unknown = used - _exported_names()
     assert not unknown, f"not exported by a node: {sorted(unknown)}"
     assert "switchboard_first_chunk_seconds_bucket" in used
     assert "switchboard_handshakes_rejected_total" in used

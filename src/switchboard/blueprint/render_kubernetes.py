@@ -63,6 +63,9 @@ def node_deployment(d: Deployment) -> dict[str, Any]:
     ]
     if d.shared_state:
         env.append(_secret_env("SWITCHBOARD_REDIS_URL", "redis-url"))
+    if d.bus_url is not None:
+        # the same reference the services read; it overrides the file's compose address
+        env.append(_secret_env("SWITCHBOARD_BUS_URL", "bus-url"))
     probe = {"periodSeconds": 2, "timeoutSeconds": 1}
     container = {
         "name": "switchboard",
