@@ -97,6 +97,12 @@ def render_summary(decision: Decision, d: Deployment, files: list[str], source: 
         "- The plan takes the most demanding row: a smaller profile would break that row's "
         "promise, a larger one keeps every smaller row's."
     )
+    if decision.cache:
+        out += [
+            "",
+            "The response cache is part of the plan: `cache` is set in `switchboard.toml`; mark the "
+            "common answers cacheable in the agent file's `cache:` section (docs/cache.md).",
+        ]
     if decision.warnings:
         out += ["", "## Warnings", ""] + [f"- {w}" for w in decision.warnings]
     out += ["", "## Capacity arithmetic", ""]
