@@ -100,8 +100,9 @@ def render_summary(decision: Decision, d: Deployment, files: list[str], source: 
     if decision.cache:
         out += [
             "",
-            "The response cache is part of the plan: `cache` is set in `switchboard.toml`; mark the "
-            "common answers cacheable in the agent file's `cache:` section (docs/cache.md).",
+            "The response cache is part of the plan: `cache` is set in `switchboard.toml`; "
+            "mark the common answers cacheable in the agent file's `cache:` section "
+            "(docs/cache.md).",
         ]
     if decision.warnings:
         out += ["", "## Warnings", ""] + [f"- {w}" for w in decision.warnings]
