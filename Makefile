@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-stress fuzz lint bench serve clean lock chromium
+.PHONY: demo test test-stress fuzz lint bench serve clean lock chromium promtool
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ $(STAMP): requirements.lock pyproject.toml
 demo: $(STAMP)
 	$(BIN)/switchboard demo
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium promtool
 	$(BIN)/python -m pytest -q
 
 # A long randomised search over the property tests (the suite's own runs are derandomised).
@@ -26,8 +26,12 @@ fuzz: $(STAMP)
 
 # The suite three times with a busy process on every core: what a loaded CI runner looks like.
 # STRESS_ARGS narrows it, e.g. make test-stress STRESS_ARGS=tests/test_serve_drain.py
-test-stress: $(STAMP)
+test-stress: $(STAMP) promtool
 	$(BIN)/python -m tests.stress --runs 3 -- $(STRESS_ARGS)
+
+# The blueprint's alert rules are checked and unit-tested by promtool (Debian package prometheus).
+promtool:
+	@sh scripts/ensure-promtool.sh
 
 # The dashboard's browser test drives Debian's chromium (never a downloaded browser).
 chromium:

@@ -331,12 +331,15 @@ def _options(
 
 
 def _add_subcommands() -> None:
+    from switchboard.blueprint.cli import blueprint, validate
     from switchboard.control.cli import calls_app
     from switchboard.services.cli import archive_app, service_app
 
     app.add_typer(calls_app)
     app.add_typer(service_app, name="service")
     app.add_typer(archive_app, name="archive")
+    app.command()(blueprint)
+    app.command()(validate)
 
 
 _add_subcommands()

@@ -1,0 +1,162 @@
+"""``docker-compose.yml``: the whole deployment on one Docker host.
+
+Every long-lived part has a health check and ``restart: unless-stopped``; a node waits for
+a healthy Redis (and bus), HAProxy for healthy nodes. ``stop_grace_period`` is the same
+grace as Kubernetes', above the drain. Secrets are interpolated from the host's
+environment (``${VAR:?}`` refuses to start without them); none is written here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from switchboard.blueprint.model import Deployment
+from switchboard.blueprint.render_haproxy import HAPROXY_FILE
+from switchboard.blueprint.render_prometheus import ALERTS_FILE, SCRAPE_FILE
+from switchboard.blueprint.render_settings import SETTINGS_FILE
+
+COMPOSE_FILE = "docker-compose.yml"
+REDIS_IMAGE = "redis:7.4-alpine"
+KAFKA_IMAGE = "apache/kafka:3.8.0"
+HAPROXY_IMAGE = "haproxy:2.8-alpine"
+PROMETHEUS_IMAGE = "prom/prometheus:v2.53.0"
+CONFIG_DIR = "/etc/switchboard"
+CONFIG_PATH = f"{CONFIG_DIR}/switchboard.toml"
+#: the escalation service's rules: yours, next to this file (an example ships with switchboard)
+ESCALATION_RULES = "escalation.yaml"
+
+
+def service_command(service: str, bus_url: str, redis_url: str) -> list[str]:
+    """``switchboard service NAME`` with the flags that service takes (docs/services.md)."""
+    argv = ["switchboard", "service", service, "--bus", bus_url, "--name", f"{service}-1"]
+    if service == "analytics":
+        argv += ["--host", "0.0.0.0"]
+    if service == "escalation":
+        argv += ["--redis-url", redis_url, "--rules", f"{CONFIG_DIR}/{ESCALATION_RULES}"]
+    return argv
+
+
+def _http_check(port: int, path: str) -> dict[str, Any]:
+    probe = (
+        f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}{path}', timeout=2)"
+    )
+    return {
+        "test": ["CMD", "python", "-c", probe],
+        "interval": "5s",
+        "timeout": "3s",
+        "retries": 3,
+        "start_period": "10s",
+    }
+
+
+def compose_model(d: Deployment) -> dict[str, Any]:
+    services: dict[str, Any] = {}
+    depends: dict[str, Any] = {}
+    if d.shared_state:
+        services["redis"] = {
+            "image": REDIS_IMAGE,
+            "command": ["redis-server", "--save", "", "--appendonly", "no"],
+            "healthcheck": {
+                "test": ["CMD", "redis-cli", "ping"],
+                "interval": "5s",
+                "timeout": "3s",
+                "retries": 5,
+            },
+            "restart": "unless-stopped",
+        }
+        depends["redis"] = {"condition": "service_healthy"}
+    if d.bus == "kafka":
+        services["kafka"] = {
+            "image": KAFKA_IMAGE,
+            "environment": {
+                "KAFKA_NODE_ID": "1",
+                "KAFKA_PROCESS_ROLES": "broker,controller",
+                "KAFKA_LISTENERS": "PLAINTEXT://:9092,CONTROLLER://:9093",
+                "KAFKA_ADVERTISED_LISTENERS": "PLAINTEXT://kafka:9092",
+                "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
+                "KAFKA_CONTROLLER_QUORUM_VOTERS": "1@kafka:9093",
+                "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": "1",
+            },
+            "healthcheck": {
+                "test": [
+                    "CMD-SHELL",
+                    "/opt/kafka/bin/kafka-broker-api-versions.sh --bootstrap-server localhost:9092",
+                ],
+                "interval": "10s",
+                "timeout": "10s",
+                "retries": 5,
+                "start_period": "20s",
+            },
+            "restart": "unless-stopped",
+        }
+        depends["kafka"] = {"condition": "service_healthy"}
+    env: dict[str, str] = {"SWITCHBOARD_RETELL_API_KEY": "${SWITCHBOARD_RETELL_API_KEY:?}"}
+    if d.shared_state:
+        env["SWITCHBOARD_REDIS_URL"] = "redis://redis:6379/0"
+    for node in d.node_ids:
+        services[node] = {
+            "image": d.image,
+            "command": ["switchboard", "serve", "--config", CONFIG_PATH, "--node-id", node],
+            "environment": env,
+            "volumes": [f"./{SETTINGS_FILE}:{CONFIG_PATH}:ro"],
+            "healthcheck": _http_check(d.port, "/healthz"),
+            "restart": "unless-stopped",
+            "stop_signal": "SIGTERM",
+            "stop_grace_period": f"{d.grace_period_s}s",
+            **({"depends_on": dict(depends)} if depends else {}),
+        }
+    if d.nodes > 1:
+        services["lb"] = {
+            "image": HAPROXY_IMAGE,
+            "volumes": [f"./{HAPROXY_FILE}:/usr/local/etc/haproxy/haproxy.cfg:ro"],
+            "ports": [f"{d.port}:{d.port}"],
+            "depends_on": {n: {"condition": "service_healthy"} for n in d.node_ids},
+            "healthcheck": {
+                "test": ["CMD", "haproxy", "-c", "-f", "/usr/local/etc/haproxy/haproxy.cfg"],
+                "interval": "30s",
+                "timeout": "5s",
+                "retries": 3,
+            },
+            "restart": "unless-stopped",
+        }
+    else:
+        services[d.node_ids[0]]["ports"] = [f"{d.port}:{d.port}"]
+    if d.bus_url is not None:
+        for service in d.services:
+            services[service] = {
+                "image": d.image,
+                "command": service_command(service, d.bus_url, "redis://redis:6379/0"),
+                "restart": "unless-stopped",
+                "depends_on": dict(depends),
+                **(
+                    {"volumes": [f"./{ESCALATION_RULES}:{CONFIG_DIR}/{ESCALATION_RULES}:ro"]}
+                    if service == "escalation"
+                    else {}
+                ),
+            }
+    services["prometheus"] = {
+        "image": PROMETHEUS_IMAGE,
+        "volumes": [
+            f"./prometheus/{SCRAPE_FILE}:/etc/prometheus/prometheus.yml:ro",
+            f"./prometheus/{ALERTS_FILE}:/etc/prometheus/{ALERTS_FILE}:ro",
+        ],
+        "ports": ["9090:9090"],
+        "healthcheck": {
+            "test": ["CMD", "wget", "-qO-", "http://127.0.0.1:9090/-/ready"],
+            "interval": "10s",
+            "timeout": "3s",
+            "retries": 3,
+        },
+        "restart": "unless-stopped",
+    }
+    return {"name": d.name, "services": services}
+
+
+def render_compose(d: Deployment) -> str:
+    header = (
+        f"# docker compose for the {d.profile} profile: {d.nodes} node(s).\n"
+        "# Needs SWITCHBOARD_RETELL_API_KEY in the environment. Build the image from the repo.\n"
+    )
+    return header + yaml.safe_dump(compose_model(d), sort_keys=False, width=100)

@@ -1,0 +1,299 @@
+"""Prometheus: the scrape config, the alert rules, and ``promtool test rules`` cases for them.
+
+Every expression uses a metric the node exports (``server/metrics.py``):
+``switchboard_first_chunk_seconds`` (histogram, by ``kind``), ``switchboard_turn_seconds``,
+``switchboard_fallbacks_total``, ``switchboard_handshakes_rejected_total{reason}``,
+``switchboard_redis_up`` and ``switchboard_redis_errors_total``. The bus backlog alert
+(event-driven only) reads the outbox gauges ``switchboard_outbox_depth`` and
+``switchboard_outbox_spilling`` that the event-driven profile exports.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from switchboard.blueprint.model import Deployment
+
+SCRAPE_FILE = "prometheus.yml"
+SCRAPE_K8S_FILE = "prometheus-kubernetes.yml"
+ALERTS_FILE = "alerts.yml"
+ALERTS_TEST_FILE = "alerts.test.yml"
+JOB = "switchboard"
+#: The node's histogram buckets (seconds), as ``server/metrics.py`` declares them.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+FALLBACK_RATE = 0.01
+OUTBOX_BACKLOG = 1000
+
+
+def scrape_config(d: Deployment) -> dict[str, Any]:
+    targets = [f"{n}:{d.port}" for n in d.node_ids]
+    return {
+        "global": {"scrape_interval": "15s", "evaluation_interval": "15s"},
+        "rule_files": [ALERTS_FILE],
+        "scrape_configs": [
+            {"job_name": JOB, "metrics_path": "/metrics", "static_configs": [{"targets": targets}]}
+        ],
+    }
+
+
+def scrape_config_kubernetes(d: Deployment) -> dict[str, Any]:
+    """Pods found through the API: every ready pod of the node Deployment is scraped."""
+    return {
+        "global": {"scrape_interval": "15s", "evaluation_interval": "15s"},
+        "rule_files": [ALERTS_FILE],
+        "scrape_configs": [
+            {
+                "job_name": JOB,
+                "metrics_path": "/metrics",
+                "kubernetes_sd_configs": [{"role": "pod", "namespaces": {"names": [d.namespace]}}],
+                "relabel_configs": [
+                    {
+                        "source_labels": ["__meta_kubernetes_pod_label_app_kubernetes_io_name"],
+                        "regex": d.name,
+                        "action": "keep",
+                    },
+                    {
+                        "source_labels": ["__meta_kubernetes_pod_container_port_name"],
+                        "regex": "http",
+                        "action": "keep",
+                    },
+                    {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+                ],
+            }
+        ],
+    }
+
+
+def alert_rules(d: Deployment) -> dict[str, Any]:
+    budget_s = d.budget_ms / 1000.0
+    p99 = (
+        "histogram_quantile(0.99, sum by (le) "
+        '(rate(switchboard_first_chunk_seconds_bucket{kind="response"}[5m])))'
+    )
+    rules: list[dict[str, Any]] = [
+        {
+            "alert": "SwitchboardTTFBOverBudget",
+            "expr": f"{p99} > {budget_s:g}",
+            "for": "5m",
+            "labels": {"severity": "page"},
+            "annotations": {
+                "summary": f"TTFB p99 of response turns is over the {d.budget_ms:g} ms budget",
+                "description": "Callers wait too long for the first words of a reply.",
+            },
+        },
+        {
+            "alert": "SwitchboardFallbackRate",
+            "expr": (
+                "sum(rate(switchboard_fallbacks_total[5m])) / "
+                f"sum(rate(switchboard_turn_seconds_count[5m])) > {FALLBACK_RATE:g}"
+            ),
+            "for": "5m",
+            "labels": {"severity": "page"},
+            "annotations": {
+                "summary": f"over {FALLBACK_RATE:.0%} of turns end in the spoken fallback",
+                "description": "The agent or its LLM fails or is too slow: callers hear apologies.",
+            },
+        },
+        {
+            "alert": "SwitchboardCallsRefusedAtCapacity",
+            "expr": (
+                'sum(rate(switchboard_handshakes_rejected_total{reason="at_capacity"}[5m])) > 0'
+            ),
+            "for": "2m",
+            "labels": {"severity": "page"},
+            "annotations": {
+                "summary": f"nodes refuse calls at their {d.max_calls}-call cap",
+                "description": "Add nodes (or let the autoscaler): the fleet is full.",
+            },
+        },
+    ]
+    if d.shared_state:
+        rules += [
+            {
+                "alert": "SwitchboardRedisDown",
+                "expr": "switchboard_redis_up == 0",
+                "for": "30s",
+                "labels": {"severity": "page"},
+                "annotations": {
+                    "summary": "{{ $labels.instance }} cannot reach Redis",
+                    "description": "Calls go on; their state is saved when Redis is back.",
+                },
+            },
+            {
+                "alert": "SwitchboardStoreErrors",
+                "expr": "sum(rate(switchboard_redis_errors_total[5m])) > 0",
+                "for": "5m",
+                "labels": {"severity": "warning"},
+                "annotations": {
+                    "summary": "Redis commands fail on the link",
+                    "description": "Call state saves are failing or late.",
+                },
+            },
+        ]
+    if d.bus is not None:
+        rules.append(
+            {
+                "alert": "SwitchboardBusBacklog",
+                "expr": (
+                    f"max(switchboard_outbox_depth) > {OUTBOX_BACKLOG} "
+                    "or max(switchboard_outbox_spilling) == 1"
+                ),
+                "for": "2m",
+                "labels": {"severity": "warning"},
+                "annotations": {
+                    "summary": "call events back up in the outbox (bus down or behind)",
+                    "description": "Nothing is lost (the outbox spills to disk), but services lag.",
+                },
+            }
+        )
+    rules.append(
+        {
+            "alert": "SwitchboardNodeDown",
+            "expr": f'up{{job="{JOB}"}} == 0',
+            "for": "1m",
+            "labels": {"severity": "warning"},
+            "annotations": {"summary": "{{ $labels.instance }} does not answer /metrics"},
+        }
+    )
+    return {"groups": [{"name": "switchboard", "rules": rules}]}
+
+
+def _series(name: str, values: str, **labels: str) -> dict[str, str]:
+    inner = ",".join(
+        f'{k}="{v}"' for k, v in {"job": JOB, "instance": "node-1:8080", **labels}.items()
+    )
+    return {"series": f"{name}{{{inner}}}", "values": values}
+
+
+def _latency_series(slow: bool, budget_s: float) -> list[dict[str, str]]:
+    """Response-turn buckets: all under the budget, or all in the bucket past it."""
+    bounds = [b for b in LATENCY_BUCKETS if b < budget_s]
+    fast_le = bounds[-1] if bounds else LATENCY_BUCKETS[0]
+    above = [b for b in LATENCY_BUCKETS if b > budget_s]
+    slow_from = above[1] if len(above) > 1 else float("inf")
+    limit = slow_from if slow else fast_le
+    out = []
+    for le in (*LATENCY_BUCKETS, float("inf")):
+        filled = le >= limit
+        label = "+Inf" if le == float("inf") else f"{le:g}"
+        out.append(
+            _series(
+                "switchboard_first_chunk_seconds_bucket",
+                "0+10x20" if filled else "0x20",
+                kind="response",
+                le=label,
+            )
+        )
+    return out
+
+
+def alert_tests(d: Deployment) -> dict[str, Any]:
+    """Each alert fires on the series made to trip it, and none fires on a healthy node."""
+    budget_s = d.budget_ms / 1000.0
+    healthy: list[dict[str, str]] = [
+        *_latency_series(False, budget_s),
+        _series("switchboard_turn_seconds_count", "0+100x20", kind="response"),
+        _series("switchboard_fallbacks_total", "0x20", reason="timeout"),
+        _series("switchboard_handshakes_rejected_total", "0x20", reason="at_capacity"),
+        _series("up", "1x20"),
+    ]
+    if d.shared_state:
+        healthy += [
+            _series("switchboard_redis_up", "1x20"),
+            _series("switchboard_redis_errors_total", "0x20"),
+        ]
+    if d.bus is not None:
+        healthy += [
+            _series("switchboard_outbox_depth", "0x20"),
+            _series("switchboard_outbox_spilling", "0x20"),
+        ]
+    tests: list[dict[str, Any]] = [
+        {
+            "interval": "1m",
+            "input_series": healthy,
+            "alert_rule_test": [
+                {"eval_time": "15m", "alertname": a["alert"], "exp_alerts": []}
+                for a in alert_rules(d)["groups"][0]["rules"]
+            ],
+        }
+    ]
+
+    def firing(
+        name: str, series: list[dict[str, str]], labels: dict[str, str] | None = None
+    ) -> None:
+        tests.append(
+            {
+                "interval": "1m",
+                "input_series": series,
+                "alert_rule_test": [
+                    {
+                        "eval_time": "15m",
+                        "alertname": name,
+                        "exp_alerts": [
+                            {
+                                "exp_labels": labels
+                                or {"severity": _rule(d, name)["labels"]["severity"]},
+                                "exp_annotations": {
+                                    k: v.replace("{{ $labels.instance }}", "node-1:8080")
+                                    for k, v in _rule(d, name)["annotations"].items()
+                                },
+                            }
+                        ],
+                    }
+                ],
+            }
+        )
+
+    if any(b > budget_s for b in LATENCY_BUCKETS):
+        firing("SwitchboardTTFBOverBudget", _latency_series(True, budget_s))
+    firing(
+        "SwitchboardFallbackRate",
+        [
+            _series("switchboard_turn_seconds_count", "0+100x20", kind="response"),
+            _series("switchboard_fallbacks_total", "0+5x20", reason="timeout"),
+        ],
+    )
+    firing(
+        "SwitchboardCallsRefusedAtCapacity",
+        [_series("switchboard_handshakes_rejected_total", "0+3x20", reason="at_capacity")],
+    )
+    instance = {"job": JOB, "instance": "node-1:8080"}
+    if d.shared_state:
+        firing(
+            "SwitchboardRedisDown",
+            [_series("switchboard_redis_up", "1 1 1 0x17")],
+            {"severity": "page", **instance},
+        )
+        firing("SwitchboardStoreErrors", [_series("switchboard_redis_errors_total", "0+4x20")])
+    if d.bus is not None:
+        firing(
+            "SwitchboardBusBacklog", [_series("switchboard_outbox_depth", f"0+{OUTBOX_BACKLOG}x20")]
+        )
+    firing("SwitchboardNodeDown", [_series("up", "1 1 0x18")], {"severity": "warning", **instance})
+    return {"rule_files": [ALERTS_FILE], "evaluation_interval": "1m", "tests": tests}
+
+
+def _rule(d: Deployment, name: str) -> dict[str, Any]:
+    rules: list[dict[str, Any]] = alert_rules(d)["groups"][0]["rules"]
+    for rule in rules:
+        if rule["alert"] == name:
+            return rule
+    raise KeyError(name)
+
+
+def _dump(data: dict[str, Any], header: str) -> str:
+    return f"# {header}\n" + yaml.safe_dump(data, sort_keys=False, width=100)
+
+
+def render_prometheus(d: Deployment) -> dict[str, str]:
+    """The files under ``prometheus/``."""
+    return {
+        SCRAPE_FILE: _dump(scrape_config(d), "Prometheus for docker-compose: scrape every node."),
+        SCRAPE_K8S_FILE: _dump(
+            scrape_config_kubernetes(d), "Prometheus in Kubernetes: scrape the node pods."
+        ),
+        ALERTS_FILE: _dump(alert_rules(d), f"Alerts for the {d.profile} profile."),
+        ALERTS_TEST_FILE: _dump(alert_tests(d), "promtool test rules alerts.test.yml"),
+    }
