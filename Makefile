@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-stress fuzz lint bench serve clean lock chromium promtool
+.PHONY: demo test test-stress fuzz lint bench serve clean lock system-packages
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ $(STAMP): requirements.lock pyproject.toml
 demo: $(STAMP)
 	$(BIN)/switchboard demo
 
-test: $(STAMP) chromium promtool
+test: $(STAMP) system-packages
 	$(BIN)/python -m pytest -q
 
 # A long randomised search over the property tests (the suite's own runs are derandomised).
@@ -26,21 +26,13 @@ fuzz: $(STAMP)
 
 # The suite three times with a busy process on every core: what a loaded CI runner looks like.
 # STRESS_ARGS narrows it, e.g. make test-stress STRESS_ARGS=tests/test_serve_drain.py
-test-stress: $(STAMP) promtool
+test-stress: $(STAMP) system-packages
 	$(BIN)/python -m tests.stress --runs 3 -- $(STRESS_ARGS)
 
-# The blueprint's alert rules are checked and unit-tested by promtool (Debian package prometheus).
-promtool:
-	@sh scripts/ensure-promtool.sh
-
-# The dashboard's browser test drives Debian's chromium (never a downloaded browser).
-chromium:
-	@test -x /usr/bin/chromium || { \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
-	  else \
-	    echo "chromium is missing; install it with: sudo apt-get install -y chromium" >&2; exit 1; \
-	  fi; }
+# Debian chromium (the dashboard's browser test) and prometheus (promtool for the alert
+# rules), installed with apt when missing (as root; else it prints the command to run).
+system-packages:
+	@sh scripts/ensure-system-packages.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

@@ -150,7 +150,7 @@ def _promtool() -> str:
     path = shutil.which("promtool")
     if path is None:
         pytest.fail(
-            "promtool not found: run scripts/ensure-promtool.sh (Debian package prometheus)"
+            "promtool not found: run scripts/ensure-system-packages.sh (Debian package prometheus)"
         )
     return path
 
