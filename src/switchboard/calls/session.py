@@ -46,6 +46,7 @@ from switchboard.agents.base import (
 )
 from switchboard.calls.call_events import NULL_CALL_EVENTS, CallEvents
 from switchboard.calls.generation import Generation
+from switchboard.calls.keeper import StateKeeper
 from switchboard.calls.observer import NULL_OBSERVER, SessionObserver
 from switchboard.log import LogThrottle, excerpt, get_logger
 from switchboard.protocol.codec import FrameDecoder, encode, undecodable_request
@@ -69,7 +70,7 @@ from switchboard.protocol.outbound import (
     ToolCallResult,
     UpdateAgentConfig,
 )
-from switchboard.state.base import CallState, CallStore, FencedOut, StaleWrite, StoreUnavailable
+from switchboard.state.base import CallState, CallStore
 
 #: WebSocket close code for a frame above the size limit ("message too big").
 CLOSE_TOO_BIG = 1009
@@ -113,12 +114,6 @@ class CallGone(RuntimeError):
     """A command for a call whose socket here is closed, or was taken by a newer claim."""
 
 
-# Where the session stands with the store's claim (see ``start`` and ``claimed_elsewhere``).
-_CLAIM_PENDING = "pending"
-_CLAIMED = "claimed"
-_CLAIM_FAILED = "failed"
-
-
 class CallSession:
     """Serves one socket of one call. The server feeds it frames; it owns its tasks."""
 
@@ -146,45 +141,41 @@ class CallSession:
         self._decoder = FrameDecoder(options.max_frame_bytes)
         self._log = get_logger("switchboard.call", call_id=call_id)
         self._throttle = LogThrottle()
-        self._state: CallState = CallState(call_id=call_id)
+        self._keeper = StateKeeper(call_id, store, node_id, self._log, self._fence)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._save_lock = asyncio.Lock()
         self._call_details_seen = asyncio.Event()
         self._interrupt_id = 0
-        self._claim = _CLAIM_PENDING
-        self._foreign_epoch = 0
-        #: a save the store could not take (an outage); it outlives the socket, see ``Node``
-        self.pending_write: asyncio.Task[None] | None = None
         self.current: Generation | None = None
         self.closed = False
-        self.fenced = False
 
     # ------------------------------------------------------------------ lifecycle
 
     @property
+    def _state(self) -> CallState:
+        return self._keeper.state
+
+    @property
     def epoch(self) -> int:
         """The fencing epoch of this socket's claim (0 until it is claimed)."""
-        return self._state.epoch
+        return self._keeper.epoch
+
+    @property
+    def fenced(self) -> bool:
+        """A newer claim owns the call: this socket no longer writes and is dropped."""
+        return self._keeper.fenced
+
+    @property
+    def pending_write(self) -> asyncio.Task[None] | None:
+        """A held claim or save waiting for the store to come back (see ``StateKeeper``)."""
+        return self._keeper.pending_write
 
     async def start(self) -> None:
         """Claim the call, send ``config`` then the begin message (or schedule the greeting).
 
         If the store cannot be reached the call is served anyway, from a fresh state: a
-        caller must never hear silence because Redis is down. The claim is retried when
-        the store is back, and what this socket did meanwhile is saved then.
+        caller must never hear silence because Redis is down (``StateKeeper``).
         """
-        try:
-            self._state = await self._store.claim(self.call_id, self._node_id)
-            self._claim = _CLAIMED
-        except Exception as exc:
-            self._claim = _CLAIM_FAILED
-            if isinstance(exc, StoreUnavailable):
-                self._log.warning("call state unreachable; serving the call from a fresh state")
-            else:
-                self._log.exception("call claim failed; serving the call from a fresh state")
-            self._schedule_reconcile()
-        if self._claim == _CLAIMED and self._foreign_epoch > self._state.epoch:
-            self._fence("claimed by another node while this socket was claiming")
+        if not await self._keeper.claim():
             return
         self._events.call_started(self._state)
         with contextlib.suppress(_SocketGone):
@@ -193,15 +184,10 @@ class CallSession:
     def claimed_elsewhere(self, epoch: int) -> None:
         """Another node claimed this call at ``epoch``: if that is newer, stop writing and
         drop this socket (Retell already reconnected the call there)."""
-        if self.fenced or self.closed:
-            return
-        if self._claim == _CLAIM_PENDING:
-            self._foreign_epoch = max(self._foreign_epoch, epoch)
-        elif self._claim == _CLAIM_FAILED or epoch > self._state.epoch:
-            self._fence(f"claimed by another node (epoch {epoch})")
+        if not self.closed:
+            self._keeper.claimed_elsewhere(epoch)
 
     def _fence(self, why: str) -> None:
-        self.fenced = True
         self._log.warning("call taken over; dropping this socket", reason=why)
         self._observer.fenced()
         self.abort()
@@ -608,79 +594,7 @@ class CallSession:
     # ------------------------------------------------------------------ I/O helpers
 
     async def _persist(self) -> None:
-        async with self._save_lock:
-            if self.fenced:
-                return
-            if self._claim != _CLAIMED:
-                self._schedule_reconcile()
-                return
-            try:
-                await self._save()
-            except FencedOut:
-                self._fence("a newer claim refused this socket's save")
-            except StaleWrite as err:
-                self._log.error("state save refused", reason=str(err))
-            except StoreUnavailable:
-                self._schedule_reconcile()
-            except Exception:
-                self._log.exception("state save failed")
-
-    def _schedule_reconcile(self) -> None:
-        task = self.pending_write
-        if task is None or task.done():
-            self.pending_write = asyncio.get_running_loop().create_task(
-                self._reconcile(), name=f"reconcile-{self.call_id}"
-            )
-
-    async def _reconcile(self) -> None:
-        """Once the store is back, claim (if the first claim failed) and save the latest
-        state. Runs past the socket's end: the state is what a reconnect resumes from."""
-        while True:
-            await self._store.wait_available()
-            async with self._save_lock:
-                if self.fenced:
-                    return
-                try:
-                    if self._claim != _CLAIMED:
-                        stored = await self._store.claim(self.call_id, self._node_id)
-                        if self._foreign_epoch > stored.epoch:
-                            self._fence("claimed by another node during the outage")
-                            return
-                        self._adopt(stored)
-                    await self._save()
-                except StoreUnavailable:
-                    continue
-                except FencedOut:
-                    self._fence("a newer claim refused this socket's held save")
-                except Exception:
-                    self._log.exception("held state save failed")
-                else:
-                    self._log.info("held call state saved", turns=self._state.turns)
-                return
-
-    async def _save(self) -> None:
-        """Save; if the stored version moved on *at our own epoch*, the move was ours (a
-        save whose reply was lost to a timeout), so take its version and save again."""
-        try:
-            await self._store.save(self._state)
-        except StaleWrite:
-            stored = await self._store.load(self.call_id)
-            if stored is None or stored.epoch != self._state.epoch:
-                raise
-            self._state.version = stored.version
-            await self._store.save(self._state)
-
-    def _adopt(self, stored: CallState) -> None:
-        """Merge a late claim into what this socket did meanwhile: the caller heard this
-        socket, so its view wins; keys of ``state`` it never touched are kept."""
-        mine = self._state
-        mine.epoch, mine.version = stored.epoch, stored.version
-        mine.greeted = mine.greeted or stored.greeted
-        mine.turns = max(mine.turns, stored.turns)
-        mine.last_response_id = max(mine.last_response_id, stored.last_response_id)
-        mine.call = mine.call or stored.call
-        mine.state = {**stored.state, **mine.state}
-        self._claim = _CLAIMED
+        await self._keeper.persist()
 
     async def _send(self, text: str) -> None:
         if self.closed:
