@@ -117,12 +117,13 @@ def test_pong_rtt_and_failed_calls_are_targets() -> None:
 
 
 async def test_frame_costs_measure_every_kind_on_real_frames() -> None:
-    costs = await measure(frames=20)
+    costs = await measure(frames=20, idle_sessions=30)
     kinds = [c.kind for c in costs]
     assert kinds[0] == "ping_pong"
     assert kinds.count("update_only") == len(SIZES)
     assert kinds.count("response_required") == len(SIZES)
-    assert kinds[-1].startswith("connection")
+    assert kinds[-2].startswith("connection")
+    assert kinds[-1].startswith("full GC, 30 idle calls")
     updates = [c for c in costs if c.kind == "update_only"]
     assert [c.utterances for c in updates] == list(SIZES)
     assert updates[0].frame_bytes < updates[1].frame_bytes

@@ -9,7 +9,9 @@ busy machine far better than wall time does. What it leaves out is the WebSocket
 
 Kinds: ``ping_pong`` (decode + the echo), ``update_only`` at transcript sizes (decode only:
 nothing else reads it), ``response_required`` at the same sizes (decode, the agent's turn,
-every chunk sent, the state saved), and a socket's open and close (``connection``).
+every chunk sent, the state saved), a socket's open and close (``connection``), and one
+full garbage collection with thousands of idle calls open (the pause every call on the
+node waits through; ``serve``'s GC thresholds make it rare).
 """
 
 from __future__ import annotations
@@ -117,8 +119,11 @@ def _cpu(run: Callable[[], Coroutine[Any, Any, int]]) -> Callable[[], Coroutine[
     return timed
 
 
-async def measure(frames: int = 2000, agent_file: Path | None = None) -> list[FrameCost]:
-    """CPU µs per frame of each kind, over ``frames`` frames (requests: a tenth of that)."""
+async def measure(
+    frames: int = 2000, agent_file: Path | None = None, idle_sessions: int = 5000
+) -> list[FrameCost]:
+    """CPU µs per frame of each kind, over ``frames`` frames (requests: a tenth of that),
+    then one full garbage collection with ``idle_sessions`` greeted calls open."""
     agent = load_agent(agent_file or builtin_example("receptionist.yaml"))
     store = MemoryCallStore()
     session, sink = await _session(agent, store, "frame-costs")
@@ -174,6 +179,18 @@ async def measure(frames: int = 2000, agent_file: Path | None = None) -> list[Fr
         return turns
 
     costs.append(_cost("connection (session open+close)", 0, b"", turns, await _cpu(connections)()))
+
+    idle = [(await _session(agent, store, f"idle-{i}"))[0] for i in range(idle_sessions)]
+    frozen = gc.get_freeze_count()
+    before = time.process_time()
+    gc.collect()
+    full_gc_s = time.process_time() - before
+    tracked = len(gc.get_objects()) + frozen
+    costs.append(
+        _cost(f"full GC, {idle_sessions} idle calls, {tracked} objects", 0, b"", 1, full_gc_s)
+    )
+    for s in idle:
+        await s.close()
     return costs
 
 
@@ -188,11 +205,17 @@ def _cost(kind: str, size: int, frame: bytes, frames: int, cpu_s: float) -> Fram
 
 
 def frame_costs(frames: int = 2000, agent_file: Path | None = None) -> list[FrameCost]:
-    """``measure`` in a fresh event loop (uvloop when installed, as ``serve`` runs)."""
+    """``measure`` in a fresh event loop (uvloop when installed, as ``serve`` runs), the
+    start-up objects frozen out of the collector as ``serve`` does."""
     from switchboard.sim.runner import _loop_factory
 
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        return runner.run(measure(frames, agent_file))
+    gc.collect()
+    gc.freeze()
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            return runner.run(measure(frames, agent_file))
+    finally:
+        gc.unfreeze()
 
 
 def markdown_table(costs: Sequence[FrameCost]) -> str:
