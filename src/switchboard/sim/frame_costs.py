@@ -9,7 +9,8 @@ busy machine far better than wall time does. What it leaves out is the WebSocket
 
 Kinds: ``ping_pong`` (decode + the echo), ``update_only`` at transcript sizes (decode only:
 nothing else reads it), ``response_required`` at the same sizes (decode, the agent's turn,
-every chunk sent, the state saved), a socket's open and close (``connection``), and one
+every chunk sent, the state saved), a socket's open and close (``connection``), the
+WebSocket protocol's share of a frame in and a frame out, and one
 full garbage collection with thousands of idle calls open (the pause every call on the
 node waits through; ``serve``'s GC thresholds make it rare).
 """
@@ -180,6 +181,8 @@ async def measure(
 
     costs.append(_cost("connection (session open+close)", 0, b"", turns, await _cpu(connections)()))
 
+    costs += _websocket_costs(frames, ping, transcript_of(SIZES[-1]).update_only("user_turn"))
+
     idle = [(await _session(agent, store, f"idle-{i}"))[0] for i in range(idle_sessions)]
     frozen = gc.get_freeze_count()
     before = time.process_time()
@@ -192,6 +195,34 @@ async def measure(
     for s in idle:
         await s.close()
     return costs
+
+
+def _websocket_costs(frames: int, *payloads: bytes) -> list[FrameCost]:
+    """The WebSocket protocol's own share (websockets' sans-I/O ``Protocol``, as uvicorn's
+    ``websockets-sansio`` runs it): parsing and unmasking a caller frame, framing a reply.
+    uvicorn's ASGI plumbing around it (a queue, a task wake-up, a transport write per
+    frame) is not in it."""
+    from websockets.frames import Frame, Opcode
+    from websockets.protocol import Protocol, Side, State
+
+    protocol = Protocol(Side.SERVER, state=State.OPEN, max_size=None)
+    out = []
+    for payload in payloads:
+        wire = Frame(Opcode.TEXT, payload).serialize(mask=True, extensions=[])
+        before = time.process_time()
+        for _ in range(frames):
+            protocol.receive_data(wire)
+            protocol.events_received()
+        out.append(
+            _cost("websocket: parse + unmask", 0, wire, frames, time.process_time() - before)
+        )
+    pong = b'{"response_type":"ping_pong","timestamp":1700000000000}'
+    before = time.process_time()
+    for _ in range(frames):
+        protocol.send_text(pong)
+        protocol.data_to_send()
+    out.append(_cost("websocket: frame a reply", 0, pong, frames, time.process_time() - before))
+    return out
 
 
 def _cost(kind: str, size: int, frame: bytes, frames: int, cpu_s: float) -> FrameCost:
