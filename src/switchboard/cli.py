@@ -179,9 +179,18 @@ def bench(
         "bench/results"
     ),
     strict: Annotated[bool, typer.Option(help="Also fail when a target is missed.")] = False,
+    frames: Annotated[
+        bool, typer.Option(help="Only the in-process CPU cost per inbound frame kind.")
+    ] = False,
 ) -> None:
     """Measure turns per server core and TTFB/TTC percentiles; see docs/benchmarks.md."""
     import sys
+
+    if frames:
+        from switchboard.sim.frame_costs import frame_costs, markdown_table
+
+        typer.echo(markdown_table(frame_costs()))
+        return
 
     from rich.console import Console
 
@@ -260,6 +269,9 @@ def simulate(
     ] = None,
     report: Annotated[Path | None, typer.Option(help="Write the HTML report.")] = None,
     quiet: Annotated[bool, typer.Option(help="No live display and no summary.")] = False,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Processes to split the calls across (one report).")
+    ] = 1,
 ) -> None:
     """Play Retell's side of many calls against a server; exit 1 unless the run passes."""
     import msgspec
@@ -295,7 +307,12 @@ def simulate(
             label=label,
         )
         live = console.is_terminal and not quiet
-        result = judge(run_simulation(options, console if live else None))
+        if workers > 1:
+            from switchboard.sim.workers import run_workers
+
+            result = judge(run_workers(options, workers))
+        else:
+            result = judge(run_simulation(options, console if live else None))
         result = msgspec.structs.replace(result, cache=cache_counters(metrics_url(url)))
     except (ValueError, ScenarioError) as exc:
         typer.echo(f"simulate: {exc}", err=True)

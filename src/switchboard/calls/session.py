@@ -314,7 +314,7 @@ class CallSession:
         elif isinstance(message, UpdateOnly):
             return
         elif isinstance(message, PingPong):
-            await self._send(f'{{"response_type":"ping_pong","timestamp":{message.timestamp}}}')
+            await self._pong(message.timestamp)
         elif isinstance(message, ReminderRequired):
             self._begin(
                 message.response_id,
@@ -325,6 +325,17 @@ class CallSession:
         elif isinstance(message, CallDetails):
             self._state.call = message.call
             self._call_details_seen.set()
+
+    async def _pong(self, timestamp: int) -> None:
+        """Echo a ping. One that crossed the caller's close frame finds the socket closing:
+        the disconnect queued behind it ends the call (as a hangup, releasing its claim),
+        so the failed echo is not a socket failure."""
+        if self.closed:
+            return
+        with contextlib.suppress(Exception):
+            await self._transport.send_text(
+                f'{{"response_type":"ping_pong","timestamp":{timestamp}}}'
+            )
 
     def receive_binary(self, size: int) -> None:
         """Retell never sends binary; ignore it rather than guess what it means."""

@@ -51,6 +51,7 @@ from switchboard.sim.processes import (
     start_server,
     start_simulator,
 )
+from switchboard.sim.resources import ResourceSampler, ServerResources
 from switchboard.sim.results import FailoverSummary, ProcessStats, RunReport, TurnKindStats
 from switchboard.sim.server_metrics import cache_counters
 from switchboard.sim.verdict import JUDGED_KINDS, judge
@@ -94,12 +95,25 @@ class BenchCase(msgspec.Struct, frozen=True, kw_only=True):
     #: the verdict's TTFB budget instead of the profile's (a slow LLM misses any budget by
     #: design: those rows are judged on correctness, and compared in the notes)
     budget_ms: float | None = None
+    #: pong RTT p99 (the simulator pings every 2 s, as Retell does)
+    max_pong_rtt_p99_ms: float | None = None
+    #: calls that may fail (``None``: not a target; the verdict judges them anyway)
+    max_failed_calls: int | None = None
+    #: the case's own caller pause and ramp instead of the run's (``BenchSettings``)
+    think_ms: float | None = None
+    ramp_ms: float | None = None
+    #: at least this many seconds of load, whatever the run's duration
+    min_duration_s: float | None = None
+    #: simulator processes (``switchboard simulate --workers``)
+    simulator_workers: int = 1
 
 
 class BenchCaseResult(msgspec.Struct, kw_only=True):
     case: BenchCase
     simulator_exit_code: int
     report: RunReport
+    #: the server's RSS and file descriptors before, during and after the run
+    resources: ServerResources | None = None
     #: targets the case missed, as sentences (empty: all met)
     missed_targets: list[str] = msgspec.field(default_factory=list)
     #: event-driven cases: turn completed -> archived, ms (``archived``, ``p50``, ``p99``)
@@ -160,6 +174,18 @@ DEFAULT_CASES: tuple[BenchCase, ...] = (
         profile="distributed",
         via_haproxy=True,
         max_ttfb_p99_delta_vs=("distributed-100", 1.0),
+    ),
+    BenchCase(
+        name="scripted-5000",
+        agent="scripted",
+        calls=5000,
+        think_ms=3000,
+        ramp_ms=10_000,
+        min_duration_s=30,
+        simulator_workers=2,
+        max_ttfb_p99_ms=100,
+        max_pong_rtt_p99_ms=100,
+        max_failed_calls=0,
     ),
     BenchCase(
         name="failover-3x",
@@ -380,15 +406,19 @@ def _run_node(
                 cpu=parts.server_cpu,
             )
             url_port = lb.port
+        sampler = ResourceSampler(server.pid).start()
         cpu_before = server.cpu_seconds()
-        code, report = run_simulator(
-            simulator_args(case, settings, f"ws://127.0.0.1:{url_port}/llm-websocket"),
-            json_path=log_dir / f"{case.name}.json",
-            log_dir=log_dir,
-            cpu=parts.sim_cpu,
-            timeout_s=settings.duration_s * 3 + 120,
-        )
-        server_cpu_s = server.cpu_seconds() - cpu_before
+        try:
+            code, report = run_simulator(
+                simulator_args(case, settings, f"ws://127.0.0.1:{url_port}/llm-websocket"),
+                json_path=log_dir / f"{case.name}.json",
+                log_dir=log_dir,
+                cpu=parts.sim_cpu,
+                timeout_s=_duration_s(case, settings) * 3 + 120,
+            )
+            server_cpu_s = server.cpu_seconds() - cpu_before
+        finally:
+            resources = sampler.stop()
         cache = cache_counters(f"http://127.0.0.1:{port}/metrics") if case.cache != "off" else {}
     finally:
         if haproxy is not None:
@@ -396,7 +426,9 @@ def _run_node(
         server.stop()
     report = with_server_cpu(report, server_cpu_s)
     report = judge(msgspec.structs.replace(report, label=case.name))
-    return BenchCaseResult(case=case, simulator_exit_code=code, report=report, cache=cache)
+    return BenchCaseResult(
+        case=case, simulator_exit_code=code, report=report, cache=cache, resources=resources
+    )
 
 
 def cache_targets_missed(case: BenchCase, cache: dict[str, float]) -> list[str]:
@@ -454,8 +486,14 @@ def _run_failover_case(case: BenchCase, settings: BenchSettings, parts: _Parts) 
     return BenchCaseResult(case=case, simulator_exit_code=code, report=judge(report))
 
 
+def _duration_s(case: BenchCase, settings: BenchSettings) -> float:
+    return max(settings.duration_s, case.min_duration_s or 0.0)
+
+
 def simulator_args(case: BenchCase, settings: BenchSettings, url: str) -> list[str]:
     """The ``switchboard simulate`` options for one case (without ``--json``/``--quiet``)."""
+    think_ms = settings.think_ms if case.think_ms is None else case.think_ms
+    ramp_ms = settings.ramp_ms if case.ramp_ms is None else case.ramp_ms
     return [
         "--url",
         url,
@@ -464,18 +502,20 @@ def simulator_args(case: BenchCase, settings: BenchSettings, url: str) -> list[s
         "--turns",
         str(settings.turns),
         "--think-ms",
-        f"{settings.think_ms:g}",
+        f"{think_ms:g}",
         "--ramp-ms",
-        f"{settings.ramp_ms:g}",
+        f"{ramp_ms:g}",
         "--barge-in-rate",
         f"{case.barge_in_rate:g}",
         "--duration",
-        f"{settings.duration_s:g}",
+        f"{_duration_s(case, settings):g}",
         "--seed",
         str(settings.seed),
         "--label",
         case.name,
         *(["--budget-ms", f"{case.budget_ms:g}"] if case.budget_ms is not None else []),
+        "--workers",
+        str(case.simulator_workers),
     ]
 
 
@@ -516,6 +556,15 @@ def missed_targets(
             missed.append(
                 f"kill -> first answered turn p99 {shown} > target {case.max_failover_p99_ms:g} ms"
             )
+    if case.max_pong_rtt_p99_ms is not None:
+        pong = report.pong_rtt
+        if not pong.count or pong.p99_ms > case.max_pong_rtt_p99_ms:
+            shown = f"{pong.p99_ms:.1f} ms" if pong.count else "unknown"
+            missed.append(f"pong RTT p99 {shown} > target {case.max_pong_rtt_p99_ms:g} ms")
+    if case.max_failed_calls is not None:
+        failed = sum(report.calls_failed.values())
+        if failed > case.max_failed_calls:
+            missed.append(f"{failed} failed calls > target {case.max_failed_calls}")
     if case.min_turns_per_core_s is not None:
         got = report.turns_per_core_s
         if got is None or got < case.min_turns_per_core_s:
@@ -614,6 +663,11 @@ def bench_notes(run: BenchRun) -> list[Text]:
     notes += [Text(line) for line in comparisons(run)]
     for result in run.results:
         name = result.case.name
+        if result.resources is not None:
+            notes.append(Text(f"{name}: {result.resources.describe()}", style="dim"))
+            if result.resources.fds_leaked:
+                leaked = result.resources.fds_leaked
+                notes.append(Text(f"{name}: {leaked} file descriptors not closed", style="red"))
         for missed in result.missed_targets:
             notes.append(Text(f"{name}: target missed: {missed}", style="red"))
         for reason in result.report.verdict_reasons:
@@ -706,6 +760,10 @@ def _targets_text(run: BenchRun) -> str:
             wanted.append(f"kill -> answered p99 <= {case.max_failover_p99_ms:g} ms")
         if case.max_cached_ttfb_p99_ms is not None:
             wanted.append(f"cached TTFB p99 <= {case.max_cached_ttfb_p99_ms:g} ms")
+        if case.max_pong_rtt_p99_ms is not None:
+            wanted.append(f"pong RTT p99 <= {case.max_pong_rtt_p99_ms:g} ms")
+        if case.max_failed_calls is not None:
+            wanted.append(f"<= {case.max_failed_calls} failed calls")
         if wanted:
             parts.append(f"{case.name} {' and '.join(wanted)}")
     return "; ".join(parts) or "none"
@@ -738,6 +796,8 @@ def _targets_cell(result: BenchCaseResult) -> Text:
         case.max_ttfb_p99_delta_vs,
         case.max_failover_p99_ms,
         case.max_cached_ttfb_p99_ms,
+        case.max_pong_rtt_p99_ms,
+        case.max_failed_calls,
     )
     if all(t is None for t in targets):
         return Text("-")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Sequence
+from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
@@ -20,6 +22,21 @@ TURN_KINDS = ("greeting", "response", "reminder", "barge_in")
 #: Reconnect events kept for the report (the counts are always exact).
 MAX_RECONNECT_EVENTS = 10_000
 _CDF_PERCENTILES = (0.0, 1, 5, 10, 25, 50, 75, 90, 95, 99, 99.9, 99.99, 100.0)
+#: RunMetrics fields that add up across workers (``export`` / ``merged``).
+_COUNTERS = (
+    "calls_started",
+    "calls_active",
+    "calls_completed",
+    "reconnects",
+    "calls_reconnected",
+    "calls_resumed",
+    "turns",
+    "stale_in_grace",
+    "frames_dropped",
+    "frames_received",
+    "frames_sent",
+)
+_TALLIES = ("calls_failed", "calls_ended", "reconnects_by_cause", "server_messages", "violations")
 _PERCENTILES = frozenset((*_CDF_PERCENTILES, 50, 90, 95, 99, 99.9))
 
 
@@ -40,6 +57,18 @@ class Histogram:
         us = min(max(int(seconds * 1_000_000), 1), MAX_US)
         self._h.record_value(us)
         self._sum_us += us
+
+    def encode(self) -> tuple[bytes, int]:
+        """The histogram in hdrh's wire form, with the running sum (for ``add_encoded``)."""
+        encoded: bytes = self._h.encode()
+        return encoded, self._sum_us
+
+    def add_encoded(self, state: tuple[bytes, int]) -> None:
+        """Add another process's histogram (``encode``): HDR histograms merge exactly."""
+        encoded, sum_us = state
+        if sum_us:
+            self._h.decode_and_add(encoded)
+            self._sum_us += sum_us
 
     @property
     def count(self) -> int:
@@ -100,6 +129,8 @@ class RunMetrics:
 
     def __init__(self, violation_samples: int = 5) -> None:
         self.started = time.perf_counter()
+        #: set when the run is over (``export``); until then ``elapsed`` runs on
+        self.finished: float | None = None
         self.per_kind = {kind: TurnTimes() for kind in TURN_KINDS}
         self.connect = Histogram()
         self.greeting = Histogram()
@@ -130,7 +161,65 @@ class RunMetrics:
         self._samples_per_kind = violation_samples
 
     def elapsed(self) -> float:
-        return time.perf_counter() - self.started
+        end = self.finished if self.finished is not None else time.perf_counter()
+        return end - self.started
+
+    def _histograms(self) -> dict[str, Histogram]:
+        named = {
+            "connect": self.connect,
+            "greeting": self.greeting,
+            "pong_rtt": self.pong_rtt,
+            "loop_lag": self.loop_lag,
+            "loss_to_answer": self.loss_to_answer,
+        }
+        for kind, times in self.per_kind.items():
+            named[f"{kind}.ttfb"] = times.ttfb
+            named[f"{kind}.ttc"] = times.ttc
+        return named
+
+    def export(self) -> dict[str, Any]:
+        """Everything measured, picklable, for ``merged`` in another process. The run ends
+        here: ``elapsed`` stops counting (``perf_counter`` is system-wide on Linux, so the
+        start and end of workers compare)."""
+        if self.finished is None:
+            self.finished = time.perf_counter()
+        return {
+            "histograms": {name: h.encode() for name, h in self._histograms().items()},
+            "counters": {name: getattr(self, name) for name in _COUNTERS},
+            "tallies": {name: dict(getattr(self, name)) for name in _TALLIES},
+            "reconnect_events": list(self.reconnect_events),
+            "violation_samples": list(self.violation_samples),
+            "started": self.started,
+            "finished": self.finished,
+        }
+
+    @classmethod
+    def merged(cls, states: Sequence[dict[str, Any]], violation_samples: int = 5) -> RunMetrics:
+        """One tally of several runs' ``export``s (the workers of one simulator run)."""
+        m = cls(violation_samples)
+        if not states:
+            return m
+        histograms = m._histograms()
+        for state in states:
+            for name, encoded in state["histograms"].items():
+                histograms[name].add_encoded(encoded)
+            for name, value in state["counters"].items():
+                setattr(m, name, getattr(m, name) + value)
+            for name, tally in state["tallies"].items():
+                getattr(m, name).update(tally)
+            room = MAX_RECONNECT_EVENTS - len(m.reconnect_events)
+            m.reconnect_events.extend(state["reconnect_events"][:room])
+            m.violation_samples.extend(state["violation_samples"])
+        kept: Counter[str] = Counter()
+        samples = []
+        for sample in sorted(m.violation_samples, key=lambda v: v.at_s):
+            kept[sample.kind] += 1
+            if kept[sample.kind] <= violation_samples:
+                samples.append(sample)
+        m.violation_samples = samples
+        m.started = min(s["started"] for s in states)
+        m.finished = max(s["finished"] for s in states)
+        return m
 
     def violation(
         self, kind: str, call_id: str, detail: str, response_id: int | None = None

@@ -31,7 +31,7 @@ from switchboard.sim.display import LiveView
 from switchboard.sim.lag import CpuMeter, measure_loop_lag
 from switchboard.sim.metrics import RunMetrics
 from switchboard.sim.options import SimOptions
-from switchboard.sim.results import RunReport, ScenarioResult
+from switchboard.sim.results import ProcessStats, RunReport, ScenarioResult
 from switchboard.sim.scenario import Scenario, check, load_scenarios
 
 #: Random calls placed when neither ``calls`` nor a scenario is given.
@@ -118,7 +118,7 @@ class Simulation:
             lag.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await lag
-        return self._report(started_at, m, cpu)
+        return self.report(started_at, m, cpu.stats(m.loop_lag))
 
     async def _after(self, delay: float, slot: Callable[[], Coroutine[Any, Any, None]]) -> None:
         if delay:
@@ -160,7 +160,8 @@ class Simulation:
             if len(kept) < MAX_SCENARIO_FAILURES:
                 kept.append(failure)
 
-    def _report(self, started_at: str, m: RunMetrics, cpu: CpuMeter) -> RunReport:
+    def report(self, started_at: str, m: RunMetrics, client: ProcessStats) -> RunReport:
+        """The report of what ``m`` measured (one run's, or its workers' merged)."""
         o = self.options
         duration = m.elapsed()
         return RunReport(
@@ -198,7 +199,7 @@ class Simulation:
                 ScenarioResult(name=name, passed=not failures, failures=failures)
                 for name, failures in self._scenario_failures.items()
             ],
-            client=cpu.stats(m.loop_lag),
+            client=client,
         )
 
 
@@ -213,7 +214,11 @@ def run_simulation(options: SimOptions, console: Console | None = None) -> RunRe
     The first Ctrl-C stops the run gracefully (calls hang up at the end of their turn and
     the report is still produced); a second one aborts.
     """
-    simulation = Simulation(options)
+    return run_in_loop(Simulation(options), console)
+
+
+def run_in_loop(simulation: Simulation, console: Console | None = None) -> RunReport:
+    """``simulation.run`` in a fresh event loop, Ctrl-C handled as ``run_simulation`` says."""
 
     async def main() -> RunReport:
         loop = asyncio.get_running_loop()
