@@ -194,7 +194,8 @@ async def test_event_driven_cluster_runs_bus_and_services_and_archives_every_tur
         )
         assert state.valkey is not None
         if bus == "kafka":
-            assert state.bus_url is not None and state.bus_url.startswith("kafka://127.0.0.1:")
+            assert state.bus_url is not None
+            assert state.bus_url.startswith("kafka://127.0.0.1:")
         else:
             assert state.bus_url == state.redis_url
         assert set(state.pids) == {
@@ -204,7 +205,8 @@ async def test_event_driven_cluster_runs_bus_and_services_and_archives_every_tur
             *state.services.values(),
         }
         assert all(not gone(pid) for pid in state.pids)
-        assert state.archive_db is not None and state.dashboard_url is not None
+        assert state.archive_db is not None
+        assert state.dashboard_url is not None
 
         report = await simulate(fast_options(state.url, calls=6, turns=3))
         assert report.calls_failed == {}

@@ -109,7 +109,7 @@ def cluster(
     from typing import cast
 
     from switchboard.cluster.run import ClusterOptions, run_cluster
-    from switchboard.cluster.services import BUS_KINDS, BusKind
+    from switchboard.cluster.services import BUS_KINDS
     from switchboard.config import BUDGET_MS, Profile
     from switchboard.sim.processes import ChildError
 
@@ -127,7 +127,7 @@ def cluster(
         state_file=state_file,
         log_dir=log_dir,
         bind_host=host,
-        bus=cast(BusKind, bus),
+        bus=bus,
         escalation_rules=escalation_rules,
         dashboard_port=dashboard_port,
     )

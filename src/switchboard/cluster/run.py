@@ -2,12 +2,12 @@
 foreground, until SIGTERM or SIGINT.
 
 Start order is dependency order (Redis; with ``--profile event-driven`` the bus and the
-services, see services.py; the nodes; then the load balancer once every node is ready); stop order is the reverse, and the nodes drain first: each gets one
-SIGTERM at the same time, stops being ready (HAProxy takes it out within two checks),
-lets its calls finish until its ``drain_timeout_s`` and then drops the rest without a
-close frame so the caller reconnects. Every process is our child in its own process
-group (``Child``), so stopping it leaves nothing behind, and a failed start stops what
-had already started.
+services, see services.py; the nodes; then the load balancer once every node is ready);
+stop order is the reverse, and the nodes drain first: each gets one SIGTERM at the same
+time, stops being ready (HAProxy takes it out within two checks), lets its calls finish
+until its ``drain_timeout_s`` and then drops the rest without a close frame so the
+caller reconnects. Every process is our child in its own process group (``Child``), so
+stopping it leaves nothing behind, and a failed start stops what had already started.
 
 The nodes inherit this process's environment, so ``SWITCHBOARD_*`` settings (drain
 timeout, log level, max calls) apply to all of them.
