@@ -155,7 +155,10 @@ def demo(
     ] = None,
     profile: Annotated[
         str,
-        typer.Option(help="single: one server; distributed: 3 nodes, HAProxy, kill -9 of one."),
+        typer.Option(
+            help="single: one server; distributed: 3 nodes, HAProxy, kill -9 of one; "
+            "event-driven: the bus, archive, analytics and escalation services too."
+        ),
     ] = "single",
     html: Annotated[Path, typer.Option(help="HTML report to write.")] = Path("reports/demo.html"),
 ) -> None:
