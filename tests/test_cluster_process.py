@@ -18,12 +18,15 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
+from switchboard.cluster.launch import start_cluster_child
 from switchboard.services import archive_queries as q
 from switchboard.services.archive_db import ArchiveDb, open_archive
+from switchboard.sim.processes import ChildError
 from switchboard.sim.runner import simulate
 from tests.fixtures.broken_servers import fast_options
-from tests.fixtures.cluster import gone, running_cluster, stop_cluster
+from tests.fixtures.cluster import CLUSTER_ENV, gone, running_cluster, stop_cluster
 from tests.fixtures.server import RetellPeer
+from tests.test_demo_failover import processes_using
 
 
 async def active_calls(http: httpx.AsyncClient, port: int) -> int:
@@ -234,3 +237,19 @@ async def test_event_driven_cluster_runs_bus_and_services_and_archives_every_tur
 
 async def _archived_at_least(archive: ArchiveDb, turns: int) -> bool:
     return (await q.stats(archive)).turns >= turns
+
+
+def test_event_driven_cluster_with_bad_escalation_rules_says_so_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules:\n  - {name: x, when: asks_for_human, action: transfer}\n")
+    with pytest.raises(ChildError, match="transfers but names no number"):
+        start_cluster_child(
+            nodes=1,
+            log_dir=tmp_path / "logs",
+            profile="event-driven",
+            env=CLUSTER_ENV,
+            extra_args=["--escalation-rules", str(rules)],
+        )
+    assert processes_using(tmp_path) == []

@@ -17,6 +17,7 @@ from typing import Literal
 
 from switchboard.cluster.tansu import bootstrap, start_tansu
 from switchboard.config import builtin_example
+from switchboard.services.escalation_rules import load_rules
 from switchboard.sim.processes import SWITCHBOARD_ARGV, Child, free_port, wait_http_ready
 
 BusKind = Literal["kafka", "redis"]
@@ -85,6 +86,7 @@ def start_event_stack(
 ) -> EventStack:
     """Start the bus and the services; returns once the dashboard answers. A failed start
     stops what had started."""
+    load_rules(rules or builtin_example("escalation.yaml"))  # a bad file: RulesError now
     broker: Child | None = None
     services: dict[str, Child] = {}
     try:
