@@ -148,7 +148,8 @@ def print_tally(result: EventTally, console: Console) -> None:
         f" twice) in {result.archived_calls} calls, {result.escalated_calls} escalated\n"
         f"  read it:   switchboard archive stats --db {result.archive_db}\n"
         f"  analytics: {result.analytics_turns} turns in {result.analytics_calls} calls\n"
-        f"  dashboard: {result.dashboard_url} (live while the cluster ran)"
+        f"  dashboard: {result.dashboard_url} (live while the cluster ran)",
+        soft_wrap=True,  # paths and URLs stay whole, to copy
     )
 
 
