@@ -95,7 +95,9 @@ async def test_kill_9_mid_stream_loses_nothing_and_doubles_nothing(
         stats = await q.stats(archive)
         assert stats.turns == 800
         assert stats.calls == 80
-        assert stats.messages_skipped == 1
+        # Skipped, never applied; counted again if the kill came between the batch's commit
+        # and its ack (a foreign message has no event id to deduplicate its count by).
+        assert 1 <= stats.messages_skipped <= 2
         rows = await archive.fetch("SELECT COUNT(*), COUNT(DISTINCT event_id) FROM turns")
         assert rows[0][0] == rows[0][1] == 800
         service.stop()

@@ -28,6 +28,8 @@ from switchboard.cluster.plan import (
     write_state,
 )
 from switchboard.cluster.run import distinct_free_ports
+from switchboard.cluster.services import service_argvs
+from switchboard.config import builtin_example
 
 
 def three_nodes(**overrides: object) -> LoadBalancer:
@@ -204,3 +206,50 @@ def test_state_file_lists_every_process_and_round_trips(tmp_path: Path) -> None:
     )
     assert without_valkey.pids == [11, 12, 13]
     assert isinstance(without_valkey, ClusterState)
+
+
+def test_event_driven_nodes_get_the_bus_and_services_share_the_archive(tmp_path: Path) -> None:
+    plan = plan_cluster(nodes=1, port=8080, node_ports=[9001], profile="event-driven")
+    argv = node_argv(plan, plan.nodes[0], redis_url="redis://r:1/0", bus_url="kafka://k:2")
+    flags = dict(zip(argv[1::2], argv[2::2], strict=True))
+    assert flags["--bus"] == "kafka://k:2"
+    assert flags["--profile"] == "event-driven"
+    assert "--bus" not in node_argv(plan, plan.nodes[0], redis_url=None)
+
+    argvs = service_argvs(
+        bus_url="kafka://k:2", redis_url="redis://r:1/0", data_dir=tmp_path, dashboard_port=8090
+    )
+    assert list(argvs) == ["archive", "analytics", "escalation"]
+    by_name = {n: dict(zip(a[2::2], a[3::2], strict=True)) for n, a in argvs.items()}
+    assert all(a[:2] == ["service", n] for n, a in argvs.items())
+    assert {f["--bus"] for f in by_name.values()} == {"kafka://k:2"}
+    archive = str(tmp_path / "archive.db")
+    assert by_name["archive"]["--db"] == archive
+    assert by_name["analytics"]["--archive-db"] == archive
+    assert by_name["analytics"]["--port"] == "8090"
+    assert by_name["escalation"]["--redis-url"] == "redis://r:1/0"
+    assert by_name["escalation"]["--rules"] == str(builtin_example("escalation.yaml"))
+    assert len({f["--db"] for f in by_name.values()}) == 3  # each service its own state
+
+
+def test_event_driven_state_round_trips_with_the_bus_and_services(tmp_path: Path) -> None:
+    plan = plan_cluster(nodes=1, port=8080, node_ports=[9001], profile="event-driven")
+    state = cluster_state(
+        plan,
+        node_pids=[11],
+        haproxy_pid=13,
+        valkey=None,
+        redis_url="redis://r:1/0",
+        haproxy_cfg=tmp_path / "haproxy.cfg",
+        log_dir=tmp_path,
+        cluster_pid=9,
+    )
+    assert state.bus_url is None
+    assert state.services == {}
+    state.bus_url = "kafka://127.0.0.1:2"
+    state.archive_db = str(tmp_path / "archive.db")
+    state.dashboard_url = "http://127.0.0.1:8090/"
+    state.services = {"archive": 21, "analytics": 22, "escalation": 23, "tansu": 24}
+    path = tmp_path / "state.json"
+    write_state(state, path)
+    assert read_state(path) == state

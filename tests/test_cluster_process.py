@@ -1,7 +1,8 @@
 """``switchboard cluster`` as a real process tree: valkey-server, two nodes and HAProxy.
 
-The profile is ``single`` here, so this module needs nothing from the shared store: it
-proves the orchestration (state file, balancing, webhooks through the load balancer,
+The profile is ``single`` here (but for the event-driven test at the end, which adds the
+bus and the services), so this module needs little from the shared store: it proves the
+orchestration (state file, balancing, webhooks through the load balancer,
 drain and stop without orphans). The failover under load is in test_cluster_failover.py.
 """
 
@@ -14,12 +15,18 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
+import pytest
 from websockets.asyncio.client import connect
 
+from switchboard.cluster.launch import start_cluster_child
+from switchboard.services import archive_queries as q
+from switchboard.services.archive_db import ArchiveDb, open_archive
+from switchboard.sim.processes import ChildError
 from switchboard.sim.runner import simulate
 from tests.fixtures.broken_servers import fast_options
-from tests.fixtures.cluster import gone, running_cluster, stop_cluster
+from tests.fixtures.cluster import CLUSTER_ENV, gone, running_cluster, stop_cluster
 from tests.fixtures.server import RetellPeer
+from tests.test_demo_failover import processes_using
 
 
 async def active_calls(http: httpx.AsyncClient, port: int) -> int:
@@ -168,3 +175,81 @@ async def test_sigterm_drains_a_live_call_before_stopping(tmp_path: Path) -> Non
             assert ws.protocol.close_rcvd is None
             assert await stopping == 0
         assert all(gone(pid) for pid in state.pids)
+
+
+@pytest.mark.parametrize("bus", ["kafka", "redis"])
+async def test_event_driven_cluster_runs_bus_and_services_and_archives_every_turn(
+    tmp_path: Path, bus: str
+) -> None:
+    """``--profile event-driven``: the bus (a tansu broker, or Streams on the cluster's
+    valkey) and the three services come up with the nodes, every turn is archived and
+    counted, and one SIGTERM stops all of it."""
+    with running_cluster(
+        tmp_path,
+        nodes=2,
+        profile="event-driven",
+        extra_args=["--bus", bus],
+        SWITCHBOARD_CALL_DETAILS="false",
+    ) as (child, state):
+        assert state.profile == "event-driven"
+        assert set(state.services) == {"archive", "analytics", "escalation"} | (
+            {"tansu"} if bus == "kafka" else set()
+        )
+        assert state.valkey is not None
+        if bus == "kafka":
+            assert state.bus_url is not None
+            assert state.bus_url.startswith("kafka://127.0.0.1:")
+        else:
+            assert state.bus_url == state.redis_url
+        assert set(state.pids) == {
+            state.valkey.pid,
+            state.haproxy.pid,
+            *(n.pid for n in state.nodes),
+            *state.services.values(),
+        }
+        assert all(not gone(pid) for pid in state.pids)
+        assert state.archive_db is not None
+        assert state.dashboard_url is not None
+
+        report = await simulate(fast_options(state.url, calls=6, turns=3))
+        assert report.calls_failed == {}
+        assert report.turns >= 18
+        async with httpx.AsyncClient(trust_env=False) as http:
+
+            async def counted() -> bool:
+                summary = (await http.get(f"{state.dashboard_url}api/summary")).json()
+                return int(summary["totals"]["turns"]) >= report.turns
+
+            await eventually_async(counted, timeout=60)
+            dashboard = await http.get(str(state.dashboard_url))
+            assert dashboard.status_code == 200
+        archive = await open_archive(state.archive_db)
+        try:
+            await eventually_async(lambda: _archived_at_least(archive, report.turns), timeout=60)
+            assert (await q.stats(archive)).turns == report.turns
+        finally:
+            await archive.close()
+
+        code = stop_cluster(child)
+        assert code == 0
+        assert all(gone(pid) for pid in state.pids)
+
+
+async def _archived_at_least(archive: ArchiveDb, turns: int) -> bool:
+    return (await q.stats(archive)).turns >= turns
+
+
+def test_event_driven_cluster_with_bad_escalation_rules_says_so_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules:\n  - {name: x, when: asks_for_human, action: transfer}\n")
+    with pytest.raises(ChildError, match="transfers but names no number"):
+        start_cluster_child(
+            nodes=1,
+            log_dir=tmp_path / "logs",
+            profile="event-driven",
+            env=CLUSTER_ENV,
+            extra_args=["--escalation-rules", str(rules)],
+        )
+    assert processes_using(tmp_path) == []

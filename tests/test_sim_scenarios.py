@@ -194,3 +194,50 @@ async def test_receptionist_scenarios_pass_against_the_real_server() -> None:
     assert report.calls_failed == {}
     assert report.calls_ended["agent_hangup"] >= 2  # goodbyes end calls
     assert report.calls_ended["call_transfer"] == 1
+
+
+INTERRUPT_SCENARIO = (
+    "turns:\n"
+    " - say: one\n"
+    " - say: two\n"
+    "expect_interrupt: {within_s: 5, contains: colleague, transfer_number: '+1555'}\n"
+)
+
+
+def test_expect_interrupt_waits_after_the_last_turn_and_wants_exactly_one() -> None:
+    scenario = parse_scenario(INTERRUPT_SCENARIO, "esc.yaml")
+    assert [t.then_wait_s for t in scenario.turns] == [0.0, 5.0]
+    turns = [TurnOutcome(reply="hm", completed=True), TurnOutcome(reply="hm", completed=True)]
+    handoff = TurnOutcome(reply="A colleague will help.", completed=True, transfer_number="+1555")
+    ok = CallRecord(call_id="c", reason="call_transfer", outcomes=turns, interrupts=[handoff])
+    assert check(scenario, ok) == []
+    none = CallRecord(call_id="c", reason="user_hangup", outcomes=turns)
+    assert check(scenario, none) == ["expected one agent_interrupt, got 0"]
+    wrong = TurnOutcome(reply="Goodbye.", completed=True, end_call=True)
+    twice = CallRecord(
+        call_id="c", reason="call_transfer", outcomes=turns, interrupts=[wrong, handoff]
+    )
+    joined = "\n".join(check(scenario, twice))
+    assert "expected one agent_interrupt, got 2" in joined
+    assert "agent_interrupt: reply lacks 'colleague'" in joined
+    assert "expected transfer to +1555, got None" in joined
+
+
+@pytest.mark.parametrize(
+    ("tail", "message"),
+    [
+        ("expect_interrupt: {within_s: 0}\n", "within_s must be positive"),
+        ("expect_interrupt: {action: dance}\n", "expect_interrupt: action must be one of"),
+        ("expect_interrupt: {wait: 3}\n", "wait"),
+    ],
+)
+def test_expect_interrupt_mistakes_are_named(tail: str, message: str) -> None:
+    with pytest.raises(ScenarioError, match=message):
+        parse_scenario("turns:\n - say: hi\n" + tail, "esc.yaml")
+
+
+def test_shipped_event_driven_scenario_parses() -> None:
+    (scenario,) = load_scenarios(builtin_example("scenarios/event-driven"))
+    assert scenario.name == "asks-for-a-manager-twice"
+    assert scenario.expect_interrupt is not None
+    assert scenario.expect_interrupt.transfer_number == "+15550100"

@@ -93,16 +93,30 @@ def cluster(
         Path | None, typer.Option(help="Where logs and haproxy.cfg go (default: a temp dir).")
     ] = None,
     host: Annotated[str, typer.Option(help="Interface HAProxy binds.")] = "127.0.0.1",
+    bus: Annotated[
+        str, typer.Option(help="event-driven: kafka (a tansu broker) or redis (Streams).")
+    ] = "kafka",
+    escalation_rules: Annotated[
+        Path | None, typer.Option(help="event-driven: escalation rules (default: the example).")
+    ] = None,
+    dashboard_port: Annotated[
+        int | None, typer.Option(help="event-driven: the analytics dashboard's port.")
+    ] = None,
 ) -> None:
-    """Run valkey-server, N nodes and HAProxy in the foreground; SIGTERM drains and stops."""
+    """Run valkey-server, N nodes and HAProxy in the foreground; SIGTERM drains and stops.
+    With --profile event-driven also the bus and the archive, analytics and escalation
+    services."""
     from typing import cast
 
     from switchboard.cluster.run import ClusterOptions, run_cluster
+    from switchboard.cluster.services import BUS_KINDS
     from switchboard.config import BUDGET_MS, Profile
     from switchboard.sim.processes import ChildError
 
     if profile not in BUDGET_MS:
         raise typer.BadParameter(f"profile must be one of {', '.join(BUDGET_MS)}, got {profile!r}")
+    if bus not in BUS_KINDS:
+        raise typer.BadParameter(f"bus must be one of {', '.join(BUS_KINDS)}, got {bus!r}")
     options = ClusterOptions(
         nodes=nodes,
         port=port,
@@ -113,6 +127,9 @@ def cluster(
         state_file=state_file,
         log_dir=log_dir,
         bind_host=host,
+        bus=bus,
+        escalation_rules=escalation_rules,
+        dashboard_port=dashboard_port,
     )
 
     def say(line: str) -> None:
@@ -138,7 +155,10 @@ def demo(
     ] = None,
     profile: Annotated[
         str,
-        typer.Option(help="single: one server; distributed: 3 nodes, HAProxy, kill -9 of one."),
+        typer.Option(
+            help="single: one server; distributed: 3 nodes, HAProxy, kill -9 of one; "
+            "event-driven: the bus, archive, analytics and escalation services too."
+        ),
     ] = "single",
     html: Annotated[Path, typer.Option(help="HTML report to write.")] = Path("reports/demo.html"),
 ) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import msgspec
@@ -35,6 +35,7 @@ def start_cluster_child(
     redis_url: str | None = None,
     env: Mapping[str, str] | None = None,
     ready_deadline_s: float = 90.0,
+    extra_args: Sequence[str] = (),
 ) -> tuple[Child, ClusterState]:
     """Start the cluster and return once its state file is written (everything is ready)."""
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -48,6 +49,7 @@ def start_cluster_child(
         argv += ["--agent-file", str(agent_file)]
     if redis_url is not None:
         argv += ["--redis-url", redis_url]
+    argv += extra_args
     child = Child("cluster", argv, log_path=log_dir / "cluster.log", env=env, port=port)
     try:
         return child, _wait_state(child, state_file, ready_deadline_s)

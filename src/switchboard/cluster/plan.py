@@ -82,12 +82,15 @@ def node_argv(
     redis_url: str | None,
     agent_file: Path | None = None,
     config: Path | None = None,
+    bus_url: str | None = None,
 ) -> list[str]:
     """The ``switchboard serve`` arguments of one node (after the program itself)."""
     argv = ["serve", "--host", NODE_HOST, "--port", str(node.port)]
     argv += ["--node-id", node.node_id, "--profile", plan.profile]
     if redis_url is not None:
         argv += ["--redis-url", redis_url]
+    if bus_url is not None:
+        argv += ["--bus", bus_url]
     if agent_file is not None:
         argv += ["--agent-file", str(agent_file)]
     if config is not None:
@@ -123,6 +126,12 @@ class ClusterState(msgspec.Struct, kw_only=True):
     pids: list[int] = msgspec.field(default_factory=list)
     haproxy_cfg: str = ""
     log_dir: str = ""
+    #: event-driven profile only: the bus, the archive, the analytics dashboard, and the
+    #: pid of each service (``archive``, ``analytics``, ``escalation``) and of the broker
+    bus_url: str | None = None
+    archive_db: str | None = None
+    dashboard_url: str | None = None
+    services: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 def cluster_state(

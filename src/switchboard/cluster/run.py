@@ -1,13 +1,13 @@
 """``switchboard cluster``: valkey-server, N ``switchboard serve`` nodes and HAProxy, in the
 foreground, until SIGTERM or SIGINT.
 
-Start order is dependency order (Redis, the nodes, then the load balancer once every
-node is ready); stop order is the reverse, and the nodes drain first: each gets one
-SIGTERM at the same time, stops being ready (HAProxy takes it out within two checks),
-lets its calls finish until its ``drain_timeout_s`` and then drops the rest without a
-close frame so the caller reconnects. Every process is our child in its own process
-group (``Child``), so stopping it leaves nothing behind, and a failed start stops what
-had already started.
+Start order is dependency order (Redis; with ``--profile event-driven`` the bus and the
+services, see services.py; the nodes; then the load balancer once every node is ready);
+stop order is the reverse, and the nodes drain first: each gets one SIGTERM at the same
+time, stops being ready (HAProxy takes it out within two checks), lets its calls finish
+until its ``drain_timeout_s`` and then drops the rest without a close frame so the
+caller reconnects. Every process is our child in its own process group (``Child``), so
+stopping it leaves nothing behind, and a failed start stops what had already started.
 
 The nodes inherit this process's environment, so ``SWITCHBOARD_*`` settings (drain
 timeout, log level, max calls) apply to all of them.
@@ -35,6 +35,7 @@ from switchboard.cluster.plan import (
     plan_cluster,
     write_state,
 )
+from switchboard.cluster.services import BusKind, EventStack, start_event_stack
 from switchboard.cluster.valkey import redis_url as valkey_url
 from switchboard.cluster.valkey import start_valkey
 from switchboard.config import Profile
@@ -64,6 +65,10 @@ class ClusterOptions:
     #: upper bound of a node's drain on stop (its own ``drain_timeout_s`` decides earlier)
     drain_deadline_s: float = 60.0
     ready_deadline_s: float = 60.0
+    #: event-driven profile: the bus (see cluster/services.py), escalation rules, dashboard
+    bus: BusKind = "kafka"
+    escalation_rules: Path | None = None
+    dashboard_port: int | None = None
 
 
 @dataclass(slots=True)
@@ -75,21 +80,27 @@ class Cluster:
     valkey: Child | None
     nodes: list[Child]
     haproxy: Child
+    events: EventStack | None = None
     _stopped: bool = field(default=False)
 
     def children(self) -> list[Child]:
-        return [*([self.valkey] if self.valkey else []), *self.nodes, self.haproxy]
+        extra = self.events.children() if self.events else []
+        return [*([self.valkey] if self.valkey else []), *extra, *self.nodes, self.haproxy]
 
     def stop(self, drain_deadline_s: float = 60.0) -> None:
         """Drain the nodes (all at once), then stop HAProxy and Redis."""
         if self._stopped:
             return
         self._stopped = True
-        stop_children(self.nodes, self.haproxy, self.valkey, drain_deadline_s)
+        stop_children(self.nodes, self.haproxy, self.valkey, drain_deadline_s, self.events)
 
 
 def stop_children(
-    nodes: list[Child], haproxy: Child | None, valkey: Child | None, drain_deadline_s: float
+    nodes: list[Child],
+    haproxy: Child | None,
+    valkey: Child | None,
+    drain_deadline_s: float,
+    events: EventStack | None = None,
 ) -> None:
     for node in nodes:
         node.send_signal(signal.SIGTERM)  # one signal: a second one skips the drain
@@ -100,6 +111,8 @@ def stop_children(
     # The load balancer last but one: a node's dropped calls reconnect through it.
     if haproxy is not None:
         haproxy.stop()
+    for child in events.children() if events else []:  # services, then the broker
+        child.stop()
     if valkey is not None:
         valkey.stop()
 
@@ -118,15 +131,33 @@ def start_cluster(options: ClusterOptions, log: Callable[[str], None] = print) -
     valkey: Child | None = None
     nodes: list[Child] = []
     haproxy: Child | None = None
+    events: EventStack | None = None
     try:
         redis = options.redis_url
         if redis is None:
             valkey = start_valkey(log_dir=log_dir, ready_deadline_s=options.ready_deadline_s)
             redis = valkey_url(valkey)
             log(f"valkey-server pid {valkey.pid} at {redis}")
+        if options.profile == "event-driven":
+            events = start_event_stack(
+                kind=options.bus,
+                redis_url=redis,
+                log_dir=log_dir,
+                rules=options.escalation_rules,
+                ready_deadline_s=options.ready_deadline_s,
+                dashboard_port=options.dashboard_port,
+            )
+            for child in events.children():
+                log(f"{child.name} pid {child.pid}")
+            log(f"event bus {events.bus_url}; dashboard {events.dashboard_url}")
         for node in plan.nodes:
             argv = node_argv(
-                plan, node, redis_url=redis, agent_file=options.agent_file, config=options.config
+                plan,
+                node,
+                redis_url=redis,
+                agent_file=options.agent_file,
+                config=options.config,
+                bus_url=events.bus_url if events else None,
             )
             nodes.append(
                 Child(
@@ -134,6 +165,8 @@ def start_cluster(options: ClusterOptions, log: Callable[[str], None] = print) -
                     [*SWITCHBOARD_ARGV, *argv],
                     log_path=log_dir / f"{node.node_id}.log",
                     port=node.port,
+                    # its own spill directory: never another cluster's stale spills
+                    env={"SWITCHBOARD_OUTBOX_DIR": str(log_dir / f"outbox-{node.node_id}")},
                 )
             )
         for child in nodes:  # started together, awaited in turn
@@ -159,10 +192,18 @@ def start_cluster(options: ClusterOptions, log: Callable[[str], None] = print) -
             log_dir=log_dir,
             cluster_pid=os.getpid(),
         )
+        if events is not None:
+            state.bus_url = events.bus_url
+            state.archive_db = str(events.archive_db)
+            state.dashboard_url = events.dashboard_url
+            state.services = {c.name: c.pid for c in events.children()}
+            state.pids += list(state.services.values())
     except BaseException:
-        stop_children(nodes, haproxy, valkey, drain_deadline_s=0.0)
+        stop_children(nodes, haproxy, valkey, drain_deadline_s=0.0, events=events)
         raise
-    return Cluster(plan=plan, state=state, valkey=valkey, nodes=nodes, haproxy=haproxy)
+    return Cluster(
+        plan=plan, state=state, valkey=valkey, nodes=nodes, haproxy=haproxy, events=events
+    )
 
 
 def distinct_free_ports(count: int, avoid: set[int]) -> list[int]:
@@ -200,6 +241,8 @@ def run_cluster(
             announce(cluster.state.url)
             log(f"WebSocket URL: {cluster.state.url}")
             log(f"webhook URL: {cluster.state.webhook_url}")
+            if cluster.state.dashboard_url:
+                log(f"dashboard: {cluster.state.dashboard_url}")
             if options.state_file is not None:
                 log(f"state file: {options.state_file}")
             log("SIGTERM or Ctrl-C drains the nodes and stops everything.")

@@ -212,8 +212,18 @@ class SimulatedCall:
             if outcome.transfer_number is not None:
                 self._finish(CALL_TRANSFER, failed=False)
                 return
+            if turn.then_wait_s:
+                await self._linger(turn.then_wait_s)
         await self._ready()  # a caller hangs up on a live call only
         self._finish(USER_HANGUP, failed=False)
+
+    async def _linger(self, seconds: float) -> None:
+        """Silence until the call ends (``_CallOver``) or ``seconds`` pass."""
+        deadline = _now() + seconds
+        while not self.record.reason and (remaining := deadline - _now()) > 0:
+            await self._wait(remaining)
+        if self.record.reason:
+            raise _CallOver
 
     async def _reminder(self) -> TurnOutcome:
         req = await self._ask("reminder")
@@ -637,8 +647,17 @@ class SimulatedCall:
         if not frame.content_complete:
             return
         self.transcript.commit_user()
-        self.transcript.add_agent("".join(sock.interrupt_parts))
+        said = "".join(sock.interrupt_parts)
+        self.transcript.add_agent(said)
         sock.interrupt_parts = []
+        self.record.interrupts.append(
+            TurnOutcome(
+                reply=said,
+                completed=True,
+                end_call=bool(frame.end_call),
+                transfer_number=frame.transfer_number,
+            )
+        )
         if frame.end_call:
             self._finish(AGENT_HANGUP, failed=False)
         elif frame.transfer_number is not None:

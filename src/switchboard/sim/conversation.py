@@ -64,6 +64,9 @@ class CallerTurn:
     #: Words the caller adds while the agent is answering (a barge-in), if any.
     barge_in: str | None = None
     expect: Expectation | None = None
+    #: after this turn, stay on the line in silence up to this long for the agent to
+    #: speak up on its own (an ``agent_interrupt`` that ends or transfers the call)
+    then_wait_s: float = 0.0
 
 
 @dataclass(slots=True)
@@ -86,6 +89,8 @@ class CallRecord:
     failed: bool = False
     greeting: str | None = None
     outcomes: list[TurnOutcome] = field(default_factory=list)
+    #: what the agent said on its own (complete ``agent_interrupt``s), in order
+    interrupts: list[TurnOutcome] = field(default_factory=list)
 
 
 def random_script(

@@ -11,6 +11,10 @@ with three nodes behind HAProxy, the same scenarios plus longer random calls thr
 load balancer, and, once the calls are up, ``kill -9`` of the node that holds the most.
 The verdict then also requires every call cut off by the kill to be resumed on another
 node, and reports kill -> first answered turn after the reconnect.
+
+With ``profile="event-driven"`` it is the event pipeline demo (sim/event_demo.py): the
+cluster with the bus and the services, the escalation scenario and random calls, and a
+verdict that also needs the archive and analytics to agree with the simulator.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from rich.console import Console
 
 from switchboard.cluster.launch import start_cluster_child, stop_cluster_child
 from switchboard.config import builtin_example
+from switchboard.sim import event_demo
 from switchboard.sim.failover import kill_busiest_mid_run, summarize
 from switchboard.sim.processes import (
     free_port,
@@ -64,6 +69,8 @@ KILL_AFTER_TURNS = 1
 def run_demo(options: DemoOptions, console: Console, log_dir: Path | None = None) -> RunReport:
     """Run the demo end to end and return the judged report (``passed`` is the exit status)."""
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix="switchboard-demo-"))
+    if options.profile == "event-driven":
+        return run_events_demo(options, console, log_dir)
     if options.profile != "single":
         return run_failover_demo(options, console, log_dir)
     port = free_port()
@@ -159,16 +166,39 @@ def run_failover_demo(options: DemoOptions, console: Console, log_dir: Path) -> 
     return _finish(judge(report), options, console)
 
 
-def simulator_args(options: DemoOptions, url: str) -> list[str]:
+def run_events_demo(options: DemoOptions, console: Console, log_dir: Path) -> RunReport:
+    """The event-driven cluster, the escalation scenario and random calls, the tally."""
+    env = {
+        "SWITCHBOARD_LOG_LEVEL": "warning",
+        "SWITCHBOARD_DRAIN_TIMEOUT_S": "2",
+        "SWITCHBOARD_MAX_CALLS": str(max(100, options.calls * 2)),
+    }
+    report, tally = event_demo.run_event_demo(
+        nodes=options.nodes,
+        simulator_args=lambda url: simulator_args(options, url, event_demo.SCENARIOS_DIR),
+        env=env,
+        console=console,
+        log_dir=log_dir,
+    )
+    report = event_demo.judge_events(judge(report), tally)
+    report = _finish(report, options, console)
+    event_demo.print_tally(tally, console)
+    console.print(f"verdict: {'[green]PASS[/]' if report.passed else '[red]FAIL[/]'}")
+    return report
+
+
+def simulator_args(options: DemoOptions, url: str, scenarios: str = SCENARIOS_DIR) -> list[str]:
     """The ``switchboard simulate`` options for the demo (without ``--json``/``--quiet``)."""
     label = "demo: receptionist"
-    if options.profile != "single":
+    if options.profile == "event-driven":
+        label = "demo: event-driven"
+    elif options.profile != "single":
         label = f"demo: {options.profile} failover"
     return [
         "--url",
         url,
         "--scenario",
-        str(builtin_example(SCENARIOS_DIR)),
+        str(builtin_example(scenarios)),
         "--calls",
         str(options.calls),
         "--turns",

@@ -16,6 +16,10 @@ One YAML file is one scenario::
       - say: "Can I talk to a person?"
         barge_in: "a real person please"  # keeps talking while the agent answers
         expect: {action: transfer_number, transfer_number: "+14155550123"}
+    expect_interrupt:                   # after the last turn, the agent speaks up on its
+      within_s: 30                      # own (agent_interrupt) exactly once, as expected
+      contains: "colleague"
+      transfer_number: "+15550100"
 
 A directory holds several (``*.yaml``/``*.yml``, sorted by name). Mistakes in a file are
 reported with the file and field, before any call is placed.
@@ -54,8 +58,13 @@ class _TurnSpec(msgspec.Struct, forbid_unknown_fields=True):
     expect: _ExpectSpec | None = None
 
 
+class _InterruptSpec(_ExpectSpec, forbid_unknown_fields=True):
+    within_s: float = 30.0
+
+
 class _ScenarioSpec(msgspec.Struct, forbid_unknown_fields=True):
     turns: list[_TurnSpec]
+    expect_interrupt: _InterruptSpec | None = None
     name: str | None = None
     description: str = ""
     dynamic_variables: dict[str, str] | None = None
@@ -70,6 +79,8 @@ class Scenario:
     #: ``None`` lets the simulator pick (a random customer name); ``{}`` sends none.
     dynamic_variables: dict[str, str] | None = None
     expect_greeting_contains: tuple[str, ...] = ()
+    #: exactly one ``agent_interrupt`` after the last turn, satisfying this
+    expect_interrupt: Expectation | None = None
 
 
 def _strings(value: str | list[str]) -> tuple[str, ...]:
@@ -121,6 +132,18 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
             raise ScenarioError(f"{where}: 'barge_in' needs words and a 'say' to interrupt")
         expect = _expectation(turn.expect, where) if turn.expect is not None else None
         turns.append(CallerTurn(say=turn.say, barge_in=turn.barge_in, expect=expect))
+    interrupt = None
+    if spec.expect_interrupt is not None:
+        if spec.expect_interrupt.within_s <= 0:
+            raise ScenarioError(f"{source}: expect_interrupt: within_s must be positive")
+        interrupt = _expectation(spec.expect_interrupt, f"{source}: expect_interrupt")
+        last = turns[-1]
+        turns[-1] = CallerTurn(
+            say=last.say,
+            barge_in=last.barge_in,
+            expect=last.expect,
+            then_wait_s=spec.expect_interrupt.within_s,
+        )
     name = spec.name or Path(source).stem
     return Scenario(
         name=name,
@@ -128,6 +151,7 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
         description=spec.description,
         dynamic_variables=spec.dynamic_variables,
         expect_greeting_contains=_strings(spec.expect_greeting_contains),
+        expect_interrupt=interrupt,
     )
 
 
@@ -200,6 +224,20 @@ def check(scenario: Scenario, record: CallRecord) -> list[str]:
                 f"{label}: {failure} (reply {outcome.reply[:80]!r})"
                 for failure in _check_reply(
                     turn.expect, outcome.reply, outcome.end_call, outcome.transfer_number
+                )
+            ]
+    if scenario.expect_interrupt is not None:
+        said = record.interrupts
+        if len(said) != 1:
+            failures.append(f"expected one agent_interrupt, got {len(said)}")
+        for outcome in said[:1]:
+            failures += [
+                f"agent_interrupt: {failure} (said {outcome.reply[:80]!r})"
+                for failure in _check_reply(
+                    scenario.expect_interrupt,
+                    outcome.reply,
+                    outcome.end_call,
+                    outcome.transfer_number,
                 )
             ]
     if record.failed:
