@@ -25,6 +25,20 @@ from tests.fixtures.conditions import eventually, eventually_async
 from tests.fixtures.distributed import Caller, begin, node
 from tests.fixtures.server import RunningServer, retell, running_server, spoken
 
+
+async def saved_turns(
+    store: RedisCallStore, call_id: str, turns: int, timeout: float = 10.0
+) -> None:
+    """Wait for the save of a call's ``turns``-th turn: it follows ``content_complete``, off
+    the response path, so a test that reads right after the reply would race it."""
+
+    async def saved() -> bool:
+        stored = await store.load(call_id)
+        return stored is not None and stored.turns == turns
+
+    await eventually_async(saved, timeout)
+
+
 #: How long the Redis outage test keeps the link dead.
 OUTAGE_S = 10.0
 
@@ -48,11 +62,7 @@ async def test_a_booking_started_on_one_node_continues_on_another(
             assert "full name" in await caller.say(peer, "I'd like to book an appointment.")
             assert "day and time" in await caller.say(peer, "It's Priya Shah.")
 
-            async def saved_on_a() -> bool:
-                stored = await store.load("call-1")
-                return stored is not None and stored.turns == 2
-
-            await eventually_async(saved_on_a)
+            await saved_turns(store, "call-1", 2)
         # The socket is gone (as after a node death); Retell reconnects, here to node b.
         stored = await store.load("call-1")
         assert stored is not None
@@ -66,11 +76,7 @@ async def test_a_booking_started_on_one_node_continues_on_another(
             assert "Priya Shah" in reply
             assert "routine checkup" in reply
 
-            async def saved() -> bool:  # the save follows content_complete, off its path
-                stored = await store.load("call-1")
-                return stored is not None and stored.turns == 4
-
-            await eventually_async(saved)
+            await saved_turns(store, "call-1", 4)
         resumed = await store.load("call-1")
         assert resumed is not None
         assert resumed.epoch == 2
@@ -92,11 +98,7 @@ async def test_an_older_owner_is_fenced_and_drops_its_socket(
         await old.complete(1)
         old_session = a.app.node.sessions["call-2"]
 
-        async def first_turn_saved() -> bool:
-            stored = await store.load("call-2")
-            return stored is not None and stored.turns == 1
-
-        await eventually_async(first_turn_saved)
+        await saved_turns(store, "call-2", 1)
         # Retell lost sight of node a (a partition) and reconnected the call to node b.
         async with retell(b.ws_url, "call-2") as new:
             assert await begin(new) == ""
@@ -108,11 +110,7 @@ async def test_an_older_owner_is_fenced_and_drops_its_socket(
             await new.request(2, "second")
             assert "turn 2" in spoken(await new.complete(2), 2)
 
-            async def saved() -> bool:
-                stored = await store.load("call-2")
-                return stored is not None and stored.turns == 2
-
-            await eventually_async(saved)
+            await saved_turns(store, "call-2", 2)
         stored = await store.load("call-2")
         assert stored is not None
         assert stored.epoch == 2
@@ -285,11 +283,7 @@ async def test_calls_keep_answering_through_a_redis_outage_and_saves_catch_up(
         proxy.restore()
         await eventually(lambda: shared.health.is_up, timeout=15)
 
-        async def caught_up() -> bool:
-            stored = await store.load("call-6")
-            return stored is not None and stored.turns == rid
-
-        await eventually_async(caught_up, timeout=15)
+        await saved_turns(store, "call-6", rid, timeout=15)
         stored = await store.load("call-6")
         assert stored is not None
         assert stored.state == {"count": rid}
@@ -322,11 +316,7 @@ async def test_corrupt_state_under_a_call_key_starts_the_call_fresh(
         await peer.request(1, "hello")
         assert "turn 1" in spoken(await peer.complete(1), 1)
 
-        async def saved() -> bool:
-            stored = await store.load("call-7")
-            return stored is not None and stored.turns == 1
-
-        await eventually_async(saved)
+        await saved_turns(store, "call-7", 1)
     await store.client.aclose()
 
 

@@ -169,24 +169,18 @@ class CachedAgent(Agent):
     async def respond(self, turn: Turn) -> AsyncGenerator[str | Action, None]:
         started = time.perf_counter_ns()
         agent_line = keys.previous_agent_line(turn.transcript)
-        refusal = lookup_refusal(turn, agent_line, self.cache_variables)
-        if refusal is not None or not self.policy.active:
-            self.metrics.bypassed.labels(refusal or "disabled").inc()
-            passing = self.agent.respond(turn)
-            try:
-                async for passed in passing:
-                    if not isinstance(passed, NoCache):
-                        yield passed
-            finally:
-                await _aclose(passing)
-            return
+        bypass = lookup_refusal(turn, agent_line, self.cache_variables)
+        if bypass is None and not self.policy.active:
+            bypass = "disabled"
         context = keys.context_line(agent_line, turn.dynamic_variables)
         caller = turn.last_user_text
         key = keys.exact_key(self.digest, context, keys.normalise(caller))
-        if self._known_uncacheable(key):
+        if bypass is None and self._known_uncacheable(key):
             # Its last reply used a tool or an action: waiting on it or embedding it is
             # pure cost. Straight to the agent.
-            self.metrics.bypassed.labels("uncacheable_recently").inc()
+            bypass = "uncacheable_recently"
+        if bypass is not None:
+            self.metrics.bypassed.labels(bypass).inc()
             passing = self.agent.respond(turn)
             try:
                 async for passed in passing:

@@ -8,12 +8,14 @@ server's memory, where another process cannot reach it: there, list the lines un
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 if TYPE_CHECKING:
+    from switchboard.cache.base import ResponseCache
     from switchboard.config import Settings
 
 cache_app = typer.Typer(
@@ -107,6 +109,31 @@ def warm(
     asyncio.run(go())
 
 
+def _on_shared_cache(
+    what: str,
+    settings: Settings,
+    act: Callable[[ResponseCache], Awaitable[int]],
+) -> tuple[ResponseCache, int]:
+    """Run ``act`` on the deployment's cache; an unreachable one is one line and exit 1."""
+    from switchboard.cache.base import CacheUnavailable
+    from switchboard.cache.wiring import build_cache
+
+    cache = build_cache(settings)
+    assert cache is not None
+
+    async def go() -> int:
+        try:
+            return await act(cache)
+        finally:
+            await cache.close()
+
+    try:
+        return cache, asyncio.run(go())
+    except CacheUnavailable as exc:
+        typer.echo(f"cache {what}: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
 @cache_app.command()
 def stats(
     config: ConfigOption = None,
@@ -115,24 +142,8 @@ def stats(
     backend: BackendOption = None,
 ) -> None:
     """How many replies the shared cache holds."""
-    from switchboard.cache.base import CacheUnavailable
-    from switchboard.cache.wiring import build_cache
-
     settings = _settings(config, profile, redis_url, backend)
-    cache = build_cache(settings)
-    assert cache is not None
-
-    async def go() -> int:
-        try:
-            return await cache.count()
-        finally:
-            await cache.close()
-
-    try:
-        count = asyncio.run(go())
-    except CacheUnavailable as exc:
-        typer.echo(f"cache stats: {exc}", err=True)
-        raise typer.Exit(1) from None
+    cache, count = _on_shared_cache("stats", settings, lambda c: c.count())
     typer.echo(f"backend {cache.name}, namespace {settings.redis_namespace!r}: {count} entries")
 
 
@@ -144,22 +155,6 @@ def clear(
     backend: BackendOption = None,
 ) -> None:
     """Delete every cached reply and vector under the deployment's namespace."""
-    from switchboard.cache.base import CacheUnavailable
-    from switchboard.cache.wiring import build_cache
-
     settings = _settings(config, profile, redis_url, backend)
-    cache = build_cache(settings)
-    assert cache is not None
-
-    async def go() -> int:
-        try:
-            return await cache.clear()
-        finally:
-            await cache.close()
-
-    try:
-        gone = asyncio.run(go())
-    except CacheUnavailable as exc:
-        typer.echo(f"cache clear: {exc}", err=True)
-        raise typer.Exit(1) from None
+    _, gone = _on_shared_cache("clear", settings, lambda c: c.clear())
     typer.echo(f"deleted {gone} keys")

@@ -11,7 +11,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from switchboard.sim.processes import Child, free_port, wait_port_open
+from switchboard.sim.processes import Child, free_port, listening
 
 
 def tansu_binary() -> str:
@@ -44,12 +44,7 @@ def start_tansu(
         "memory://tansu/",
     ]
     child = Child("tansu", argv, log_path=log_dir / f"tansu-{port}.log", port=port)
-    try:
-        wait_port_open(child, port, ready_deadline_s)
-    except BaseException:
-        child.stop()
-        raise
-    return child
+    return listening(child, ready_deadline_s)
 
 
 def bootstrap(child: Child) -> str:

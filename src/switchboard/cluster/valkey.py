@@ -12,7 +12,7 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
-from switchboard.sim.processes import Child, free_port, wait_port_open
+from switchboard.sim.processes import Child, free_port, listening
 
 
 def valkey_binary() -> str:
@@ -54,12 +54,7 @@ def start_valkey(
         "no",
     ]
     child = Child("valkey-server", argv, log_path=log_dir / f"valkey-{port}.log", port=port)
-    try:
-        wait_port_open(child, port, ready_deadline_s)
-    except BaseException:
-        child.stop()
-        raise
-    return child
+    return listening(child, ready_deadline_s)
 
 
 def redis_url(child: Child, db: int = 0) -> str:

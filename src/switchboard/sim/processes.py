@@ -210,6 +210,18 @@ def wait_http_ready(child: Child, url: str, deadline_s: float = 30.0) -> None:
             time.sleep(POLL_INTERVAL_S)
 
 
+def listening(child: Child, deadline_s: float = 30.0) -> Child:
+    """``child`` once it accepts connections on its port; stopped, and the error raised, if
+    it exits or is not listening by the deadline (so a failed start leaves nothing behind)."""
+    assert child.port is not None
+    try:
+        wait_port_open(child, child.port, deadline_s)
+    except BaseException:
+        child.stop()
+        raise
+    return child
+
+
 def wait_port_open(child: Child, port: int, deadline_s: float = 30.0) -> None:
     """Wait until 127.0.0.1:``port`` accepts connections (for children without a ready URL)."""
     deadline = time.monotonic() + deadline_s
@@ -266,12 +278,7 @@ def start_fake_llm(
     argv += ["--port", str(port), "--ttft-ms", f"{ttft_ms:g}", "--token-ms", f"{token_ms:g}"]
     log_path = log_dir / f"fake-llm-{port}.log"
     child = Child("fake LLM", argv, log_path=log_path, cpu=cpu, port=port)
-    try:
-        wait_port_open(child, port, ready_deadline_s)
-    except BaseException:
-        child.stop()
-        raise
-    return child
+    return listening(child, ready_deadline_s)
 
 
 def start_simulator(
