@@ -10,14 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
-from switchboard.blueprint.validate_cache import FAQ_LINES, cache_check
+from switchboard.blueprint.validate_cache import FAQ_LINES, NAME, cache_check
 from switchboard.blueprint.validate_report import Check
+from switchboard.blueprint.validate_run import ValidateOptions, validate
 from switchboard.blueprint.validate_target import url_target
+from switchboard.cli import app
 from switchboard.config import builtin_example
 from switchboard.sim.fake_llm import FakeLLMConfig, FakeLLMServer
 from switchboard.sim.processes import Child, free_port, start_server
 from tests.fixtures.agents import EchoAgent
+from tests.fixtures.broken_servers import ReferenceServer, threaded_llm_server
 
 TTFT_MS = 800.0
 
@@ -77,3 +81,29 @@ async def test_without_a_cache_it_does_not_apply_unless_required(
     assert isinstance(required, Check)
     assert not required.passed
     assert required.figures == {"cache": "off"}
+
+
+async def test_validate_reports_the_row_and_require_cache_fails_the_run(
+    serve: Callable[..., Any],
+) -> None:
+    async with serve(EchoAgent(), max_calls=4) as srv:
+        options = {"calls": 2, "budget_ms": 10_000, "duration_s": 1.0, "turns": 2}
+        relaxed = await validate(url_target(srv.ws_url), ValidateOptions("single", **options))
+        strict = await validate(
+            url_target(srv.ws_url), ValidateOptions("single", require_cache=True, **options)
+        )
+    assert relaxed.passed
+    assert relaxed.not_run[NAME].startswith("not applicable: cache off")
+    assert not strict.passed
+    assert [c.name for c in strict.checks if not c.passed] == [NAME]
+
+
+def test_require_cache_on_the_command_line(tmp_path: Path) -> None:
+    with threaded_llm_server(ReferenceServer()) as url:
+        args = ["validate", "--profile", "single", "--url", url, "--calls", "1"]
+        args += ["--capacity", "1", "--duration", "1", "--budget-ms", "10000"]
+        result = CliRunner().invoke(
+            app, [*args, "--require-cache", "--report", str(tmp_path / "v.html")]
+        )
+    assert result.exit_code == 1, result.output
+    assert f"FAIL  {NAME}" in result.stdout

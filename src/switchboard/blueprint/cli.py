@@ -200,11 +200,19 @@ def validate(
         int | None, typer.Option(help="Calls the deployment admits (default: from /readyz).")
     ] = None,
     duration: Annotated[float, typer.Option(help="Seconds of load per check.")] = 10.0,
+    require_cache: Annotated[
+        bool, typer.Option(help="FAIL the slow-LLM check when the cache is off.")
+    ] = False,
+    escalation_line: Annotated[
+        str | None,
+        typer.Option(help="Caller line the escalation check asks twice (event-driven)."),
+    ] = None,
     report: Annotated[Path, typer.Option(help="HTML report (JSON beside it).")] = Path(
         "reports/validation.html"
     ),
 ) -> None:
     """Validate a running deployment against its profile; exit 1 on any FAIL."""
+    from switchboard.blueprint.validate_events import ESCALATION_LINE
     from switchboard.blueprint.validate_report import write_report
     from switchboard.blueprint.validate_run import ValidateOptions, run_validation
     from switchboard.blueprint.validate_target import TargetError, cluster_target, url_target
@@ -218,6 +226,8 @@ def validate(
             budget_ms=budget_ms,
             capacity=capacity,
             duration_s=duration,
+            require_cache=require_cache,
+            escalation_line=escalation_line or ESCALATION_LINE,
         )
         if url is not None:
             target = url_target(url)
