@@ -14,8 +14,11 @@ from switchboard.blueprint.validate_events import (
     ESCALATION_LINE,
     archive_check,
     escalation_check,
+    escalation_plan,
+    service_rules,
 )
 from switchboard.blueprint.validate_target import cluster_target
+from switchboard.services.escalation_rules import parse_rules
 from switchboard.sim.processes import Child
 from tests.fixtures.agents import EchoAgent
 from tests.fixtures.conditions import eventually
@@ -93,7 +96,10 @@ async def test_turns_archived_once_and_one_escalation_pass(
         target = cluster_target(tmp_path / "state.json")
         assert target.archive_db is not None
         archived = await archive_check(target.url, target.archive_db, calls=4, turns=3)
-        escalated = await escalation_check(target.url, target.archive_db)
+        # the line and the number of asks come from the running service's own rules
+        plan = escalation_plan(service_rules(dict(target.services)["escalation"]), None)
+        assert plan == (ESCALATION_LINE, 2)
+        escalated = await escalation_check(target.url, target.archive_db, *plan)
     assert archived.passed, archived
     assert archived.figures["turns completed (simulator)"] == 12
     assert archived.figures["turns archived"] == 12
@@ -125,3 +131,15 @@ async def test_an_archive_nothing_writes_and_no_matching_rule_fail(
     assert archived.figures["turns archived"] == 0
     assert not escalated.passed
     assert "no escalation reached the call" in escalated.detail
+
+
+def test_the_escalation_line_follows_the_rules() -> None:
+    default = parse_rules(
+        'transfer_number: "+1555"\nrules: [{name: h, when: asks_for_human, count: 3}]'
+    )
+    line, asks = escalation_plan(default, None)
+    assert (line, asks) == ("Please, talk to a person.", 3)
+    assert escalation_plan(default, "Get me an operator") == ("Get me an operator", 3)
+    only_says = parse_rules("rules: [{name: h, when: asks_for_human, action: say}]")
+    assert "no asks_for_human rule that transfers" in str(escalation_plan(only_says, None))
+    assert escalation_plan(None, None) == (ESCALATION_LINE, 2)

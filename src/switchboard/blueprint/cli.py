@@ -205,14 +205,13 @@ def validate(
     ] = False,
     escalation_line: Annotated[
         str | None,
-        typer.Option(help="Caller line the escalation check asks twice (event-driven)."),
+        typer.Option(help="Caller line the escalation check asks (default: from its rules)."),
     ] = None,
     report: Annotated[Path, typer.Option(help="HTML report (JSON beside it).")] = Path(
         "reports/validation.html"
     ),
 ) -> None:
     """Validate a running deployment against its profile; exit 1 on any FAIL."""
-    from switchboard.blueprint.validate_events import ESCALATION_LINE
     from switchboard.blueprint.validate_report import write_report
     from switchboard.blueprint.validate_run import ValidateOptions, run_validation
     from switchboard.blueprint.validate_target import TargetError, cluster_target, url_target
@@ -227,7 +226,7 @@ def validate(
             capacity=capacity,
             duration_s=duration,
             require_cache=require_cache,
-            escalation_line=escalation_line or ESCALATION_LINE,
+            escalation_line=escalation_line,
         )
         if url is not None:
             target = url_target(url)

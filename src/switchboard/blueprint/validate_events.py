@@ -7,7 +7,9 @@ file of ``switchboard cluster --profile event-driven``), with the archive's own 
   finishes its script); once the archive has caught up (or a deadline passed), its turn
   rows for exactly those call ids equal the turns the simulator completed, none twice, and
   it holds every one of those calls.
-- **escalation fires once**: one call asks for a person twice (``ESCALATION_LINE``); the
+- **escalation fires once**: one call asks for a person as often as the service's
+  ``asks_for_human`` rule wants (its ``--rules`` file, read from the running service's
+  command line; twice without one), with a line holding one of the rule's phrases; the
   escalation service must speak one ``agent_interrupt`` with the handoff line and a
   transfer number. The socket stays open until the archive has recorded the call as
   escalated, then a ping round trip flushes what the node sent: exactly one interrupt.
@@ -19,8 +21,10 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import msgspec
+import psutil
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import WebSocketException
 
@@ -28,6 +32,12 @@ from switchboard.blueprint.validate_probes import ANSWER_TIMEOUT_S, ProbeError, 
 from switchboard.blueprint.validate_report import Check
 from switchboard.protocol.outbound import AgentInterrupt, PingPongReply, Response
 from switchboard.services.archive_db import ArchiveDb, open_archive
+from switchboard.services.escalation_rules import (
+    DEFAULT_PHRASES,
+    RulesError,
+    RulesFile,
+    load_rules,
+)
 from switchboard.sim.frames import ServerFrame, decode_server_frame
 from switchboard.sim.options import SimOptions
 from switchboard.sim.runner import Simulation
@@ -39,6 +49,37 @@ ESCALATION = "escalation fires once"
 ESCALATION_LINE = "Could I speak with your manager please?"
 #: How long the services may take to catch up with what the simulator saw.
 CATCH_UP_DEADLINE_S = 60.0
+
+
+def service_rules(pid: int) -> RulesFile | None:
+    """The rules the running escalation service was started with (its ``--rules``)."""
+    try:
+        argv = psutil.Process(pid).cmdline()
+    except psutil.Error:
+        return None
+    if "--rules" not in argv[:-1]:
+        return None
+    try:
+        return load_rules(Path(argv[argv.index("--rules") + 1]))
+    except RulesError:
+        return None
+
+
+def escalation_plan(rules: RulesFile | None, given: str | None) -> tuple[str, int] | str:
+    """``(caller line, asks)``, or why no caller line can make the service transfer."""
+    if rules is None:
+        return given or ESCALATION_LINE, 2
+    rule = next(
+        (r for r in rules.rules if r.when == "asks_for_human" and r.action == "transfer"), None
+    )
+    if rule is None:
+        return "the escalation rules have no asks_for_human rule that transfers"
+    if given:
+        return given, rule.count
+    phrases = [p.lower() for p in rule.phrases or DEFAULT_PHRASES["asks_for_human"]]
+    if any(p in ESCALATION_LINE.lower() for p in phrases):
+        return ESCALATION_LINE, rule.count
+    return f"Please, {phrases[0]}.", rule.count
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,11 +234,14 @@ async def escalation_check(
     url: str,
     archive_db: str,
     line: str = ESCALATION_LINE,
+    asks: int = 2,
     deadline_s: float = CATCH_UP_DEADLINE_S,
 ) -> Check:
-    claim = "a caller asking for a person twice gets exactly one handoff line with one transfer"
+    claim = (
+        f"a caller asking for a person {asks} times gets exactly one handoff line with one transfer"
+    )
     try:
-        seen = await escalate_once(url, archive_db, line, deadline_s=deadline_s)
+        seen = await escalate_once(url, archive_db, line, asks=asks, deadline_s=deadline_s)
     except (OSError, ProbeError, TimeoutError, WebSocketException) as exc:
         return Check(
             name=ESCALATION,
@@ -210,7 +254,10 @@ async def escalation_check(
     return Check(
         name=ESCALATION,
         claim=claim,
-        passed=len(handoffs) == 1 and len(transfers) == 1 and seen.escalated_rule is not None,
+        passed=len(handoffs) == 1
+        and len(transfers) == 1
+        and seen.escalated_rule is not None
+        and seen.asked == asks,
         figures={
             "caller line": line,
             "asks before the handoff": seen.asked,

@@ -24,9 +24,10 @@ from switchboard.blueprint.validate_cache import cache_check
 from switchboard.blueprint.validate_events import (
     ARCHIVE,
     ESCALATION,
-    ESCALATION_LINE,
     archive_check,
     escalation_check,
+    escalation_plan,
+    service_rules,
 )
 from switchboard.blueprint.validate_probes import (
     ProbeError,
@@ -66,8 +67,8 @@ class ValidateOptions:
     seed: int = 1
     #: fail the slow-LLM check when the nodes expose no cache (instead of "not applicable")
     require_cache: bool = False
-    #: the caller line the event-driven escalation check asks twice
-    escalation_line: str = ESCALATION_LINE
+    #: the caller line the event-driven escalation check asks (default: from the rules)
+    escalation_line: str | None = None
 
     def __post_init__(self) -> None:
         if self.profile not in BUDGET_MS:
@@ -283,10 +284,16 @@ async def _event_checks(target: Target, o: ValidateOptions, report: ValidationRe
     report.checks.append(
         await archive_check(target.url, target.archive_db, calls=o.calls, turns=o.turns)
     )
-    if "escalation" not in dict(target.services):
+    pid = dict(target.services).get("escalation")
+    if pid is None:
         report.not_run[ESCALATION] = "the cluster runs no escalation service"
         return
-    report.checks.append(await escalation_check(target.url, target.archive_db, o.escalation_line))
+    plan = escalation_plan(service_rules(pid), o.escalation_line)
+    if isinstance(plan, str):
+        report.not_run[ESCALATION] = plan
+        return
+    line, asks = plan
+    report.checks.append(await escalation_check(target.url, target.archive_db, line, asks))
 
 
 async def validate(target: Target, o: ValidateOptions) -> ValidationReport:
