@@ -126,11 +126,18 @@ async def test_an_archive_nothing_writes_and_no_matching_rule_fail(
         escalated = await escalation_check(
             node.ws_url, str(tmp_path / "archive.db"), line="Where are you?", deadline_s=2.0
         )
+        # a line the agent answers with its own transfer ("human"): the rule never fires
+        preempted = await escalation_check(
+            node.ws_url, str(tmp_path / "archive.db"), line="A human, or your manager."
+        )
     assert not archived.passed
     assert archived.figures["turns completed (simulator)"] == 4
     assert archived.figures["turns archived"] == 0
     assert not escalated.passed
     assert "no escalation reached the call" in escalated.detail
+    assert not preempted.passed
+    assert preempted.figures["agent transferred at ask"] == 1
+    assert "transferred the call itself" in preempted.detail
 
 
 def test_the_escalation_line_follows_the_rules() -> None:

@@ -155,6 +155,8 @@ class EscalationSeen:
     escalation_action: str | None = None
     #: caller asks sent before the first interrupt arrived
     asked: int = 0
+    #: the agent answered an ask with a transfer itself: the rule never gets its turn
+    agent_transfer: str | None = None
 
 
 async def _read_until(
@@ -169,6 +171,8 @@ async def _read_until(
             frame = decode_server_frame(await ws.recv())
             if isinstance(frame, AgentInterrupt):
                 seen.interrupts.append(frame)
+            elif isinstance(frame, Response) and frame.transfer_number:
+                seen.agent_transfer = frame.transfer_number
             if done(frame):
                 return
 
@@ -199,8 +203,10 @@ async def escalate_once(
             request = {"interaction_type": "response_required", "response_id": rid}
             await call.ws.send(msgspec.json.encode({**request, "transcript": transcript}).decode())
             await _read_until(call.ws, seen, _answered(rid))
-            if seen.interrupts:
+            if seen.interrupts or seen.agent_transfer:
                 break
+        if seen.agent_transfer:
+            return seen
         if not seen.interrupts:
             await _read_until(
                 call.ws, seen, lambda f: isinstance(f, AgentInterrupt), timeout_s=deadline_s
@@ -248,6 +254,15 @@ async def escalation_check(
             claim=claim,
             passed=False,
             detail=f"no escalation reached the call: {exc!r}",
+        )
+    if seen.agent_transfer:
+        return Check(
+            name=ESCALATION,
+            claim=claim,
+            passed=False,
+            figures={"caller line": line, "agent transferred at ask": seen.asked},
+            detail="the agent transferred the call itself, so the rule never fired: pass"
+            " --escalation-line with a phrase of the rule the agent does not answer",
         )
     handoffs = [i for i in seen.interrupts if i.content]
     transfers = [i for i in seen.interrupts if i.transfer_number]
