@@ -2,9 +2,10 @@
 
 The checks run one after another, each on its own traffic, from the least to the most
 disruptive: the load at the target concurrency (latency, no drops, protocol), the call cap
-(held to it, refused past it), a caller's reconnect, then, on a local cluster, a node
-killed and a node drained while calls run. Killing and draining need the cluster's pids,
-so against a bare URL they are listed as not run.
+(held to it, refused past it), a caller's reconnect, cached answers within budget (when
+the cache is on), the archive and the escalation (event-driven clusters), then, on a
+local cluster, a node killed and a node drained while calls run. Killing and draining
+need the cluster's pids, so against a bare URL they are listed as not run.
 """
 
 from __future__ import annotations
