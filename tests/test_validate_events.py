@@ -11,13 +11,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from switchboard.blueprint.validate_events import (
+    ARCHIVE,
+    ESCALATION,
     ESCALATION_LINE,
     archive_check,
     escalation_check,
     escalation_plan,
     service_rules,
 )
-from switchboard.blueprint.validate_target import cluster_target
+from switchboard.blueprint.validate_run import ValidateOptions, validate
+from switchboard.blueprint.validate_target import cluster_target, url_target
 from switchboard.services.escalation_rules import parse_rules
 from switchboard.sim.processes import Child
 from tests.fixtures.agents import EchoAgent
@@ -150,3 +153,16 @@ def test_the_escalation_line_follows_the_rules() -> None:
     only_says = parse_rules("rules: [{name: h, when: asks_for_human, action: say}]")
     assert "no asks_for_human rule that transfers" in str(escalation_plan(only_says, None))
     assert escalation_plan(None, None) == (ESCALATION_LINE, 2)
+
+
+async def test_against_a_url_the_event_checks_are_not_run(
+    redis_server_url: str, redis_namespace: str, tmp_path: Path
+) -> None:
+    async with event_node(redis_server_url, redis_namespace, tmp_path) as node:
+        options = ValidateOptions(
+            "event-driven", calls=2, capacity=10**6, budget_ms=10_000, duration_s=1.0, turns=2
+        )
+        report = await validate(url_target(node.ws_url), options)
+    assert {ARCHIVE, ESCALATION}.isdisjoint(c.name for c in report.checks)
+    assert ARCHIVE in report.not_run
+    assert "archive_db" in report.not_run[ESCALATION]
