@@ -200,6 +200,13 @@ def validate(
         int | None, typer.Option(help="Calls the deployment admits (default: from /readyz).")
     ] = None,
     duration: Annotated[float, typer.Option(help="Seconds of load per check.")] = 10.0,
+    require_cache: Annotated[
+        bool, typer.Option(help="FAIL the slow-LLM check when the cache is off.")
+    ] = False,
+    escalation_line: Annotated[
+        str | None,
+        typer.Option(help="Caller line the escalation check asks (default: from its rules)."),
+    ] = None,
     report: Annotated[Path, typer.Option(help="HTML report (JSON beside it).")] = Path(
         "reports/validation.html"
     ),
@@ -218,6 +225,8 @@ def validate(
             budget_ms=budget_ms,
             capacity=capacity,
             duration_s=duration,
+            require_cache=require_cache,
+            escalation_line=escalation_line,
         )
         if url is not None:
             target = url_target(url)

@@ -2,9 +2,10 @@
 
 The checks run one after another, each on its own traffic, from the least to the most
 disruptive: the load at the target concurrency (latency, no drops, protocol), the call cap
-(held to it, refused past it), a caller's reconnect, then, on a local cluster, a node
-killed and a node drained while calls run. Killing and draining need the cluster's pids,
-so against a bare URL they are listed as not run.
+(held to it, refused past it), a caller's reconnect, cached answers within budget (when
+the cache is on), the archive and the escalation (event-driven clusters), then, on a
+local cluster, a node killed and a node drained while calls run. Killing and draining
+need the cluster's pids, so against a bare URL they are listed as not run.
 """
 
 from __future__ import annotations
@@ -19,6 +20,16 @@ import httpx
 import psutil
 from websockets.exceptions import WebSocketException
 
+from switchboard.blueprint.validate_cache import NAME as CACHE_CHECK
+from switchboard.blueprint.validate_cache import cache_check
+from switchboard.blueprint.validate_events import (
+    ARCHIVE,
+    ESCALATION,
+    archive_check,
+    escalation_check,
+    escalation_plan,
+    service_rules,
+)
 from switchboard.blueprint.validate_probes import (
     ProbeError,
     hold_to_capacity,
@@ -55,6 +66,10 @@ class ValidateOptions:
     turns: int = 4
     think_ms: float = 200.0
     seed: int = 1
+    #: fail the slow-LLM check when the nodes expose no cache (instead of "not applicable")
+    require_cache: bool = False
+    #: the caller line the event-driven escalation check asks (default: from the rules)
+    escalation_line: str | None = None
 
     def __post_init__(self) -> None:
         if self.profile not in BUDGET_MS:
@@ -260,6 +275,28 @@ async def disruption_check(
     return Check(name=name, claim=claim, passed=passed, figures=figures), victim
 
 
+async def _event_checks(target: Target, o: ValidateOptions, report: ValidationReport) -> None:
+    """Before the disruptive checks: a killed node's calls would blur the archive's count."""
+    if target.archive_db is None:
+        why = "needs --cluster with an event-driven state file (its archive_db)"
+        report.not_run[ARCHIVE] = why
+        report.not_run[ESCALATION] = why
+        return
+    report.checks.append(
+        await archive_check(target.url, target.archive_db, calls=o.calls, turns=o.turns)
+    )
+    pid = dict(target.services).get("escalation")
+    if pid is None:
+        report.not_run[ESCALATION] = "the cluster runs no escalation service"
+        return
+    plan = escalation_plan(service_rules(pid), o.escalation_line)
+    if isinstance(plan, str):
+        report.not_run[ESCALATION] = plan
+        return
+    line, asks = plan
+    report.checks.append(await escalation_check(target.url, target.archive_db, line, asks))
+
+
 async def validate(target: Target, o: ValidateOptions) -> ValidationReport:
     started = time.monotonic()
     report = ValidationReport(
@@ -280,6 +317,13 @@ async def validate(target: Target, o: ValidateOptions) -> ValidationReport:
         else:
             report.checks.append(await capacity_check(target, o, cap))
         report.checks.append(await reconnect_check(target))
+        cached = await cache_check(target, o.budget, o.require_cache)
+        if isinstance(cached, str):
+            report.not_run[CACHE_CHECK] = cached
+        else:
+            report.checks.append(cached)
+        if o.profile == "event-driven":
+            await _event_checks(target, o, report)
         shared = o.profile != "single"
         if not target.is_cluster:
             why = "needs --cluster (the validator must be able to signal a node)"
@@ -299,11 +343,6 @@ async def validate(target: Target, o: ValidateOptions) -> ValidationReport:
                 report.checks.append(check)
             else:
                 report.not_run["drain"] = "fewer than two nodes left after the kill"
-    report.not_run["slow LLM: cached answers"] = "not checked by validate yet"
-    if o.profile == "event-driven":
-        why = "not checked by validate yet (it would read the archive's database)"
-        report.not_run["events reach the archive"] = why
-        report.not_run["escalation fires once"] = why
     report.duration_s = round(time.monotonic() - started, 2)
     return report
 

@@ -30,6 +30,9 @@ class ClusterFile(msgspec.Struct):
     url: str
     profile: str
     nodes: list[StateNode]
+    #: event-driven clusters only: the archive's database and the services' pids
+    archive_db: str | None = None
+    services: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,9 @@ class Target:
     url: str
     nodes: tuple[StateNode, ...] = ()
     cluster_profile: str | None = None
+    archive_db: str | None = None
+    #: service name -> pid (``archive``, ``analytics``, ``escalation``)
+    services: tuple[tuple[str, int], ...] = ()
 
     @property
     def is_cluster(self) -> bool:
@@ -77,7 +83,11 @@ def cluster_target(path: Path) -> Target:
     if not state.nodes:
         raise TargetError(f"{path} lists no nodes")
     return Target(
-        url=state.url.rstrip("/"), nodes=tuple(state.nodes), cluster_profile=state.profile
+        url=state.url.rstrip("/"),
+        nodes=tuple(state.nodes),
+        cluster_profile=state.profile,
+        archive_db=state.archive_db,
+        services=tuple(sorted(state.services.items())),
     )
 
 

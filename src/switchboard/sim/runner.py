@@ -58,6 +58,8 @@ class Simulation:
         self._rng = random.Random(options.seed)
         self._agent_id = new_id()
         self._scenario_failures: dict[str, list[str]] = {s.name: [] for s in scenarios}
+        #: every call placed, so a run's calls can be found in what the servers recorded
+        self.call_ids: list[str] = []
 
     def stop(self) -> None:
         self.stopping.set()
@@ -130,6 +132,7 @@ class Simulation:
     ) -> SimulatedCall:
         rng = random.Random(self._rng.getrandbits(64))
         call_id = new_id()
+        self.call_ids.append(call_id)
         return SimulatedCall(
             self.options,
             self.metrics,
