@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from switchboard.cluster.launch import wait_state
 from switchboard.sim.processes import Child, free_port
 
 _SWITCHBOARD = (sys.executable, "-c", "from switchboard.cli import main; main()")
@@ -28,19 +28,6 @@ PLANS = {
 def _run(argv: list[str], log: Path, timeout_s: float) -> int:
     with Child(log.stem, [*_SWITCHBOARD, *argv], log_path=log) as child:
         return child.wait(timeout_s)
-
-
-def _wait_state(child: Child, path: Path, deadline_s: float = 90.0) -> dict[str, object]:
-    deadline = time.monotonic() + deadline_s
-    while not path.exists():
-        code = child.poll()
-        if code is not None:
-            raise child.error(f"exited with code {code} before writing {path}")
-        if time.monotonic() > deadline:
-            raise child.error(f"no state file within {deadline_s:g} s")
-        time.sleep(0.05)
-    state: dict[str, object] = json.loads(path.read_text())
-    return state
 
 
 @pytest.mark.parametrize("profile", list(PLANS))
@@ -62,11 +49,11 @@ def test_blueprint_runs_on_the_cluster_and_validates(profile: str, tmp_path: Pat
     env = {"SWITCHBOARD_DRAIN_TIMEOUT_S": "1", "SWITCHBOARD_LOG_LEVEL": "warning"}
     cluster = Child("cluster", [*_SWITCHBOARD, *argv], log_path=tmp_path / "cluster.log", env=env)
     try:
-        state = _wait_state(cluster, state_file)
+        state = wait_state(cluster, state_file, 90.0)
         if (out / "haproxy.cfg").exists():
             dns = "init-addr last,libc,none resolvers dns "  # the deployment's resolver only
             generated = (out / "haproxy.cfg").read_text().replace(dns, "")
-            running = Path(str(state["haproxy_cfg"])).read_text()
+            running = Path(state.haproxy_cfg).read_text()
             assert _defaults(generated) == _defaults(running), "the same renderer, the same choices"
         report = tmp_path / "validation.html"
         code = _run(

@@ -52,13 +52,15 @@ def start_cluster_child(
     argv += extra_args
     child = Child("cluster", argv, log_path=log_dir / "cluster.log", env=env, port=port)
     try:
-        return child, _wait_state(child, state_file, ready_deadline_s)
+        return child, wait_state(child, state_file, ready_deadline_s)
     except BaseException:
         child.stop(timeout_s=30.0)
         raise
 
 
-def _wait_state(child: Child, path: Path, deadline_s: float) -> ClusterState:
+def wait_state(child: Child, path: Path, deadline_s: float) -> ClusterState:
+    """The state file of a cluster started as ``child``, once it is written (it is written
+    atomically when the whole stack is up); ``ChildError`` if the child exits first."""
     deadline = time.monotonic() + deadline_s
     while True:
         code = child.poll()
