@@ -139,18 +139,21 @@ def test_a_built_transcript_is_what_retell_sends() -> None:
 
 
 class _ClosingTransport:
-    """A socket whose caller has sent its close frame: every send fails, as uvicorn's does."""
+    """A socket whose caller has sent its close frame: every send fails, as the server's does."""
 
     def __init__(self) -> None:
         self.sent: list[str] = []
         self.closing = False
 
-    async def send_text(self, text: str) -> None:
+    def send_now(self, text: str) -> None:
         if self.closing:
             raise ConnectionError("connection is closing")
         self.sent.append(text)
 
-    async def close(self, code: int) -> None:
+    async def send_text(self, text: str) -> None:
+        self.send_now(text)
+
+    def close(self, code: int) -> None:
         return None
 
     def abort(self) -> None:
@@ -167,10 +170,10 @@ async def test_a_ping_that_crosses_the_hangup_does_not_fail_the_socket() -> None
         "c1", transport, EchoAgent(), MemoryCallStore(), SessionOptions(call_details=False)
     )
     await session.start()
-    await session.receive_text('{"interaction_type":"ping_pong","timestamp":5}')
+    session.receive_text('{"interaction_type":"ping_pong","timestamp":5}')
     assert '{"response_type":"ping_pong","timestamp":5}' in transport.sent
     transport.closing = True
-    await session.receive_text('{"interaction_type":"ping_pong","timestamp":6}')
+    session.receive_text('{"interaction_type":"ping_pong","timestamp":6}')
     # Still open: the disconnect behind the ping ends the call as a hangup.
     assert not session.closed
     await session.close()

@@ -81,11 +81,19 @@ _unknown_logged: set[str] = set()
 
 
 class Transport(Protocol):
-    """The socket as the session sees it; the server adapts its ASGI connection to this."""
+    """The socket as the session sees it (``server.llm_socket.CallSocket``)."""
 
-    async def send_text(self, text: str) -> None: ...
+    def send_now(self, text: str) -> None:
+        """Write one text frame without waiting; raises once the socket is closing."""
+        ...
 
-    async def close(self, code: int) -> None: ...
+    async def send_text(self, text: str) -> None:
+        """``send_now``, then wait while the peer is slow to read (backpressure)."""
+        ...
+
+    def close(self, code: int) -> None:
+        """Start the closing handshake; the server ends the session when it completes."""
+        ...
 
     def abort(self) -> None:
         """Drop the connection without a close frame (Retell sees 1006 and reconnects)."""
@@ -264,14 +272,15 @@ class CallSession:
 
     # ------------------------------------------------------------------ reader
 
-    async def receive_text(self, data: str | bytes) -> None:
-        """Handle one inbound text frame. Never raises for bad input; never blocks on agents."""
+    def receive_text(self, data: str | bytes) -> None:
+        """Handle one inbound text frame. Never raises for bad input, never waits: the
+        server calls it straight from the socket's read callback, in frame order."""
         try:
             message = self._decoder.decode(data)
         except FrameTooLarge as err:
             self._log.warning("frame too large, closing", size=err.size, limit=err.limit)
             self._observer.frame_rejected("too_large")
-            await self._close_socket(CLOSE_TOO_BIG)
+            self._close_socket(CLOSE_TOO_BIG)
             return
         except UnknownInteraction as err:
             self._observer.frame_rejected("unknown_interaction")
@@ -314,7 +323,7 @@ class CallSession:
         elif isinstance(message, UpdateOnly):
             return
         elif isinstance(message, PingPong):
-            await self._pong(message.timestamp)
+            self._pong(message.timestamp)
         elif isinstance(message, ReminderRequired):
             self._begin(
                 message.response_id,
@@ -326,16 +335,14 @@ class CallSession:
             self._state.call = message.call
             self._call_details_seen.set()
 
-    async def _pong(self, timestamp: int) -> None:
+    def _pong(self, timestamp: int) -> None:
         """Echo a ping. One that crossed the caller's close frame finds the socket closing:
         the disconnect queued behind it ends the call (as a hangup, releasing its claim),
         so the failed echo is not a socket failure."""
         if self.closed:
             return
         with contextlib.suppress(Exception):
-            await self._transport.send_text(
-                f'{{"response_type":"ping_pong","timestamp":{timestamp}}}'
-            )
+            self._transport.send_now(f'{{"response_type":"ping_pong","timestamp":{timestamp}}}')
 
     def receive_binary(self, size: int) -> None:
         """Retell never sends binary; ignore it rather than guess what it means."""
@@ -616,10 +623,10 @@ class CallSession:
             self.closed = True
             raise _SocketGone from err
 
-    async def _close_socket(self, code: int) -> None:
+    def _close_socket(self, code: int) -> None:
+        """Close with ``code``; the session ends when the socket does (``close``)."""
         with contextlib.suppress(Exception):
-            await self._transport.close(code)
-        await self.close()
+            self._transport.close(code)
 
 
 def _clone(state: dict[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The ASGI application: the call socket, webhooks, health, readiness and metrics.
 
-The call socket is dispatched before Starlette sees the request (the per-frame path stays
-raw ASGI); everything else is an ordinary Starlette app with a lifespan.
+The call socket never reaches ASGI: uvicorn hands every WebSocket upgrade to
+``server.llm_socket.CallSocket`` (its ``ws`` protocol class, see ``run.uvicorn_config``).
+What arrives here is plain HTTP, an ordinary Starlette app with a lifespan.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from switchboard.cache.agent import CachedAgent
 from switchboard.config import Settings
 from switchboard.events.metrics import OutboxCollector
 from switchboard.log import get_logger
-from switchboard.server.llm_socket import serve_call
 from switchboard.server.metrics import RedisCollector, WebhookCollector
 from switchboard.server.node import Node, default_node_id
 from switchboard.server.shared import SharedState
@@ -78,12 +78,7 @@ class SwitchboardApp:
         )
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "websocket":
-            # Every WebSocket path is the call socket's to answer, so a wrong one gets the
-            # same 404 wherever it points (Starlette would refuse it with a bare 403).
-            await serve_call(scope, receive, send, self.node)
-        else:
-            await self.http(scope, receive, send)
+        await self.http(scope, receive, send)
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:

@@ -1,129 +1,361 @@
-"""The ``/llm-websocket/{call_id}`` endpoint as a raw ASGI handler.
+"""The ``/llm-websocket/{call_id}`` endpoint: a WebSocket protocol of our own in uvicorn's
+``ws`` slot, driving a ``CallSession`` without ASGI.
 
-Raw ASGI rather than a framework wrapper: it is the per-frame path, and it needs the
-connection itself to drop a socket without a close frame during a drain.
+Why not ASGI: at thousands of calls, uvicorn's ASGI WebSocket plumbing cost more CPU than
+the calls themselves. Every inbound frame became a message dict, a queue put and get, a
+task wake-up and a pause then resume of reading (two epoll changes); every outbound frame
+another dict. Here an inbound frame goes from the socket to the session in one synchronous
+call (``CallSession.receive_text`` never awaits), and a reply is one ``transport.write``.
 
+What stays with websockets' sans-I/O ``ServerProtocol`` (the well-kept part): the opening
+handshake and its validation, frame parsing, unmasking, size limits, fragmentation, control
+frames and the closing handshake. Only outbound data frames are framed here: a server frame
+is a 2-10 byte header and the payload, never masked.
+
+uvicorn still owns the listening socket and the HTTP parsing; when a request asks for an
+upgrade, its HTTP protocol hands the connection (and the request bytes) to this class.
 Accepted paths: ``/llm-websocket/{call_id}`` and, with a URL secret,
 ``/llm-websocket/{secret}/{call_id}`` or ``/llm-websocket/{call_id}?token={secret}``.
+Every other WebSocket path gets the same 404.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
-from typing import Any
+import struct
+from http import HTTPStatus
+from typing import Any, ClassVar, cast
+from urllib.parse import unquote
+
+from uvicorn.config import Config
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+from uvicorn.server import ServerState
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
+from websockets.protocol import OPEN
+from websockets.server import ServerProtocol
 
 from switchboard.calls.session import CallSession
-from switchboard.log import get_logger
+from switchboard.log import LogThrottle, get_logger
 from switchboard.server.guard import ip_allowed, query_secret, secret_matches
 from switchboard.server.node import Node
 
 PREFIX = "/llm-websocket/"
 _CALL_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 _log = get_logger("switchboard.socket")
+_throttle = LogThrottle()
+#: websockets' own logger: its debug lines only at debug level, through our handlers.
+_ws_logger = logging.getLogger("switchboard.websocket")
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
+#: How long a close frame we sent may wait for the peer's reply before the TCP connection
+#: is closed anyway (uvicorn's value).
+CLOSE_TIMEOUT_S = 10.0
 
-
-class AsgiTransport:
-    """Adapts the ASGI ``send`` callable to the session's ``Transport``."""
-
-    __slots__ = ("_send",)
-
-    def __init__(self, send: Any) -> None:
-        self._send = send
-
-    async def send_text(self, text: str) -> None:
-        await self._send({"type": "websocket.send", "text": text})
-
-    async def close(self, code: int) -> None:
-        await self._send({"type": "websocket.close", "code": code})
-
-    def abort(self) -> None:
-        # uvicorn passes its protocol's bound ``asgi_send``; its transport can be aborted,
-        # which Retell sees as 1006 and answers with a reconnect.
-        protocol = getattr(self._send, "__self__", None)
-        transport = getattr(protocol, "transport", None)
-        if transport is not None:
-            transport.abort()
-        else:  # pragma: no cover - only for ASGI servers that hide the transport
-            _log.warning("cannot drop the socket without a close frame on this server")
+_STATUS = {
+    "bad_path": HTTPStatus.NOT_FOUND,
+    "bad_call_id": HTTPStatus.NOT_FOUND,
+    "unauthorized": HTTPStatus.FORBIDDEN,
+    "forbidden_ip": HTTPStatus.FORBIDDEN,
+    "draining": HTTPStatus.SERVICE_UNAVAILABLE,
+    "at_capacity": HTTPStatus.SERVICE_UNAVAILABLE,
+}
 
 
-def _route(scope: Scope, node: Node) -> tuple[str | None, str | None]:
-    """-> (call_id, refusal reason)."""
-    if not scope["path"].startswith(PREFIX):
+def route(
+    path: str, query_string: bytes, client_host: str | None, node: Node
+) -> tuple[str | None, str | None]:
+    """-> (call_id, refusal reason) for an upgrade request to ``path``."""
+    if not path.startswith(PREFIX):
         return None, "bad_path"
-    rest = scope["path"][len(PREFIX) :]
-    parts = rest.split("/")
+    parts = path[len(PREFIX) :].split("/")
     secret = node.secret
     if len(parts) == 2 and secret is not None:
         presented: str | None = parts[0]
         call_id = parts[1]
     elif len(parts) == 1:
         call_id = parts[0]
-        presented = query_secret(scope.get("query_string", b"")) if secret else None
+        presented = query_secret(query_string) if secret else None
     else:
         return None, "bad_path"
     if not _CALL_ID.match(call_id):
         return None, "bad_call_id"
     if secret is not None and not secret_matches(presented, secret):
         return None, "unauthorized"
-    client = scope.get("client")
-    if not ip_allowed(client[0] if client else None, node.networks):
+    if not ip_allowed(client_host, node.networks):
         return None, "forbidden_ip"
     return call_id, None
 
 
-_STATUS = {
-    "bad_path": 404,
-    "bad_call_id": 404,
-    "unauthorized": 403,
-    "forbidden_ip": 403,
-    "draining": 503,
-    "at_capacity": 503,
-}
+def text_frame(payload: bytes) -> bytes:
+    """One unmasked, final text frame (RFC 6455 section 5.2): what a server sends."""
+    size = len(payload)
+    if size < 126:
+        return bytes((0x81, size)) + payload
+    if size < 65536:
+        return struct.pack("!BBH", 0x81, 126, size) + payload
+    return struct.pack("!BBQ", 0x81, 127, size) + payload
 
 
-async def _refuse(scope: Scope, send: Any, reason: str) -> None:
-    status = _STATUS[reason]
-    if "websocket.http.response" in scope.get("extensions", {}):
-        body = reason.encode()
-        await send(
-            {
-                "type": "websocket.http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"text/plain"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "websocket.http.response.body", "body": body})
-    else:  # pragma: no cover - servers without the denial extension answer 403
-        await send({"type": "websocket.close", "code": 1008})
+class Keepalive:
+    """One timer for every call socket of the process, instead of one per socket.
+
+    A socket silent for ``interval_s`` gets a WebSocket ping; one still silent
+    ``timeout_s`` later is failed (1011), so a peer that vanished without a FIN does not
+    hold its call slot forever. Retell's own ``ping_pong`` every 2 s keeps a live call
+    from ever needing a ping, so at thousands of calls this costs one pass over the set
+    every few seconds and nothing on the wire.
+    """
+
+    def __init__(self, interval_s: float | None, timeout_s: float | None) -> None:
+        self.interval_s = interval_s if interval_s and interval_s > 0 else None
+        self.timeout_s = timeout_s if timeout_s and timeout_s > 0 else None
+        self.sockets: set[CallSocket] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, sock: CallSocket) -> None:
+        if self.interval_s is None:
+            return
+        self.sockets.add(sock)
+        if self._timer is None:
+            self._schedule(asyncio.get_running_loop())
+
+    def discard(self, sock: CallSocket) -> None:
+        self.sockets.discard(sock)
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        assert self.interval_s is not None
+        period = min(self.interval_s, self.timeout_s or self.interval_s) / 4
+        self._timer = loop.call_later(period, self._tick, loop)
+
+    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        now = loop.time()
+        for sock in list(self.sockets):
+            sock.check_alive(now, self.interval_s or 0.0, self.timeout_s)
+        if self.sockets:
+            self._schedule(loop)
 
 
-async def serve_call(scope: Scope, receive: Any, send: Any, node: Node) -> None:
-    message = await receive()
-    if message["type"] != "websocket.connect":
-        return
-    call_id, refusal = _route(scope, node)
-    if refusal is None:
-        refusal = node.admit()
-    if refusal is not None or call_id is None:
-        reason = refusal or "bad_path"
-        node.metrics.rejected_total.labels(reason).inc()
-        client = scope.get("client")
-        _log.info("refused call socket", reason=reason, client=client[0] if client else None)
-        await _refuse(scope, send, reason)
-        return
-    try:
-        await send({"type": "websocket.accept"})
+class CallSocket(asyncio.Protocol):
+    """One call socket, from the upgrade request to the closed connection.
+
+    Also the session's ``Transport``. Built by uvicorn for each upgrade (with its config and
+    server state); ``call_socket_protocol`` binds the class to the node.
+    """
+
+    node: ClassVar[Node]
+    keepalive: ClassVar[Keepalive]
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        if not config.loaded:
+            config.load()  # pragma: no cover - uvicorn loads it before serving
+        self._loop = _loop or asyncio.get_event_loop()
+        self._connections = server_state.connections
+        self._tasks = server_state.tasks
+        app = config.loaded_app
+        self._trusted = app.trusted_hosts if isinstance(app, ProxyHeadersMiddleware) else None
+        self._conn = ServerProtocol(max_size=config.ws_max_size, logger=_ws_logger)
+        self._transport: asyncio.Transport | None = None
+        self._client: str | None = None
+        self._session: CallSession | None = None
+        self._admitted = False
+        self._started = False
+        self._backlog: list[tuple[bool, bytes]] = []
+        self._fragments: list[bytes] = []
+        self._fragment_is_text = True
+        self._close_timer: asyncio.TimerHandle | None = None
+        self._writable: asyncio.Future[None] | None = None
+        self._write_paused = False
+        self._lost = False
+        self.last_seen = 0.0
+        self._ping_sent_at: float | None = None
+
+    # ------------------------------------------------------------------ asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self._connections.add(self)  # type: ignore[arg-type]  # uvicorn's shutdown walks these
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
+        self._client = peer[0] if isinstance(peer, tuple) and peer else None
+        self.last_seen = self._loop.time()
+
+    def data_received(self, data: bytes) -> None:
+        conn = self._conn
+        conn.receive_data(data)
+        self.last_seen = self._loop.time()
+        self._ping_sent_at = None
+        for event in conn.events_received():
+            if isinstance(event, Frame):
+                self._frame(event)
+            elif isinstance(event, Request):
+                self._upgrade(event)
+        self._flush()
+
+    def eof_received(self) -> bool | None:
+        self._conn.receive_eof()
+        self._flush()
+        return None  # the transport closes itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self._connections.discard(self)
+        self.keepalive.discard(self)
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
+        self._wake_writers()
+        session, self._session = self._session, None
+        if session is not None:
+            close = self._conn.close_rcvd
+            self._spawn(self._end(session, clean=close is not None and close.code == 1000))
+        elif self._admitted:
+            self.node.release()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._wake_writers()
+
+    def shutdown(self) -> None:
+        """uvicorn's exit: the drain has already handed calls off; drop what is left
+        without a close frame (Retell reconnects it elsewhere)."""
+        if self._transport is not None and not self._lost:
+            self._transport.abort()
+
+    # ------------------------------------------------------------------ the session's Transport
+
+    def send_now(self, text: str) -> None:
+        """Write one text frame without waiting; raises ``ConnectionError`` once the socket
+        is closing (no data frame may follow a close frame)."""
+        if self._lost or self._conn.state is not OPEN:
+            raise ConnectionError("call socket is closing")
+        assert self._transport is not None
+        self._transport.write(text_frame(text.encode()))
+
+    async def send_text(self, text: str) -> None:
+        """``send_now``, then wait while the peer reads slower than we write."""
+        self.send_now(text)
+        if self._write_paused:
+            if self._writable is None:
+                self._writable = self._loop.create_future()
+            await self._writable
+            if self._lost:
+                raise ConnectionError("call socket closed")
+
+    def close(self, code: int) -> None:
+        """Start the closing handshake with ``code``; the connection closes when the peer
+        answers, or after ``CLOSE_TIMEOUT_S``."""
+        if self._lost or self._conn.state is not OPEN:
+            return
+        self._conn.send_close(code)
+        self._flush()
+        if self._close_timer is None and self._transport is not None:
+            self._close_timer = self._loop.call_later(CLOSE_TIMEOUT_S, self._transport.close)
+
+    def abort(self) -> None:
+        """Drop the connection without a close frame: Retell sees 1006 and reconnects."""
+        if self._transport is not None:
+            self._transport.abort()
+
+    # ------------------------------------------------------------------ keepalive
+
+    def check_alive(self, now: float, interval_s: float, timeout_s: float | None) -> None:
+        if self._lost or self._conn.state is not OPEN:
+            return
+        if self._ping_sent_at is None:
+            if now - self.last_seen >= interval_s:
+                self._ping_sent_at = now
+                self._conn.send_ping(struct.pack("!d", now))
+                self._flush()
+        elif timeout_s is not None and now - self._ping_sent_at >= timeout_s:
+            _log.info("no data or pong from the peer in time; closing", client=self._client)
+            self._conn.fail(1011, "keepalive ping timeout")
+            self._flush()
+
+    # ------------------------------------------------------------------ internals
+
+    def _flush(self) -> None:
+        """Write what the protocol queued (handshake, pongs, close frames); an empty chunk
+        means the protocol ended the stream, which a server does by closing the TCP
+        connection."""
+        out = self._conn.data_to_send()
+        if not out or self._transport is None:
+            return
+        data = b"".join(out)
+        if data:
+            self._transport.write(data)
+        if not out[-1]:
+            self._transport.close()
+
+    def _wake_writers(self) -> None:
+        waiter, self._writable = self._writable, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _spawn(self, coro: Any) -> None:
+        # In uvicorn's task set, so its shutdown waits for them before the lifespan ends
+        # (the store and the outbox must outlive every session).
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _client_host(self, request: Request) -> str | None:
+        """The caller's address; behind a trusted proxy, the one it forwarded (as uvicorn's
+        ``ProxyHeadersMiddleware`` does for HTTP)."""
+        host = self._client
+        trusted = self._trusted
+        if trusted is not None and host in trusted:
+            forwarded = request.headers.get_all("X-Forwarded-For")
+            if forwarded:
+                forwarded_host, _ = trusted.get_trusted_client_address(", ".join(forwarded))
+                if forwarded_host:
+                    host = forwarded_host
+        return host
+
+    def _upgrade(self, request: Request) -> None:
+        node = self.node
+        raw_path, _, query = request.path.partition("?")
+        client = self._client_host(request)
+        call_id, refusal = route(unquote(raw_path), query.encode("latin-1"), client, node)
+        if refusal is None:
+            refusal = node.admit()
+        if refusal is not None or call_id is None:
+            reason = refusal or "bad_path"
+            node.metrics.rejected_total.labels(reason).inc()
+            suppressed = _throttle.allow(f"refused:{reason}")
+            if suppressed is not None:
+                _log.info(
+                    "refused call socket",
+                    reason=reason,
+                    client=client,
+                    **({"suppressed": suppressed} if suppressed else {}),
+                )
+            self._conn.send_response(self._conn.reject(_STATUS[reason], reason))
+            self._flush()
+            return
+        self._admitted = True
+        response = self._conn.accept(request)
+        self._conn.send_response(response)
+        self._flush()
+        if response.status_code != 101:  # not a valid WebSocket handshake
+            self._admitted = False
+            node.release()
+            return
         node.metrics.calls_total.inc()
         session = CallSession(
             call_id,
-            AsgiTransport(send),
+            self,
             node.agent,
             node.store,
             node.options,
@@ -131,31 +363,87 @@ async def serve_call(scope: Scope, receive: Any, send: Any, node: Node) -> None:
             observer=node.metrics,
             events=node.call_events,
         )
+        self._session = session
         node.attach(session)
-        ended = False
+        self.keepalive.add(self)
+        assert self._transport is not None
+        # Frames wait in the kernel until the call is claimed and greeted: the first
+        # frames out must be config and the begin message, whatever the caller sends.
+        self._transport.pause_reading()
+        self._spawn(self._start(session))
+
+    async def _start(self, session: CallSession) -> None:
         try:
             await session.start()
-            while not session.closed:
-                message = await receive()
-                kind = message["type"]
-                if kind == "websocket.receive":
-                    text = message.get("text")
-                    if text is not None:
-                        await session.receive_text(text)
-                    else:
-                        session.receive_binary(len(message.get("bytes") or b""))
-                elif kind == "websocket.disconnect":
-                    ended = message.get("code") == 1000
-                    break
         except Exception:
-            # Returning would make the server close with 1000, which Retell treats as a
-            # deliberate hangup. Dropping the socket lets Retell reconnect instead.
-            _log.exception("call socket failed; dropping it", call_id=call_id)
-            session.abort()
-        finally:
+            self._failed(session)
+            return
+        self._started = True
+        backlog, self._backlog = self._backlog, []
+        for is_text, data in backlog:
+            self._deliver(session, is_text, data)
+        if not self._lost and self._transport is not None:
+            self._transport.resume_reading()
+
+    async def _end(self, session: CallSession, clean: bool) -> None:
+        node = self.node
+        try:
             await session.close()
             node.detach(session)
-            if ended:
+            if clean:
                 await node.call_ended(session)
-    finally:
-        node.release()
+        except Exception:
+            _log.exception("closing a call socket failed", call_id=session.call_id)
+        finally:
+            node.release()
+
+    def _frame(self, frame: Frame) -> None:
+        opcode = frame.opcode
+        if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+            if frame.fin:
+                self._message(opcode is Opcode.TEXT, bytes(frame.data))
+            else:
+                self._fragments = [bytes(frame.data)]
+                self._fragment_is_text = opcode is Opcode.TEXT
+        elif opcode is Opcode.CONT:
+            self._fragments.append(bytes(frame.data))
+            if frame.fin:
+                data, self._fragments = b"".join(self._fragments), []
+                self._message(self._fragment_is_text, data)
+        elif opcode is Opcode.CLOSE and self._close_timer is not None:
+            # the peer answered our close frame; the protocol now ends the stream
+            self._close_timer.cancel()
+            self._close_timer = None
+        # PING is answered by the protocol itself (flushed after this batch); PONG only
+        # proves the peer is alive, which any data does (``last_seen``).
+
+    def _message(self, is_text: bool, data: bytes) -> None:
+        session = self._session
+        if session is None or self._conn.state is not OPEN:
+            return  # past the closing handshake: nothing more reaches the call
+        if not self._started:
+            self._backlog.append((is_text, data))
+            return
+        self._deliver(session, is_text, data)
+
+    def _deliver(self, session: CallSession, is_text: bool, data: bytes) -> None:
+        if session.closed:
+            return
+        try:
+            if is_text:
+                session.receive_text(data)
+            else:
+                session.receive_binary(len(data))
+        except Exception:
+            self._failed(session)
+
+    def _failed(self, session: CallSession) -> None:
+        # Closing with 1000 would tell Retell the call is over; dropping the socket lets
+        # it reconnect instead.
+        _log.exception("call socket failed; dropping it", call_id=session.call_id)
+        session.abort()
+
+
+def call_socket_protocol(node: Node, keepalive: Keepalive) -> type[CallSocket]:
+    """The ``ws`` protocol class for uvicorn, bound to ``node``."""
+    return type("NodeCallSocket", (CallSocket,), {"node": node, "keepalive": keepalive})

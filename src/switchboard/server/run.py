@@ -28,6 +28,7 @@ from switchboard.config import ConfigError, Settings, load_settings, unknown_env
 from switchboard.events.spill import SpillLocked
 from switchboard.log import configure, get_logger
 from switchboard.server.app import SwitchboardApp
+from switchboard.server.llm_socket import Keepalive, call_socket_protocol
 from switchboard.server.timeouts import guarded_http
 
 _log = get_logger("switchboard.run")
@@ -37,6 +38,10 @@ _log = get_logger("switchboard.run")
 #: in full collections over every session's objects; young collections every 10,000
 #: allocations cut that by ~60% and each one stays short (docs/benchmarks.md).
 GC_THRESHOLD = (10_000, 20, 10)
+#: A call socket silent this long gets a WebSocket ping, and is failed if it stays silent
+#: as long again (uvicorn's defaults). Retell's own pings every 2 s keep live calls busy.
+WS_PING_INTERVAL_S = 20.0
+WS_PING_TIMEOUT_S = 20.0
 #: After the drain, how long in-flight HTTP requests (webhooks) may take before uvicorn
 #: cancels them and runs the shutdown.
 GRACEFUL_HTTP_S = 5
@@ -106,14 +111,17 @@ class DrainingServer(uvicorn.Server):
         self.should_exit = True
 
 
-def uvicorn_config(app: Any, settings: Settings, **extra: Any) -> uvicorn.Config:
-    """The uvicorn settings every entry point shares (serve, tests, bench)."""
+def uvicorn_config(app: SwitchboardApp, settings: Settings, **extra: Any) -> uvicorn.Config:
+    """The uvicorn settings every entry point shares (serve, tests, bench). Call sockets
+    are served by ``CallSocket`` in uvicorn's ``ws`` slot, not through ASGI."""
     return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         http=guarded_http(settings.header_timeout_s),
-        ws="websockets-sansio",
+        ws=call_socket_protocol(app.node, Keepalive(WS_PING_INTERVAL_S, WS_PING_TIMEOUT_S)),
+        ws_ping_interval=WS_PING_INTERVAL_S,
+        ws_ping_timeout=WS_PING_TIMEOUT_S,
         ws_per_message_deflate=False,
         # Frames up to 4x our limit reach the session, which rejects them with a clear
         # log line; anything larger is refused by the WebSocket layer itself (1009).

@@ -70,12 +70,15 @@ class _Sink:
         self.completed = 0
         self.event = asyncio.Event()
 
-    async def send_text(self, text: str) -> None:
+    def send_now(self, text: str) -> None:
         if '"content_complete":true' in text:
             self.completed += 1
             self.event.set()
 
-    async def close(self, code: int) -> None:
+    async def send_text(self, text: str) -> None:
+        self.send_now(text)
+
+    def close(self, code: int) -> None:
         return None
 
     def abort(self) -> None:
@@ -135,7 +138,7 @@ async def measure(
 
     async def pings() -> int:
         for _ in range(frames):
-            await session.receive_text(ping)
+            session.receive_text(ping)
         return frames
 
     costs.append(_cost("ping_pong", 0, ping, frames, await _cpu(pings)()))
@@ -146,7 +149,7 @@ async def measure(
 
         async def updates(update: bytes = update) -> int:
             for _ in range(frames):
-                await session.receive_text(update)
+                session.receive_text(update)
             return frames
 
         costs.append(_cost("update_only", size, update, frames, await _cpu(updates)()))
@@ -165,7 +168,7 @@ async def measure(
 
         async def requests(t: Transcript = t, first: int = first) -> int:
             for i in range(turns):
-                await session.receive_text(t.request("response_required", first + i))
+                session.receive_text(t.request("response_required", first + i))
                 await _completed(sink, first + i + 1)
             return turns
 
