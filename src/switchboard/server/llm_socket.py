@@ -22,20 +22,22 @@ Every other WebSocket path gets the same 404.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
 import re
 import struct
+from collections.abc import Iterable
 from http import HTTPStatus
 from typing import Any, ClassVar, cast
-from urllib.parse import unquote
 
 from uvicorn.config import Config
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.server import ServerState
 from websockets.frames import Frame, Opcode
-from websockets.http11 import Request
 from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
+from websockets.utils import accept_key
 
 from switchboard.calls.session import CallSession
 from switchboard.log import LogThrottle, get_logger
@@ -96,6 +98,64 @@ def text_frame(payload: bytes) -> bytes:
     if size < 65536:
         return struct.pack("!BBH", 0x81, 126, size) + payload
     return struct.pack("!BBQ", 0x81, 127, size) + payload
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    """The value of a header that must appear once; ``None`` if missing or repeated."""
+    values = [value for key, value in headers if key == name]
+    return values[0] if len(values) == 1 else None
+
+
+def handshake_problem(
+    method: str, headers: list[tuple[bytes, bytes]]
+) -> tuple[HTTPStatus, str] | None:
+    """What makes this upgrade request not a WebSocket opening handshake (RFC 6455
+    section 4.2.1), or ``None``. uvicorn has already seen ``Upgrade: websocket``."""
+    if method != "GET":
+        return HTTPStatus.BAD_REQUEST, "a WebSocket handshake is a GET"
+    connection = _header(headers, b"connection")
+    if connection is None or b"upgrade" not in connection.lower():
+        return HTTPStatus.BAD_REQUEST, "missing Connection: Upgrade"
+    upgrade = _header(headers, b"upgrade")
+    if upgrade is None or upgrade.strip().lower() != b"websocket":
+        return HTTPStatus.BAD_REQUEST, "missing Upgrade: websocket"
+    if _header(headers, b"sec-websocket-version") != b"13":
+        return HTTPStatus.UPGRADE_REQUIRED, "Sec-WebSocket-Version must be 13"
+    key = _header(headers, b"sec-websocket-key")
+    if key is None or not _valid_key(key):
+        return HTTPStatus.BAD_REQUEST, "invalid Sec-WebSocket-Key"
+    return None
+
+
+def _valid_key(key: bytes) -> bool:
+    try:
+        return len(base64.b64decode(key.strip(), validate=True)) == 16
+    except binascii.Error:
+        return False
+
+
+def switching_protocols(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The 101 response to a valid handshake (no subprotocol, no extension)."""
+    key = _header(headers, b"sec-websocket-key")
+    assert key is not None
+    accept = accept_key(key.strip().decode("ascii"))
+    return (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: " + accept.encode("ascii") + b"\r\n\r\n"
+    )
+
+
+def refusal(status: HTTPStatus, reason: str) -> bytes:
+    """A plain-text HTTP answer that ends the connection."""
+    body = reason.encode()
+    head = (
+        f"HTTP/1.1 {status.value} {status.phrase}\r\n"
+        "content-type: text/plain; charset=utf-8\r\n"
+        f"content-length: {len(body)}\r\n"
+    )
+    if status is HTTPStatus.UPGRADE_REQUIRED:
+        head += "sec-websocket-version: 13\r\n"
+    return (head + "connection: close\r\n\r\n").encode("latin-1") + body
 
 
 class Keepalive:
@@ -162,7 +222,9 @@ class CallSocket(asyncio.Protocol):
         self._tasks = server_state.tasks
         app = config.loaded_app
         self._trusted = app.trusted_hosts if isinstance(app, ProxyHeadersMiddleware) else None
-        self._conn = ServerProtocol(max_size=config.ws_max_size, logger=_ws_logger)
+        # OPEN from the start: the handshake is answered here (``upgrade``), the protocol
+        # only ever parses frames.
+        self._conn = ServerProtocol(state=OPEN, max_size=config.ws_max_size, logger=_ws_logger)
         self._transport: asyncio.Transport | None = None
         self._client: str | None = None
         self._session: CallSession | None = None
@@ -196,8 +258,6 @@ class CallSocket(asyncio.Protocol):
         for event in conn.events_received():
             if isinstance(event, Frame):
                 self._frame(event)
-            elif isinstance(event, Request):
-                self._upgrade(event)
         self._flush()
 
     def eof_received(self) -> bool | None:
@@ -310,48 +370,62 @@ class CallSocket(asyncio.Protocol):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _client_host(self, request: Request) -> str | None:
+    def _client_host(self, headers: list[tuple[bytes, bytes]]) -> str | None:
         """The caller's address; behind a trusted proxy, the one it forwarded (as uvicorn's
         ``ProxyHeadersMiddleware`` does for HTTP)."""
         host = self._client
         trusted = self._trusted
         if trusted is not None and host in trusted:
-            forwarded = request.headers.get_all("X-Forwarded-For")
+            forwarded = [v.decode("latin-1") for k, v in headers if k == b"x-forwarded-for"]
             if forwarded:
                 forwarded_host, _ = trusted.get_trusted_client_address(", ".join(forwarded))
                 if forwarded_host:
                     host = forwarded_host
         return host
 
-    def _upgrade(self, request: Request) -> None:
+    def _log_refusal(self, reason: str, client: str | None, **extra: str) -> None:
+        suppressed = _throttle.allow(f"refused:{reason}")
+        if suppressed is not None:
+            _log.info(
+                "refused call socket",
+                reason=reason,
+                client=client,
+                **extra,
+                **({"suppressed": suppressed} if suppressed else {}),
+            )
+
+    def _respond(self, response: bytes) -> None:
+        if self._transport is not None:
+            self._transport.write(response)
+            self._transport.close()
+
+    def upgrade(
+        self, method: str, path: str, query: bytes, head: Iterable[tuple[bytes, bytes]]
+    ) -> None:
+        """The request head as uvicorn's HTTP protocol parsed it (path unquoted, header
+        names lower-cased; ``timeouts.guarded_http``): answer the handshake (RFC 6455
+        section 4.2) and start the call, or refuse it."""
         node = self.node
-        raw_path, _, query = request.path.partition("?")
-        client = self._client_host(request)
-        call_id, refusal = route(unquote(raw_path), query.encode("latin-1"), client, node)
-        if refusal is None:
-            refusal = node.admit()
-        if refusal is not None or call_id is None:
-            reason = refusal or "bad_path"
+        headers = list(head)
+        client = self._client_host(headers)
+        problem = handshake_problem(method, headers)
+        if problem is not None:
+            status, reason = problem
+            self._log_refusal("bad_handshake", client, detail=reason)
+            self._respond(refusal(status, reason))
+            return
+        call_id, refused = route(path, query, client, node)
+        if refused is None:
+            refused = node.admit()
+        if refused is not None or call_id is None:
+            reason = refused or "bad_path"
             node.metrics.rejected_total.labels(reason).inc()
-            suppressed = _throttle.allow(f"refused:{reason}")
-            if suppressed is not None:
-                _log.info(
-                    "refused call socket",
-                    reason=reason,
-                    client=client,
-                    **({"suppressed": suppressed} if suppressed else {}),
-                )
-            self._conn.send_response(self._conn.reject(_STATUS[reason], reason))
-            self._flush()
+            self._log_refusal(reason, client)
+            self._respond(refusal(_STATUS[reason], reason))
             return
         self._admitted = True
-        response = self._conn.accept(request)
-        self._conn.send_response(response)
-        self._flush()
-        if response.status_code != 101:  # not a valid WebSocket handshake
-            self._admitted = False
-            node.release()
-            return
+        assert self._transport is not None
+        self._transport.write(switching_protocols(headers))
         node.metrics.calls_total.inc()
         session = CallSession(
             call_id,
@@ -366,7 +440,6 @@ class CallSocket(asyncio.Protocol):
         self._session = session
         node.attach(session)
         self.keepalive.add(self)
-        assert self._transport is not None
         # Frames wait in the kernel until the call is claimed and greeted: the first
         # frames out must be config and the begin message, whatever the caller sends.
         self._transport.pause_reading()
