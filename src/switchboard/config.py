@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     drain_timeout_s: float = Field(default=30.0, ge=0)
     #: A client must send its request line and headers within this (slowloris guard).
     header_timeout_s: float = Field(default=10.0, gt=0)
+    #: A call socket silent this long gets a WebSocket ping, and is closed (1011) if it
+    #: stays silent as long again. Retell's own pings every 2 s keep live calls busy.
+    socket_idle_s: float = Field(default=20.0, gt=0)
 
     # State. ``redis_url`` is required by the shared-state profiles and ignored by ``single``.
     state_ttl_s: float = Field(default=3600.0, gt=0)

@@ -7,13 +7,11 @@ task wake-up and a pause then resume of reading (two epoll changes); every outbo
 another dict. Here an inbound frame goes from the socket to the session in one synchronous
 call (``CallSession.receive_text`` never awaits), and a reply is one ``transport.write``.
 
-What stays with websockets' sans-I/O ``ServerProtocol`` (the well-kept part): the opening
-handshake and its validation, frame parsing, unmasking, size limits, fragmentation, control
-frames and the closing handshake. Only outbound data frames are framed here: a server frame
-is a 2-10 byte header and the payload, never masked.
-
-uvicorn still owns the listening socket and the HTTP parsing; when a request asks for an
-upgrade, its HTTP protocol hands the connection (and the request bytes) to this class.
+The framing is ``server.websocket`` (RFC 6455, server side; websockets' C code unmasks and
+computes the accept key). uvicorn still owns the listening socket and the HTTP parsing:
+when a request asks for an upgrade, our HTTP protocol (``timeouts.guarded_http``) hands
+the connection and the parsed request head to ``CallSocket.upgrade``. No extension or
+subprotocol is negotiated (Retell uses neither).
 Accepted paths: ``/llm-websocket/{call_id}`` and, with a URL secret,
 ``/llm-websocket/{secret}/{call_id}`` or ``/llm-websocket/{call_id}?token={secret}``.
 Every other WebSocket path gets the same 404.
@@ -24,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import logging
 import re
 import struct
 from collections.abc import Iterable
@@ -34,22 +31,29 @@ from typing import Any, ClassVar, cast
 from uvicorn.config import Config
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.server import ServerState
-from websockets.frames import Frame, Opcode
-from websockets.protocol import OPEN
-from websockets.server import ServerProtocol
 from websockets.utils import accept_key
 
 from switchboard.calls.session import CallSession
 from switchboard.log import LogThrottle, get_logger
 from switchboard.server.guard import ip_allowed, query_secret, secret_matches
 from switchboard.server.node import Node
+from switchboard.server.websocket import (
+    CLOSE,
+    INTERNAL_ERROR,
+    PING,
+    PONG,
+    TEXT,
+    FrameError,
+    FrameReader,
+    close_frame,
+    parse_close,
+    server_frame,
+)
 
 PREFIX = "/llm-websocket/"
 _CALL_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 _log = get_logger("switchboard.socket")
 _throttle = LogThrottle()
-#: websockets' own logger: its debug lines only at debug level, through our handlers.
-_ws_logger = logging.getLogger("switchboard.websocket")
 
 #: How long a close frame we sent may wait for the peer's reply before the TCP connection
 #: is closed anyway (uvicorn's value).
@@ -88,16 +92,6 @@ def route(
     if not ip_allowed(client_host, node.networks):
         return None, "forbidden_ip"
     return call_id, None
-
-
-def text_frame(payload: bytes) -> bytes:
-    """One unmasked, final text frame (RFC 6455 section 5.2): what a server sends."""
-    size = len(payload)
-    if size < 126:
-        return bytes((0x81, size)) + payload
-    if size < 65536:
-        return struct.pack("!BBH", 0x81, 126, size) + payload
-    return struct.pack("!BBQ", 0x81, 127, size) + payload
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
@@ -222,17 +216,19 @@ class CallSocket(asyncio.Protocol):
         self._tasks = server_state.tasks
         app = config.loaded_app
         self._trusted = app.trusted_hosts if isinstance(app, ProxyHeadersMiddleware) else None
-        # OPEN from the start: the handshake is answered here (``upgrade``), the protocol
-        # only ever parses frames.
-        self._conn = ServerProtocol(state=OPEN, max_size=config.ws_max_size, logger=_ws_logger)
+        self._max_size = config.ws_max_size
+        #: set once the handshake is accepted; ``None`` again once nothing more is read
+        self._reader: FrameReader | None = None
+        #: data frames may be sent (between the 101 and a close frame either way)
+        self._open = False
+        self._close_sent = False
+        self._close_code: int | None = None
         self._transport: asyncio.Transport | None = None
         self._client: str | None = None
         self._session: CallSession | None = None
         self._admitted = False
         self._started = False
         self._backlog: list[tuple[bool, bytes]] = []
-        self._fragments: list[bytes] = []
-        self._fragment_is_text = True
         self._close_timer: asyncio.TimerHandle | None = None
         self._writable: asyncio.Future[None] | None = None
         self._write_paused = False
@@ -251,19 +247,18 @@ class CallSocket(asyncio.Protocol):
         self.last_seen = self._loop.time()
 
     def data_received(self, data: bytes) -> None:
-        conn = self._conn
-        conn.receive_data(data)
         self.last_seen = self._loop.time()
         self._ping_sent_at = None
-        for event in conn.events_received():
-            if isinstance(event, Frame):
-                self._frame(event)
-        self._flush()
+        reader = self._reader
+        if reader is None:
+            return  # refused, failed or closed: nothing more is read
+        try:
+            reader.feed(data, self._message, self._control)
+        except FrameError as err:
+            self._fail(err.code, err.reason)
 
     def eof_received(self) -> bool | None:
-        self._conn.receive_eof()
-        self._flush()
-        return None  # the transport closes itself
+        return None  # the transport closes itself; connection_lost ends the call
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
@@ -275,8 +270,7 @@ class CallSocket(asyncio.Protocol):
         self._wake_writers()
         session, self._session = self._session, None
         if session is not None:
-            close = self._conn.close_rcvd
-            self._spawn(self._end(session, clean=close is not None and close.code == 1000))
+            self._spawn(self._end(session, clean=self._close_code == 1000))
         elif self._admitted:
             self.node.release()
 
@@ -298,10 +292,10 @@ class CallSocket(asyncio.Protocol):
     def send_now(self, text: str) -> None:
         """Write one text frame without waiting; raises ``ConnectionError`` once the socket
         is closing (no data frame may follow a close frame)."""
-        if self._lost or self._conn.state is not OPEN:
+        if not self._open:
             raise ConnectionError("call socket is closing")
         assert self._transport is not None
-        self._transport.write(text_frame(text.encode()))
+        self._transport.write(server_frame(TEXT, text.encode()))
 
     async def send_text(self, text: str) -> None:
         """``send_now``, then wait while the peer reads slower than we write."""
@@ -316,12 +310,12 @@ class CallSocket(asyncio.Protocol):
     def close(self, code: int) -> None:
         """Start the closing handshake with ``code``; the connection closes when the peer
         answers, or after ``CLOSE_TIMEOUT_S``."""
-        if self._lost or self._conn.state is not OPEN:
+        if not self._open or self._transport is None:
             return
-        self._conn.send_close(code)
-        self._flush()
-        if self._close_timer is None and self._transport is not None:
-            self._close_timer = self._loop.call_later(CLOSE_TIMEOUT_S, self._transport.close)
+        self._open = False
+        self._close_sent = True
+        self._transport.write(close_frame(code))
+        self._close_timer = self._loop.call_later(CLOSE_TIMEOUT_S, self._transport.close)
 
     def abort(self) -> None:
         """Drop the connection without a close frame: Retell sees 1006 and reconnects."""
@@ -331,31 +325,54 @@ class CallSocket(asyncio.Protocol):
     # ------------------------------------------------------------------ keepalive
 
     def check_alive(self, now: float, interval_s: float, timeout_s: float | None) -> None:
-        if self._lost or self._conn.state is not OPEN:
+        if not self._open or self._transport is None:
             return
         if self._ping_sent_at is None:
             if now - self.last_seen >= interval_s:
                 self._ping_sent_at = now
-                self._conn.send_ping(struct.pack("!d", now))
-                self._flush()
+                self._transport.write(server_frame(PING, struct.pack("!d", now)))
         elif timeout_s is not None and now - self._ping_sent_at >= timeout_s:
             _log.info("no data or pong from the peer in time; closing", client=self._client)
-            self._conn.fail(1011, "keepalive ping timeout")
-            self._flush()
+            self._fail(INTERNAL_ERROR, "keepalive ping timeout")
 
     # ------------------------------------------------------------------ internals
 
-    def _flush(self) -> None:
-        """Write what the protocol queued (handshake, pongs, close frames); an empty chunk
-        means the protocol ended the stream, which a server does by closing the TCP
-        connection."""
-        out = self._conn.data_to_send()
-        if not out or self._transport is None:
+    def _control(self, opcode: int, payload: bytes) -> None:
+        transport = self._transport
+        if transport is None or self._close_code is not None:
             return
-        data = b"".join(out)
-        if data:
-            self._transport.write(data)
-        if not out[-1]:
+        if opcode == PING:
+            if self._open:
+                transport.write(server_frame(PONG, payload))
+        elif opcode == CLOSE:
+            code, _ = parse_close(payload)
+            self._close_code = code
+            if not self._close_sent:  # echo it (section 5.5.1); the server closes first
+                self._close_sent = True
+                transport.write(close_frame(code))
+            self._open = False
+            self._reader = None
+            transport.close()
+        # a PONG only proves the peer is alive, which any data does (``last_seen``)
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the connection (section 7.1.7): a close frame if none was sent, then the
+        TCP connection. The call is not over: Retell reconnects a socket lost this way."""
+        suppressed = _throttle.allow(f"protocol_error:{code}")
+        if suppressed is not None:
+            _log.info(
+                "call socket protocol error; closing",
+                code=code,
+                reason=reason,
+                client=self._client,
+                **({"suppressed": suppressed} if suppressed else {}),
+            )
+        self._reader = None
+        self._open = False
+        if self._transport is not None:
+            if not self._close_sent:
+                self._close_sent = True
+                self._transport.write(close_frame(code, reason))
             self._transport.close()
 
     def _wake_writers(self) -> None:
@@ -426,6 +443,8 @@ class CallSocket(asyncio.Protocol):
         self._admitted = True
         assert self._transport is not None
         self._transport.write(switching_protocols(headers))
+        self._reader = FrameReader(self._max_size)
+        self._open = True
         node.metrics.calls_total.inc()
         session = CallSession(
             call_id,
@@ -470,29 +489,9 @@ class CallSocket(asyncio.Protocol):
         finally:
             node.release()
 
-    def _frame(self, frame: Frame) -> None:
-        opcode = frame.opcode
-        if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
-            if frame.fin:
-                self._message(opcode is Opcode.TEXT, bytes(frame.data))
-            else:
-                self._fragments = [bytes(frame.data)]
-                self._fragment_is_text = opcode is Opcode.TEXT
-        elif opcode is Opcode.CONT:
-            self._fragments.append(bytes(frame.data))
-            if frame.fin:
-                data, self._fragments = b"".join(self._fragments), []
-                self._message(self._fragment_is_text, data)
-        elif opcode is Opcode.CLOSE and self._close_timer is not None:
-            # the peer answered our close frame; the protocol now ends the stream
-            self._close_timer.cancel()
-            self._close_timer = None
-        # PING is answered by the protocol itself (flushed after this batch); PONG only
-        # proves the peer is alive, which any data does (``last_seen``).
-
     def _message(self, is_text: bool, data: bytes) -> None:
         session = self._session
-        if session is None or self._conn.state is not OPEN:
+        if session is None or not self._open:
             return  # past the closing handshake: nothing more reaches the call
         if not self._started:
             self._backlog.append((is_text, data))

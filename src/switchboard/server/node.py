@@ -106,6 +106,10 @@ class Node:
         if self.active == 0:
             self._idle.set()
 
+    async def wait_idle(self) -> None:
+        """Until no call socket holds a slot (every socket has ended)."""
+        await self._idle.wait()
+
     def attach(self, session: CallSession) -> None:
         """Register the socket serving ``call_id``; an older socket of the call is dropped."""
         previous = self.sessions.get(session.call_id)

@@ -38,10 +38,6 @@ _log = get_logger("switchboard.run")
 #: in full collections over every session's objects; young collections every 10,000
 #: allocations cut that by ~60% and each one stays short (docs/benchmarks.md).
 GC_THRESHOLD = (10_000, 20, 10)
-#: A call socket silent this long gets a WebSocket ping, and is failed if it stays silent
-#: as long again (uvicorn's defaults). Retell's own pings every 2 s keep live calls busy.
-WS_PING_INTERVAL_S = 20.0
-WS_PING_TIMEOUT_S = 20.0
 #: After the drain, how long in-flight HTTP requests (webhooks) may take before uvicorn
 #: cancels them and runs the shutdown.
 GRACEFUL_HTTP_S = 5
@@ -119,9 +115,9 @@ def uvicorn_config(app: SwitchboardApp, settings: Settings, **extra: Any) -> uvi
         host=settings.host,
         port=settings.port,
         http=guarded_http(settings.header_timeout_s),
-        ws=call_socket_protocol(app.node, Keepalive(WS_PING_INTERVAL_S, WS_PING_TIMEOUT_S)),
-        ws_ping_interval=WS_PING_INTERVAL_S,
-        ws_ping_timeout=WS_PING_TIMEOUT_S,
+        ws=call_socket_protocol(
+            app.node, Keepalive(settings.socket_idle_s, settings.socket_idle_s)
+        ),
         ws_per_message_deflate=False,
         # Frames up to 4x our limit reach the session, which rejects them with a clear
         # log line; anything larger is refused by the WebSocket layer itself (1009).
