@@ -84,6 +84,7 @@ class SwitchboardApp:
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         await self.webhooks.start()
         shared, node = self.shared, self.node
+        node.loop_health.start()
         if shared is not None:
             shared.start(node.session_for, lambda: shared.node_info(node.active, node.draining))
         if self.node.outbox is not None:

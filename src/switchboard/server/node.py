@@ -21,6 +21,7 @@ from switchboard.events.outbox import Outbox, OutboxOptions
 from switchboard.events.publisher import CallEventPublisher
 from switchboard.log import get_logger
 from switchboard.server.guard import Network, parse_networks
+from switchboard.server.loop_health import LoopHealth
 from switchboard.server.metrics import NodeMetrics
 from switchboard.state.base import CallStore, StoreUnavailable
 
@@ -67,6 +68,7 @@ class Node:
         self.options = session_options(settings)
         self.node_id = node_id or settings.node_id or default_node_id()
         self.metrics = NodeMetrics()
+        self.loop_health = LoopHealth(self.metrics.registry)
         self.networks: tuple[Network, ...] = parse_networks(settings.allowed_ips)
         self.secret = settings.url_secret.get_secret_value() if settings.url_secret else None
         self.sessions: dict[str, CallSession] = {}
@@ -166,6 +168,7 @@ class Node:
         return len(remaining)
 
     async def aclose(self) -> None:
+        await self.loop_health.stop()
         held = list(self.held_writes)
         for task in held:
             task.cancel()

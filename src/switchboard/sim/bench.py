@@ -53,7 +53,7 @@ from switchboard.sim.processes import (
 )
 from switchboard.sim.resources import ResourceSampler, ServerResources
 from switchboard.sim.results import FailoverSummary, ProcessStats, RunReport, TurnKindStats
-from switchboard.sim.server_metrics import cache_counters
+from switchboard.sim.server_metrics import cache_counters, loop_health
 from switchboard.sim.verdict import JUDGED_KINDS, judge
 
 BENCH_SCHEMA_VERSION = 1
@@ -120,6 +120,8 @@ class BenchCaseResult(msgspec.Struct, kw_only=True):
     event_latency_ms: dict[str, float] | None = None
     #: the server's cache counters from ``/metrics`` (hits/misses by tier, hit p99 bound)
     cache: dict[str, float] = msgspec.field(default_factory=dict)
+    #: the server's event-loop lag and GC pauses from ``/metrics`` (``loop_health``)
+    server_loop: dict[str, float] = msgspec.field(default_factory=dict)
 
 
 class BenchRun(msgspec.Struct, kw_only=True):
@@ -420,6 +422,7 @@ def _run_node(
         finally:
             resources = sampler.stop()
         cache = cache_counters(f"http://127.0.0.1:{port}/metrics") if case.cache != "off" else {}
+        server_loop = loop_health(f"http://127.0.0.1:{port}/metrics")
     finally:
         if haproxy is not None:
             haproxy.stop()
@@ -427,7 +430,12 @@ def _run_node(
     report = with_server_cpu(report, server_cpu_s)
     report = judge(msgspec.structs.replace(report, label=case.name))
     return BenchCaseResult(
-        case=case, simulator_exit_code=code, report=report, cache=cache, resources=resources
+        case=case,
+        simulator_exit_code=code,
+        report=report,
+        cache=cache,
+        resources=resources,
+        server_loop=server_loop,
     )
 
 
@@ -657,6 +665,25 @@ def bench_table(run: BenchRun) -> Table:
     return table
 
 
+def describe_loop(loop: dict[str, float]) -> str:
+    """One line on the server's own waits: what of a latency tail is the server's."""
+
+    def bound(ms: float) -> str:
+        return f"<= {ms:g} ms" if ms >= 0 else "over 2.5 s"
+
+    line = (
+        f"server event loop lag p99 {bound(loop.get('lag_p99_le_ms', -1))}, "
+        f"max {bound(loop.get('lag_max_le_ms', -1))}"
+    )
+    gens = [g for g in ("0", "1", "2") if loop.get(f"gc_count:{g}")]
+    if gens:
+        counts = ", ".join(f"gen{g} {loop[f'gc_count:{g}']:.0f}" for g in gens)
+        total_ms = sum(loop.get(f"gc_ms:{g}", 0.0) for g in gens)
+        longest = max(loop.get(f"gc_max_le_ms:{g}", 0.0) for g in gens)
+        line += f"; GC {counts}: {total_ms:.0f} ms in all, longest {bound(longest)}"
+    return line
+
+
 def bench_notes(run: BenchRun) -> list[Text]:
     """What the table cannot hold: targets, missed targets, verdict reasons, warnings, errors."""
     notes = [Text(f"targets: {_targets_text(run)}", style="dim")]
@@ -668,6 +695,8 @@ def bench_notes(run: BenchRun) -> list[Text]:
             if result.resources.fds_leaked:
                 leaked = result.resources.fds_leaked
                 notes.append(Text(f"{name}: {leaked} file descriptors not closed", style="red"))
+        if result.server_loop:
+            notes.append(Text(f"{name}: {describe_loop(result.server_loop)}", style="dim"))
         for missed in result.missed_targets:
             notes.append(Text(f"{name}: target missed: {missed}", style="red"))
         for reason in result.report.verdict_reasons:

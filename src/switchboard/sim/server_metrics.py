@@ -91,3 +91,51 @@ def cache_text(cache: dict[str, float]) -> str:
         f"({100 * cache.get('hit_rate_all_turns', 0):.0f}% of all); "
         f"backend errors {cache.get('errors:unavailable', 0):.0f}"
     )
+
+
+def loop_health(url: str, timeout_s: float = 5.0) -> dict[str, float]:
+    """The server's event-loop lag and GC pauses from its ``/metrics``
+    (``server.loop_health``): ``lag_samples``, ``lag_p99_le_ms``, ``lag_max_le_ms``, and
+    per generation ``gc_count:N``, ``gc_ms:N``, ``gc_max_le_ms:N``. ``{}`` if absent.
+
+    Histograms give bucket bounds, not exact values: ``le`` reads "at most"."""
+    try:
+        text = httpx.get(url, timeout=timeout_s, trust_env=False).text
+        families = list(text_string_to_metric_families(text))
+    except (httpx.HTTPError, ValueError):
+        return {}
+    out: dict[str, float] = {}
+    for family in families:
+        if family.name == "switchboard_event_loop_lag_seconds":
+            points = [
+                (float(s.labels["le"]), s.value)
+                for s in family.samples
+                if s.name.endswith("_bucket")
+            ]
+            total = max((count for _, count in points), default=0.0)
+            out["lag_samples"] = total
+            out["lag_p99_le_ms"] = _bound_ms(points, 0.99 * total)
+            out["lag_max_le_ms"] = _bound_ms(points, total)
+        elif family.name == "switchboard_gc_pause_seconds":
+            by_gen: dict[str, list[tuple[float, float]]] = {}
+            for s in family.samples:
+                gen = s.labels.get("generation", "")
+                if s.name.endswith("_bucket"):
+                    by_gen.setdefault(gen, []).append((float(s.labels["le"]), s.value))
+                elif s.name.endswith("_count"):
+                    out[f"gc_count:{gen}"] = s.value
+                elif s.name.endswith("_sum"):
+                    out[f"gc_ms:{gen}"] = s.value * 1000
+            for gen, points in by_gen.items():
+                total = max((count for _, count in points), default=0.0)
+                if total:
+                    out[f"gc_max_le_ms:{gen}"] = _bound_ms(points, total)
+    return out
+
+
+def _bound_ms(points: list[tuple[float, float]], at_least: float) -> float:
+    """The smallest bucket bound holding ``at_least`` samples, in ms (-1: past the last)."""
+    for bound, count in sorted(points):
+        if count >= at_least:
+            return bound * 1000 if bound != float("inf") else -1.0
+    return -1.0
