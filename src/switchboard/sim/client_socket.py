@@ -251,7 +251,11 @@ class ClientSocket(asyncio.Protocol):
                 self._partial = data[pos:]
                 return
             head = data[pos]
-            length = data[pos + 1]  # the mask bit set makes it >= 128: not simple
+            length = data[pos + 1]
+            if (head != 0x81 and head != 0x82) or length & 0x80:
+                # Not FIN + text/binary without RSV bits, or masked: the protocol's.
+                self._feed(data[pos:] if pos else data)
+                return
             start = pos + 2
             if length == 126:
                 if end - pos < 4:
@@ -265,11 +269,7 @@ class ClientSocket(asyncio.Protocol):
                     return
                 length = int.from_bytes(data[pos + 2 : pos + 10])
                 start = pos + 10
-            if (
-                (head != 0x81 and head != 0x82)  # FIN, no RSV bits, text or binary
-                or length > 0x7FFF_FFFF_FFFF_FFFF
-                or (max_size is not None and length > max_size)
-            ):
+            if length > 0x7FFF_FFFF_FFFF_FFFF or (max_size is not None and length > max_size):
                 self._feed(data[pos:] if pos else data)
                 return
             stop = start + length
