@@ -273,3 +273,27 @@ def test_ledger_interrupt_cancels_the_response_in_flight() -> None:
     ledger.request("response", now=2.0)
     ledger.on_response(_response(2, "again"), now=2.1)
     assert metrics.violations == {"content_after_complete": 1}
+
+
+def test_partials_are_the_bytes_of_encoding_the_utterance_whole() -> None:
+    """A partial is assembled from words encoded one by one: the same bytes as encoding
+    the utterance, for every prefix, quotes, escapes and non-ASCII included."""
+    transcript = Transcript()
+    transcript.add_agent("Hello, how can I help?")
+    transcript.commit_user()
+    words = ['Say "hi"', "back\\slash", "naïve", "tab\there", "x" * 40, "end."]
+    start = transcript.audio_s
+    for n in range(1, len(words) + 1):
+        transcript.user_says(words, n)
+        frame = msgspec.json.decode(transcript.update_only())
+        t = int(start * 1000)
+        expected = {
+            "role": "user",
+            "content": " ".join(words[:n]),
+            "words": [
+                {"word": w, "start": (t + 320 * i) / 1000, "end": (t + 320 * i + 280) / 1000}
+                for i, w in enumerate(words[:n])
+            ],
+        }
+        assert frame["transcript"][-1] == expected
+        assert transcript.update_only().endswith(b"," + msgspec.json.encode(expected) + b"]}")

@@ -10,22 +10,25 @@ answer, barging in when its script says so. A reconnect continues the same call:
 ``call_id``, full transcript, and a request the lost socket never answered is asked
 again under a new id.
 
-The frame handler is synchronous and never blocks, so frame timestamps are taken the
-moment the frame is read; ``Ledger`` judges each response frame as Retell would (spec 1.8).
+The frame handler is synchronous and never blocks: the socket calls it as it reads
+each frame, so frame timestamps are taken the moment the frame is read; ``Ledger``
+judges each response frame as Retell would (spec 1.8). The keepalive is a timer
+callback, not a task, and waits are bare futures on the loop: at thousands of calls
+each task step and ``asyncio`` helper (``sleep`` and ``timeout`` look the loop up, a
+syscall on this Python) is a visible share of the simulator's core.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import time
 from collections.abc import Sequence
 from typing import Final
 
 import msgspec
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
 
 from switchboard.log import get_logger
 from switchboard.protocol.outbound import (
@@ -38,6 +41,7 @@ from switchboard.protocol.outbound import (
     ToolCallResult,
     UpdateAgentConfig,
 )
+from switchboard.sim.client_socket import ClientSocket, Message, open_socket
 from switchboard.sim.conversation import CallerTurn, CallRecord, TurnOutcome
 from switchboard.sim.frames import InvalidFrame, decode_server_frame
 from switchboard.sim.ledger import Ledger, Request
@@ -71,6 +75,11 @@ class _CallOver(Exception):
     """The call ended while the caller was waiting for something."""
 
 
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class _Socket:
     """One WebSocket of the call (a reconnect makes a new one)."""
 
@@ -81,10 +90,12 @@ class _Socket:
         "interrupt_id",
         "interrupt_parts",
         "keepalive",
+        "keepalive_on",
         "last_ping_at",
         "last_ping_ts",
         "last_pong_at",
         "local_reason",
+        "next_ping_at",
         "opened_at",
         "pongs",
         "reconnect",
@@ -92,7 +103,7 @@ class _Socket:
     )
 
     def __init__(
-        self, ws: ClientConnection, opened_at: float, reconnect: ReconnectEvent | None
+        self, ws: ClientSocket, opened_at: float, reconnect: ReconnectEvent | None
     ) -> None:
         self.ws = ws
         self.opened_at = opened_at
@@ -101,7 +112,10 @@ class _Socket:
         self.begun = False
         self.begin_first_at: float | None = None
         self.begin_parts: list[str] = []
-        self.keepalive: asyncio.Task[None] | None = None
+        #: the keepalive's next tick, while it runs
+        self.keepalive: asyncio.Handle | None = None
+        self.keepalive_on = False
+        self.next_ping_at = 0.0
         self.last_ping_ts = 0
         self.last_ping_at = 0.0
         self.last_pong_at = 0.0
@@ -136,7 +150,9 @@ class SimulatedCall:
         self._call_details = _encoder.encode({"interaction_type": "call_details", "call": call})
         self.ledger = Ledger(call_id, metrics, options.stale_grace_ms / 1000.0)
         self._sock: _Socket | None = None
-        self._progress = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        #: what the script awaits in ``_wait``; ``_progress`` wakes it
+        self._waiter: asyncio.Future[None] | None = None
         self._hanging_up = False  # the caller (Retell) is closing on purpose
         self._ever_ponged = False
         self._no_pong_reported = False
@@ -152,6 +168,7 @@ class SimulatedCall:
         m = self.metrics
         m.calls_started += 1
         m.calls_active += 1
+        self._loop = asyncio.get_running_loop()
         self._started = _now()
         lifecycle = asyncio.create_task(self._lifecycle())
         try:
@@ -183,7 +200,7 @@ class SimulatedCall:
             return
         self.record.reason = reason
         self.record.failed = failed
-        self._progress.set()
+        self._progress()
 
     async def _close(self, code: int) -> None:
         self._hanging_up = True
@@ -200,7 +217,7 @@ class SimulatedCall:
             if self.stop is not None and self.stop.is_set():
                 break
             if think:
-                await asyncio.sleep(think * (0.5 + self.rng.random()))
+                await self._sleep(think * (0.5 + self.rng.random()))
             if turn.say is None:
                 outcome = await self._reminder()
             else:
@@ -336,16 +353,46 @@ class SimulatedCall:
             await self._wait(remaining)
 
     async def _wait(self, seconds: float | None) -> None:
-        self._progress.clear()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._progress.wait()
+        """Until ``_progress`` is called or ``seconds`` pass (``None``: no limit)."""
+        loop = self._loop
+        assert loop is not None
+        waiter = loop.create_future()
+        self._waiter = waiter
+        timer = None if seconds is None else loop.call_later(seconds, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+
+    def _progress(self) -> None:
+        """Something the script may be waiting for happened: wake it if it waits."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _sleep(self, seconds: float) -> None:
+        """``asyncio.sleep`` on the loop already at hand."""
+        loop = self._loop
+        assert loop is not None
+        waiter = loop.create_future()
+        timer = loop.call_later(seconds, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
 
     async def _send(self, sock: _Socket, frame: bytes) -> None:
-        try:
-            await sock.ws.send(frame, text=True)
-        except ConnectionClosed:
-            return  # the lifecycle notices and reconnects or ends the call
+        """Send one text frame, at the pace the server reads. On a socket that is closing
+        this waits until it has closed, so the caller goes on on the next socket; the
+        lifecycle notices the loss and reconnects or ends the call."""
+        ws = sock.ws
+        if not ws.write_text(frame):
+            await ws.wait_closed()
+            return
+        if ws.paused and not await ws.drain():
+            return
         self.metrics.frames_sent += 1
 
     # ------------------------------------------------------------------ sockets
@@ -390,7 +437,7 @@ class SimulatedCall:
                     return
         finally:
             self._sock = None
-            self._progress.set()
+            self._progress()
 
     async def _open(self, lost: ReconnectEvent | None) -> _Socket | None:
         o = self.options
@@ -399,15 +446,11 @@ class SimulatedCall:
                 return None
             started = _now()
             try:
-                ws = await connect(
+                ws = await open_socket(
                     self.url,
-                    compression=None,
                     open_timeout=o.open_timeout_s,
-                    ping_interval=None,
                     close_timeout=o.close_timeout_s,
                     max_size=o.max_frame_bytes,
-                    proxy=None,
-                    user_agent_header=None,
                 )
             except asyncio.CancelledError:
                 raise
@@ -434,30 +477,17 @@ class SimulatedCall:
         """Read one socket until it ends; say how it ended."""
         ws = sock.ws
         self._sock = sock
-        self._progress.set()
-        m = self.metrics
+        self._progress()
         try:
-            async for data in ws:
-                m.frames_received += 1
-                result = self._on_frame(sock, data)
-                if result is None:
-                    continue
-                if result is _STOP:
-                    break
-                assert isinstance(result, Config)
-                await self._configure(sock, result)
-        except ConnectionClosed:
-            pass
+            ws.deliver_to(functools.partial(self._on_message, sock))
+            await ws.ended()
         finally:
-            keepalive = sock.keepalive
-            if keepalive is not None and not keepalive.done():
-                if sock.local_reason == _KEEPALIVE:
-                    await keepalive  # it is closing this socket; let it finish
-                else:
-                    keepalive.cancel()
+            if sock.keepalive is not None:
+                sock.keepalive.cancel()
+                sock.keepalive = None
             if self._sock is sock:
                 self._sock = None
-            self._progress.set()
+            self._progress()
         if sock.local_reason == ERR_CORRUPT:
             with contextlib.suppress(Exception):
                 await ws.close(1007, "binary frame")
@@ -466,7 +496,7 @@ class SimulatedCall:
             return _LOCAL
         if sock.local_reason is not None:
             return sock.local_reason
-        received = ws.protocol.close_rcvd
+        received = ws.close_rcvd
         if received is None:
             return _ABNORMAL
         if received.code == 1000:
@@ -475,35 +505,55 @@ class SimulatedCall:
             return ERR_OPEN
         return ERR_RUNTIME
 
-    async def _configure(self, sock: _Socket, frame: Config) -> None:
+    def _on_message(self, sock: _Socket, data: Message) -> None:
+        """Every message of ``sock``, handled in the step that read it."""
+        self.metrics.frames_received += 1
+        result = self._on_frame(sock, data)
+        if result is None:
+            return
+        if result is _STOP:
+            sock.ws.stop_delivery()  # _serve closes the socket
+            return
+        assert isinstance(result, Config)
+        self._configure(sock, result)
+
+    def _configure(self, sock: _Socket, frame: Config) -> None:
         config = frame.config
         self.transcript.with_tool_calls = config.transcript_with_tool_calls
-        if config.call_details:
-            await self._send(sock, self._call_details)
-        if config.auto_reconnect and sock.keepalive is None:
-            sock.keepalive = asyncio.create_task(self._keepalive(sock))
+        if config.call_details and sock.ws.write_text(self._call_details):
+            self.metrics.frames_sent += 1
+        if config.auto_reconnect and not sock.keepalive_on and sock.ws.open:
+            sock.keepalive_on = True
+            sock.last_pong_at = sock.next_ping_at = _now()
+            assert self._loop is not None
+            sock.keepalive = self._loop.call_soon(self._keepalive, sock)
 
-    async def _keepalive(self, sock: _Socket) -> None:
-        """Ping every 2 s; 5 s without any pong closes the socket for a reconnect."""
+    def _keepalive(self, sock: _Socket) -> None:
+        """Ping every 2 s; 5 s without any pong closes the socket for a reconnect. One
+        tick per ping or deadline, rescheduled until the socket ends (``_serve`` cancels
+        it) or is closing."""
+        sock.keepalive = None
         o = self.options
-        start = _now()
-        sock.last_pong_at = start
-        next_ping = start
-        while True:
-            now = _now()
-            if now - sock.last_pong_at >= o.pong_timeout_s:
-                break
-            if now >= next_ping:
-                ts = int(time.time() * 1000)
-                if ts <= sock.last_ping_ts:
-                    ts = sock.last_ping_ts + 1
-                sock.last_ping_ts = ts
-                sock.last_ping_at = now
-                await self._send(sock, b'{"interaction_type":"ping_pong","timestamp":%d}' % ts)
-                next_ping = now + o.ping_interval_s
-            await asyncio.sleep(
-                max(0.0, min(next_ping, sock.last_pong_at + o.pong_timeout_s) - now)
-            )
+        now = _now()
+        if now - sock.last_pong_at >= o.pong_timeout_s:
+            self._keepalive_lost(sock)
+            return
+        if now >= sock.next_ping_at:
+            ts = int(time.time() * 1000)
+            if ts <= sock.last_ping_ts:
+                ts = sock.last_ping_ts + 1
+            sock.last_ping_ts = ts
+            sock.last_ping_at = now
+            if not sock.ws.write_text(b'{"interaction_type":"ping_pong","timestamp":%d}' % ts):
+                return  # closing: the lifecycle notices when it has closed
+            self.metrics.frames_sent += 1
+            sock.next_ping_at = now + o.ping_interval_s
+        delay = max(0.0, min(sock.next_ping_at, sock.last_pong_at + o.pong_timeout_s) - now)
+        assert self._loop is not None
+        sock.keepalive = self._loop.call_later(delay, self._keepalive, sock)
+
+    def _keepalive_lost(self, sock: _Socket) -> None:
+        o = self.options
         if not self._ever_ponged and not self._no_pong_reported:
             self._no_pong_reported = True
             self.metrics.violation(
@@ -512,12 +562,11 @@ class SimulatedCall:
                 f"no ping_pong reply within {o.pong_timeout_s:g} s (auto_reconnect was requested)",
             )
         sock.local_reason = _KEEPALIVE
-        with contextlib.suppress(Exception):
-            await sock.ws.close(1001, "keepalive timeout")
+        sock.ws.start_close(1001, "keepalive timeout")
 
     # ------------------------------------------------------------------ frames
 
-    def _on_frame(self, sock: _Socket, data: str | bytes) -> object:
+    def _on_frame(self, sock: _Socket, data: Message) -> object:
         now = _now()
         m = self.metrics
         if isinstance(data, bytes):
@@ -560,7 +609,7 @@ class SimulatedCall:
 
     def _on_pong(self, sock: _Socket, now: float, timestamp: int) -> None:
         self.metrics.server_messages["ping_pong"] += 1
-        if sock.keepalive is None or sock.last_ping_ts == 0:
+        if not sock.keepalive_on or sock.last_ping_ts == 0:
             return  # a pong nobody asked for: harmless
         if timestamp >= sock.last_ping_ts:  # an echo of the latest ping, or the server's time
             self.metrics.pong_rtt.record(now - sock.last_ping_at)
@@ -574,7 +623,7 @@ class SimulatedCall:
         elif self.ledger.on_response(r, now):
             if sock.reconnect is not None and sock.reconnect.answered_at is None:
                 self._after_reconnect(sock, sock.reconnect, r.response_id, now)
-            self._progress.set()
+            self._progress()
 
     def _after_reconnect(
         self, sock: _Socket, event: ReconnectEvent, response_id: int, now: float
@@ -633,7 +682,7 @@ class SimulatedCall:
             self._finish(AGENT_HANGUP, failed=False)
         elif r.transfer_number is not None:
             self._finish(CALL_TRANSFER, failed=False)
-        self._progress.set()
+        self._progress()
 
     def _on_interrupt(self, sock: _Socket, frame: AgentInterrupt) -> None:
         """The agent speaks now: the response in flight is cancelled (spec 1.7)."""
@@ -643,7 +692,7 @@ class SimulatedCall:
             sock.interrupt_parts = []
         sock.interrupt_parts.append(frame.content)
         if self.ledger.interrupt():
-            self._progress.set()
+            self._progress()
         if not frame.content_complete:
             return
         self.transcript.commit_user()

@@ -2,8 +2,9 @@
 
 A transcript grows by one utterance per speaker turn but is sent many times per turn
 (every partial and every request), so finished utterances are JSON-encoded once and kept
-as one comma-joined byte string; a frame is then a single concatenation. Only the
-caller's utterance in progress is re-encoded as it grows word by word.
+as one comma-joined byte string; a frame is then a single concatenation. The caller's
+utterance in progress grows word by word: each of its words is encoded once, and a
+partial joins the first ``n`` (the bytes are those of encoding the whole utterance).
 
 ``words`` timings are seconds of simulated audio time since the call started: the
 caller speaks at ``SECONDS_PER_WORD`` and so does the agent, whatever the wall clock.
@@ -40,11 +41,10 @@ _encoder = msgspec.json.Encoder()
 def _timed(words: Sequence[str], start: float) -> list[_Word]:
     # Integer milliseconds, so timings come out as short decimals without rounding.
     t = int(start * 1000)
-    out: list[_Word] = []
-    for word in words:
-        out.append(_Word(word, t / 1000, (t + _WORD_MS) / 1000))
-        t += _STEP_MS
-    return out
+    return [
+        _Word(word, (t + i * _STEP_MS) / 1000, (t + i * _STEP_MS + _WORD_MS) / 1000)
+        for i, word in enumerate(words)
+    ]
 
 
 def _join(history: bytes, item: bytes) -> bytes:
@@ -65,7 +65,7 @@ class Transcript:
         "_pending",
         "_pending_tools",
         "_pending_words",
-        "_user_timed",
+        "_user_encoded",
         "_user_words",
         "audio_s",
         "utterances",
@@ -79,7 +79,8 @@ class Transcript:
         self._pending_words = 0
         self._pending_tools = b""
         self._user_words: list[str] = []
-        self._user_timed: list[_Word] = []
+        #: each word of the caller's utterance in progress, JSON-encoded with its timings
+        self._user_encoded: list[bytes] = []
         self.audio_s = 0.0
         self.utterances = 0
         self.with_tool_calls = False
@@ -90,10 +91,17 @@ class Transcript:
         the word timings are computed once per utterance and sliced."""
         if words != self._user_words:
             self._user_words = list(words)
-            self._user_timed = _timed(words, self.audio_s)
+            self._user_encoded = [_encoder.encode(w) for w in _timed(words, self.audio_s)]
         n = len(words) if heard is None else heard
-        utterance = _Utterance("user", " ".join(words[:n]), self._user_timed[:n])
-        self._pending = _encoder.encode(utterance)
+        self._pending = b"".join(
+            (
+                b'{"role":"user","content":',
+                _encoder.encode(" ".join(words[:n])),
+                b',"words":[',
+                b",".join(self._user_encoded[:n]),
+                b"]}",
+            )
+        )
         self._pending_words = n
 
     def commit_user(self) -> None:
