@@ -201,30 +201,34 @@ async def measure(
 
 
 def _websocket_costs(frames: int, *payloads: bytes) -> list[FrameCost]:
-    """The WebSocket protocol's own share (websockets' sans-I/O ``Protocol``, as uvicorn's
-    ``websockets-sansio`` runs it): parsing and unmasking a caller frame, framing a reply.
-    uvicorn's ASGI plumbing around it (a queue, a task wake-up, a transport write per
-    frame) is not in it."""
+    """The call socket's framing share (``server.websocket``): reading and unmasking a
+    caller frame, framing a reply. The socket around it (``CallSocket``: one synchronous
+    call into the session, one transport write) is only in the end-to-end case."""
     from websockets.frames import Frame, Opcode
-    from websockets.protocol import Protocol, Side, State
 
-    protocol = Protocol(Side.SERVER, state=State.OPEN, max_size=None)
+    from switchboard.server.websocket import TEXT, FrameReader, server_frame
+
+    reader = FrameReader(1 << 26)
     out = []
+
+    def ignore(_a: object, _b: bytes) -> None:
+        return None
+
     for payload in payloads:
         wire = Frame(Opcode.TEXT, payload).serialize(mask=True, extensions=[])
         before = time.process_time()
         for _ in range(frames):
-            protocol.receive_data(wire)
-            protocol.events_received()
+            reader.feed(wire, ignore, ignore)
         out.append(
             _cost("websocket: parse + unmask", 0, wire, frames, time.process_time() - before)
         )
-    pong = b'{"response_type":"ping_pong","timestamp":1700000000000}'
+    pong = '{"response_type":"ping_pong","timestamp":1700000000000}'
     before = time.process_time()
     for _ in range(frames):
-        protocol.send_text(pong)
-        protocol.data_to_send()
-    out.append(_cost("websocket: frame a reply", 0, pong, frames, time.process_time() - before))
+        server_frame(TEXT, pong.encode())
+    out.append(
+        _cost("websocket: frame a reply", 0, pong.encode(), frames, time.process_time() - before)
+    )
     return out
 
 
