@@ -22,7 +22,7 @@ test: $(STAMP) system-packages
 # A long randomised search over the property tests (the suite's own runs are derandomised).
 # Run it before you stop; a failure prints the example and a blob to reproduce it.
 fuzz: $(STAMP)
-	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests/test_fuzz_frames.py tests/test_protocol.py
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests/test_fuzz_frames.py tests/test_protocol.py tests/test_websocket_frames.py
 
 # The suite three times with a busy process on every core: what a loaded CI runner looks like.
 # STRESS_ARGS narrows it, e.g. make test-stress STRESS_ARGS=tests/test_serve_drain.py
