@@ -22,7 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+import weakref
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -149,7 +150,7 @@ class CallSession:
         self._decoder = FrameDecoder(options.max_frame_bytes)
         self._log = get_logger("switchboard.call", call_id=call_id)
         self._throttle = LogThrottle()
-        self._keeper = StateKeeper(call_id, store, node_id, self._log, self._fence)
+        self._keeper = StateKeeper(call_id, store, node_id, self._log, _weakly(self._fence))
         self._tasks: set[asyncio.Task[None]] = set()
         self._call_details_seen = asyncio.Event()
         self._interrupt_id = 0
@@ -236,6 +237,11 @@ class CallSession:
         self._events.call_ended(
             self._state, self.current, fenced=self.fenced, aborted=self._aborted
         )
+        if self.current is not None:
+            # A cancelled turn's task holds its CancelledError, whose traceback holds the
+            # frames that hold this session: a cycle only a garbage collection would free
+            # (see ``_weakly``). The call is over; nothing awaits that task any more.
+            self.current.task = None
 
     def abort(self) -> None:
         """Drop the socket without a close frame (draining, or a newer socket took the call)."""
@@ -627,6 +633,21 @@ class CallSession:
         """Close with ``code``; the session ends when the socket does (``close``)."""
         with contextlib.suppress(Exception):
             self._transport.close(code)
+
+
+def _weakly(method: Callable[[str], None]) -> Callable[[str], None]:
+    """``method``, without keeping its object alive. The keeper lives inside the session:
+    a strong bound method would make every session a reference cycle, freed only by a
+    garbage collection, and at thousands of calls those collections are the node's
+    longest pauses. Without the cycle, refcounting frees a session when its socket ends."""
+    ref = weakref.WeakMethod(method)
+
+    def call(arg: str) -> None:
+        bound = ref()
+        if bound is not None:
+            bound(arg)
+
+    return call
 
 
 def _clone(state: dict[str, Any]) -> dict[str, Any]:

@@ -69,6 +69,11 @@ class _GuardedHttp(HttpToolsProtocol):
         protocol.connection_made(self.transport)
         self.transport.set_protocol(protocol)
         protocol.upgrade(self.scope["method"], path, url.query or b"", self.headers)
+        # This protocol is done with the connection. Its parser calls back into it (a
+        # reference cycle), so without this it would wait for a garbage collection: at
+        # thousands of calls, those middle collections of dead HTTP protocols were the
+        # node's longest pauses (~100 ms each). Without the cycle, refcounting frees it now.
+        self.parser = None  # type: ignore[assignment]
 
     def _arm(self) -> None:
         self._head_timer = self.loop.call_later(self.header_timeout_s, self._head_timeout)
