@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+from collections.abc import AsyncIterator
 from typing import Any
 
 from websockets.asyncio.client import connect
 from websockets.frames import Frame, Opcode
+from websockets.streams import StreamReader
 
 from switchboard.server.websocket import parse_close
 from tests.fixtures.agents import EchoAgent
@@ -35,26 +37,30 @@ async def _raw_socket(port: int, path: str, **headers: str) -> tuple[Any, Any, b
     return reader, writer, response
 
 
-async def _read_until_close(reader: Any) -> Frame | None:
-    """Server frames up to its close frame (``None`` if the connection ends without one)."""
-    from websockets.streams import StreamReader
-
+async def _server_frames(reader: Any) -> AsyncIterator[Frame]:
+    """Frames the server sends, parsed by websockets, until the connection ends."""
     stream = StreamReader()
     while True:
         data = await asyncio.wait_for(reader.read(65536), TIMEOUT)
         if not data:
-            return None
+            return
         stream.feed_data(data)
         while True:
             parser = Frame.parse(stream.read_exact, mask=False)
             try:
                 next(parser)
             except StopIteration as done:
-                frame: Frame = done.value
-                if frame.opcode is Opcode.CLOSE:
-                    return frame
+                yield done.value
                 continue
             break
+
+
+async def _read_until_close(reader: Any) -> Frame | None:
+    """Server frames up to its close frame (``None`` if the connection ends without one)."""
+    async for frame in _server_frames(reader):
+        if frame.opcode is Opcode.CLOSE:
+            return frame
+    return None
 
 
 async def test_a_fragmented_request_is_one_message(serve: Any) -> None:
@@ -142,25 +148,13 @@ async def test_a_silent_socket_is_pinged_then_closed(serve: Any) -> None:
         reader, writer, head = await _raw_socket(srv.port, "/llm-websocket/silent")
         assert head.startswith(b"HTTP/1.1 101")
         # Never answers anything: the server pings, then gives up with 1011.
-        from websockets.streams import StreamReader
-
-        stream, opcodes = StreamReader(), []
-        async with asyncio.timeout(TIMEOUT):
-            while Opcode.CLOSE not in opcodes:
-                data = await reader.read(65536)
-                assert data, "closed without a close frame"
-                stream.feed_data(data)
-                while True:
-                    parser = Frame.parse(stream.read_exact, mask=False)
-                    try:
-                        next(parser)
-                    except StopIteration as done:
-                        frame = done.value
-                        opcodes.append(frame.opcode)
-                        if frame.opcode is Opcode.CLOSE:
-                            assert parse_close(bytes(frame.data))[0] == 1011
-                        continue
-                    break
+        opcodes = []
+        async for frame in _server_frames(reader):
+            opcodes.append(frame.opcode)
+            if frame.opcode is Opcode.CLOSE:
+                assert parse_close(bytes(frame.data))[0] == 1011
+                break
+        assert Opcode.CLOSE in opcodes, "closed without a close frame"
         assert Opcode.PING in opcodes
         writer.close()
         await asyncio.wait_for(srv.app.node.wait_idle(), TIMEOUT)

@@ -69,6 +69,14 @@ _STATUS = {
 }
 
 
+def _log_throttled(kind: str, message: str, **fields: object) -> None:
+    """One info line per ``kind`` at a time, with how many were suppressed since: a flood
+    of bad handshakes or frames must not become a flood of log lines."""
+    suppressed = _throttle.allow(kind)
+    if suppressed is not None:
+        _log.info(message, **fields, **({"suppressed": suppressed} if suppressed else {}))
+
+
 def route(
     path: str, query_string: bytes, client_host: str | None, node: Node
 ) -> tuple[str | None, str | None]:
@@ -358,15 +366,13 @@ class CallSocket(asyncio.Protocol):
     def _fail(self, code: int, reason: str) -> None:
         """Fail the connection (section 7.1.7): a close frame if none was sent, then the
         TCP connection. The call is not over: Retell reconnects a socket lost this way."""
-        suppressed = _throttle.allow(f"protocol_error:{code}")
-        if suppressed is not None:
-            _log.info(
-                "call socket protocol error; closing",
-                code=code,
-                reason=reason,
-                client=self._client,
-                **({"suppressed": suppressed} if suppressed else {}),
-            )
+        _log_throttled(
+            f"protocol_error:{code}",
+            "call socket protocol error; closing",
+            code=code,
+            reason=reason,
+            client=self._client,
+        )
         self._reader = None
         self._open = False
         if self._transport is not None:
@@ -401,15 +407,9 @@ class CallSocket(asyncio.Protocol):
         return host
 
     def _log_refusal(self, reason: str, client: str | None, **extra: str) -> None:
-        suppressed = _throttle.allow(f"refused:{reason}")
-        if suppressed is not None:
-            _log.info(
-                "refused call socket",
-                reason=reason,
-                client=client,
-                **extra,
-                **({"suppressed": suppressed} if suppressed else {}),
-            )
+        _log_throttled(
+            f"refused:{reason}", "refused call socket", reason=reason, client=client, **extra
+        )
 
     def _respond(self, response: bytes) -> None:
         if self._transport is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -21,13 +22,18 @@ def metrics_url(ws_url: str) -> str:
     return urlunsplit((scheme, parts.netloc, "/metrics", "", ""))
 
 
-def cache_counters(url: str, timeout_s: float = 5.0) -> dict[str, float]:
-    """``{"hits:exact": n, "misses:exact": n, ..., "hit_rate": r}``, or ``{}``."""
+def _scrape(url: str, timeout_s: float) -> list[Metric]:
+    """The metric families at ``url``; none when it cannot be read or parsed."""
     try:
         text = httpx.get(url, timeout=timeout_s, trust_env=False).text
-        families = list(text_string_to_metric_families(text))
+        return list(text_string_to_metric_families(text))
     except (httpx.HTTPError, ValueError):
-        return {}
+        return []
+
+
+def cache_counters(url: str, timeout_s: float = 5.0) -> dict[str, float]:
+    """``{"hits:exact": n, "misses:exact": n, ..., "hit_rate": r}``, or ``{}``."""
+    families = _scrape(url, timeout_s)
     out: dict[str, float] = {}
     buckets: dict[str, list[tuple[float, float]]] = {}
     for family in families:
@@ -99,11 +105,7 @@ def loop_health(url: str, timeout_s: float = 5.0) -> dict[str, float]:
     per generation ``gc_count:N``, ``gc_ms:N``, ``gc_max_le_ms:N``. ``{}`` if absent.
 
     Histograms give bucket bounds, not exact values: ``le`` reads "at most"."""
-    try:
-        text = httpx.get(url, timeout=timeout_s, trust_env=False).text
-        families = list(text_string_to_metric_families(text))
-    except (httpx.HTTPError, ValueError):
-        return {}
+    families = _scrape(url, timeout_s)
     out: dict[str, float] = {}
     for family in families:
         if family.name == "switchboard_event_loop_lag_seconds":
