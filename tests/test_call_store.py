@@ -10,7 +10,14 @@ from typing import Any
 import pytest
 
 from switchboard.connections import redis_client
-from switchboard.state.base import CallState, CallStore, FencedOut, StaleWrite
+from switchboard.state.base import (
+    CallState,
+    CallStore,
+    FencedOut,
+    LastReply,
+    StaleWrite,
+    StateLost,
+)
 from switchboard.state.memory import MemoryCallStore
 from switchboard.state.redis import RedisCallStore
 
@@ -111,7 +118,7 @@ async def test_an_older_claim_is_fenced_out(store: CallStore) -> None:
 
 async def test_a_save_over_an_unseen_version_is_refused(store: CallStore) -> None:
     state = await store.claim("c1", "node-a")
-    copy = CallState(call_id="c1", epoch=state.epoch, version=state.version)
+    copy = CallState(call_id="c1", epoch=state.epoch, version=state.version, token=state.token)
     await store.save(state)
     with pytest.raises(StaleWrite):
         await store.save(copy)
@@ -164,10 +171,12 @@ async def test_a_save_refreshes_the_ttl(backend: Backend) -> None:
 async def test_release_keeps_the_state_but_not_over_a_newer_claim(store: CallStore) -> None:
     old = await store.claim("c1", "node-a")
     new = await store.claim("c1", "node-b")
-    await store.release("c1", old.epoch)
-    await store.save(new)  # the newer claim still owns the call
-    await store.release("c1", new.epoch)
+    await store.release("c1", old.token)
+    assert await store.holder("c1") == new.token  # the newer claim still holds the call
+    await store.save(new)
+    await store.release("c1", new.token)
     assert await store.load("c1") is not None
+    assert await store.holder("c1") is None
 
 
 async def test_the_state_round_trips_every_field(store: CallStore) -> None:
@@ -175,12 +184,14 @@ async def test_the_state_round_trips_every_field(store: CallStore) -> None:
     state.greeted = True
     state.turns = 7
     state.last_response_id = 12
+    state.last_reply = LastReply(response_id=12, content="Booked.", transfer_number="+1555")
     state.call = {"call_id": "c1", "retell_llm_dynamic_variables": {"name": "Ada"}}
     state.state = {"slots": {"day": "Tuesday", "party": 4}, "asked": [1, 2.5, None, "x"]}
     await store.save(state)
     again = await store.claim("c1", "node-b")
     assert (again.greeted, again.turns, again.last_response_id) == (True, 7, 12)
     assert again.call == state.call
+    assert again.last_reply == state.last_reply
     assert again.state == state.state
     assert again.version == state.version
 
@@ -189,3 +200,46 @@ async def test_delete_forgets_the_call(store: CallStore) -> None:
     await store.claim("c1", "node-a")
     await store.delete("c1")
     assert await store.load("c1") is None
+
+
+async def test_every_claim_mints_its_own_token(store: CallStore) -> None:
+    first = await store.claim("c1", "node-a")
+    second = await store.claim("c1", "node-a")
+    assert first.token
+    assert second.token != first.token
+    assert await store.holder("c1") == second.token
+
+
+async def test_a_save_never_recreates_a_lost_call(store: CallStore) -> None:
+    state = await store.claim("c1", "node-a")
+    state.greeted = True
+    await store.delete("c1")  # Redis restarted empty, an eviction, a flush
+    with pytest.raises(StateLost):
+        await store.save(state)
+    assert await store.load("c1") is None
+
+
+async def test_the_owner_writes_a_lost_call_back_explicitly(store: CallStore) -> None:
+    state = await store.claim("c1", "node-a")
+    state.greeted = True
+    await store.delete("c1")
+    assert await store.reclaim(state, "node-a")
+    assert await store.holder("c1") == state.token
+    stored = await store.load("c1")
+    assert stored is not None
+    assert stored.greeted
+    await store.save(state)  # the socket keeps writing under its own token
+
+
+async def test_a_lost_call_claimed_by_another_socket_is_not_taken_back(store: CallStore) -> None:
+    """The split-brain of a lost key: the epoch restarts at 1 on both sides, but the
+    tokens differ, so exactly one socket owns the call."""
+    old = await store.claim("c1", "node-a")
+    await store.delete("c1")
+    new = await store.claim("c1", "node-b")
+    assert new.epoch == 1
+    assert not await store.reclaim(old, "node-a")
+    with pytest.raises(FencedOut):
+        await store.save(old)
+    await store.save(new)
+    assert await store.holder("c1") == new.token

@@ -106,7 +106,7 @@ async def test_an_older_owner_is_fenced_and_drops_its_socket(
             assert closed.rcvd is None  # dropped without a close frame: not an ended call
             assert old_session.fenced
             # The fenced session can no longer write, even if it tried.
-            await old_session._persist()
+            assert not await old_session._keeper.persist(0.0)
             await new.request(2, "second")
             assert "turn 2" in spoken(await new.complete(2), 2)
 
@@ -262,7 +262,7 @@ async def test_calls_keep_answering_through_a_redis_outage_and_saves_catch_up(
         await peer.request(1, "before")
         await peer.complete(1)
         session = a.app.node.sessions["call-6"]
-        await eventually(lambda: session.pending_write is None or session.pending_write.done())
+        await eventually(lambda: not session.unsaved())
         proxy.blackhole()
         # Ten seconds without Redis (redis-py's default retries would hang each command for
         # about 13 s): the caller keeps talking, every turn is answered.

@@ -82,6 +82,13 @@ class Settings(BaseSettings):
     #: How often a node refreshes its entry in the live-call directory; it counts as dead
     #: (its calls orphaned) after three missed beats.
     heartbeat_ms: int = Field(default=1000, gt=0)
+    #: How long a claim or a turn's save waits for an unreachable store before the call
+    #: goes on without it (a claim: served without its state; a save: held, and
+    #: ``content_complete`` sent). Covers a Redis restart or failover blip.
+    state_wait_ms: int = Field(default=1500, ge=0)
+    #: At shutdown, how long the node waits for state saves still under way (in flight,
+    #: or held for a store outage) before it exits.
+    drain_save_timeout_s: float = Field(default=5.0, ge=0)
 
     # Events. With ``bus_url`` (memory://, redis://H:P/DB, kafka://H:P) the node publishes
     # call events through an outbox that spills to ``outbox_dir`` while the bus is down

@@ -3,13 +3,20 @@
 What may not change:
 
 * One claim per socket, before anything is sent; nothing reads the store before a turn's
-  first chunk, and one save follows each completed turn.
-* A store that cannot be reached never costs the caller anything: a failed claim serves
-  the call from a fresh state, a failed save is held, and both are reconciled by a task
-  that waits for the store to come back. That task outlives the socket (``Node`` keeps
-  it), because the saved state is what a reconnect resumes from.
-* A newer claim anywhere fences this socket: it never writes again, and the session is
-  told (``on_fenced``) so it drops the socket.
+  first chunk, and one save follows each completed turn, *before* its
+  ``content_complete`` is sent: once Retell has been told a turn is over, a node killed
+  at any instant cannot make the call greet again or ask again (``persist``).
+* A store that cannot be reached costs the caller as little as it can: a claim waits a
+  moment for it (``wait_s``), then serves the call without its state; a save waits the
+  same moment, then is held. Both are reconciled by a task that waits for the store to
+  come back and outlives the socket (``Node`` keeps it), because the saved state is what
+  a reconnect resumes from.
+* Ownership is the claim's token. A newer claim anywhere fences this socket: it never
+  writes again, and the session is told (``on_fenced``) so it drops the socket. Another
+  node's word alone (a claim announcement) never fences: the token in the store decides.
+* A call the store lost (restarted empty, evicted, expired) is written back by the
+  socket that holds it (``reclaim``), never recreated silently by a save, and only if no
+  other claim took it meanwhile.
 """
 
 from __future__ import annotations
@@ -18,7 +25,14 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from switchboard.state.base import CallState, CallStore, FencedOut, StaleWrite, StoreUnavailable
+from switchboard.state.base import (
+    CallState,
+    CallStore,
+    FencedOut,
+    StaleWrite,
+    StateLost,
+    StoreUnavailable,
+)
 
 _PENDING = "pending"
 _CLAIMED = "claimed"
@@ -28,14 +42,18 @@ _FAILED = "failed"
 class StateKeeper:
     __slots__ = (
         "_claim",
-        "_foreign_epoch",
         "_lock",
         "_log",
         "_node_id",
         "_on_fenced",
+        "_recheck",
+        "_saving",
+        "_settled",
         "_store",
+        "_verify",
         "call_id",
         "fenced",
+        "live",
         "pending_write",
         "state",
     )
@@ -51,122 +69,231 @@ class StateKeeper:
         self.call_id = call_id
         self.state = CallState(call_id=call_id)
         self.fenced = False
+        #: the socket still serves the call (a held claim is only taken while it does)
+        self.live = True
         #: the reconcile task of a claim or save the store could not take (an outage)
-        self.pending_write: asyncio.Task[None] | None = None
+        self.pending_write: asyncio.Task[bool] | None = None
         self._store = store
         self._node_id = node_id
         self._log = log
         self._on_fenced = on_fenced
         self._lock = asyncio.Lock()
         self._claim = _PENDING
-        self._foreign_epoch = 0
+        self._settled = asyncio.Event()
+        self._verify: asyncio.Task[None] | None = None
+        self._recheck = False
+        self._saving: asyncio.Task[bool] | None = None
 
     @property
     def epoch(self) -> int:
-        """The fencing epoch of this socket's claim (0 until it is claimed)."""
+        """The epoch of this socket's claim (0 until it is claimed); for logs and events."""
         return self.state.epoch
 
-    async def claim(self) -> bool:
-        """Claim the call. ``False`` if a newer claim elsewhere already fenced this socket."""
-        try:
-            self.state = await self._store.claim(self.call_id, self._node_id)
-            self._claim = _CLAIMED
-        except Exception as exc:
-            self._claim = _FAILED
-            if isinstance(exc, StoreUnavailable):
-                self._log.warning("call state unreachable; serving the call from a fresh state")
-            else:
-                self._log.exception("call claim failed; serving the call from a fresh state")
-            self._schedule_reconcile()
-        if self._claim == _CLAIMED and self._foreign_epoch > self.state.epoch:
-            self._fence("claimed by another node while this socket was claiming")
-            return False
-        return True
+    @property
+    def token(self) -> str:
+        """This socket's owner token ("" until it is claimed)."""
+        return self.state.token if self._claim == _CLAIMED else ""
+
+    @property
+    def known(self) -> bool:
+        """The state was read from the store (``False``: served without it, an outage)."""
+        return self._claim == _CLAIMED
+
+    def unfinished(self) -> list[asyncio.Task[bool]]:
+        """Writes still under way: a save in flight, a save or claim held for the store."""
+        return [t for t in (self._saving, self.pending_write) if t is not None and not t.done()]
+
+    async def claim(self, wait_s: float = 0.0) -> bool:
+        """Claim the call, waiting up to ``wait_s`` for an unreachable store. ``False`` if
+        another claim fenced this socket meanwhile."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while True:
+            try:
+                self.state = await self._store.claim(self.call_id, self._node_id)
+                self._claim = _CLAIMED
+                break
+            except StoreUnavailable:
+                remaining = deadline - loop.time()
+                if remaining > 0:
+                    try:
+                        async with asyncio.timeout(remaining):
+                            await self._store.wait_available()
+                        continue
+                    except TimeoutError:
+                        pass
+                self._claim = _FAILED
+                self._log.warning("call state unreachable; serving the call without it")
+                self._schedule_reconcile()
+                break
+            except Exception:
+                self._claim = _FAILED
+                self._log.exception("call claim failed; serving the call without its state")
+                self._schedule_reconcile()
+                break
+        self._settled.set()
+        return not self.fenced
 
     def claimed_elsewhere(self, epoch: int) -> None:
-        """Another node claimed this call at ``epoch``; fence this socket if that is newer."""
+        """Another node announced a claim of this call: check the store, and fence this
+        socket only if another token holds the call (a forged or stale announcement,
+        or one the store does not back, changes nothing)."""
         if self.fenced:
             return
-        if self._claim == _PENDING:
-            self._foreign_epoch = max(self._foreign_epoch, epoch)
-        elif self._claim == _FAILED or epoch > self.state.epoch:
-            self._fence(f"claimed by another node (epoch {epoch})")
+        if self._verify is not None and not self._verify.done():
+            self._recheck = True
+            return
+        self._verify = asyncio.get_running_loop().create_task(
+            self._check_holder(epoch), name=f"verify-claim-{self.call_id}"
+        )
 
-    async def persist(self) -> None:
-        """Save the state after a completed turn; hold it if the store is unreachable."""
-        async with self._lock:
+    async def _check_holder(self, epoch: int) -> None:
+        while True:
+            self._recheck = False
+            await self._settled.wait()
             if self.fenced:
                 return
-            if self._claim != _CLAIMED:
-                self._schedule_reconcile()
+            try:
+                holder = await self._store.holder(self.call_id)
+            except StoreUnavailable:
+                return  # cannot tell now; the next save or claim decides
+            except Exception:
+                self._log.exception("checking a claim announcement failed")
+                return
+            if holder is not None and (self._claim != _CLAIMED or holder != self.state.token):
+                self._fence(f"claimed by another node (epoch {epoch})")
+                return
+            if not self._recheck:
+                self._log.info("claim announcement not backed by the store; ignored", epoch=epoch)
+                return
+
+    def persist(self, wait_s: float) -> asyncio.Task[bool]:
+        """Save the state after a completed turn; the task says whether it is durable.
+
+        If the store is unreachable the save waits up to ``wait_s`` for it, then is held
+        (``False``); the held save goes on in the background."""
+        task = asyncio.get_running_loop().create_task(
+            self._persist(wait_s), name=f"save-{self.call_id}"
+        )
+        self._saving = task
+        return task
+
+    async def _persist(self, wait_s: float) -> bool:
+        async with self._lock:
+            if self.fenced:
+                return False
+            if self._claim == _CLAIMED:
+                try:
+                    await self._save()
+                    return True
+                except FencedOut:
+                    self._fence("another claim refused this socket's save")
+                    return False
+                except StaleWrite as err:
+                    self._log.error("state save refused", reason=str(err))
+                    return False
+                except StoreUnavailable:
+                    pass
+                except Exception:
+                    self._log.exception("state save failed")
+                    return False
+        task = self._schedule_reconcile()
+        try:
+            async with asyncio.timeout(wait_s):
+                return await asyncio.shield(task)
+        except TimeoutError:
+            return False
+
+    async def reassert(self) -> None:
+        """Write the call back if the store lost it (it restarted empty): owner, live-call
+        entry and state, under this socket's token. Fences the socket if another claim
+        holds the call now."""
+        async with self._lock:
+            if self.fenced or self._claim != _CLAIMED:
                 return
             try:
-                await self._save()
-            except FencedOut:
-                self._fence("a newer claim refused this socket's save")
-            except StaleWrite as err:
-                self._log.error("state save refused", reason=str(err))
+                held = await self._store.reclaim(self.state, self._node_id)
             except StoreUnavailable:
                 self._schedule_reconcile()
+                return
             except Exception:
-                self._log.exception("state save failed")
+                self._log.exception("writing the call back to the store failed")
+                return
+            if not held:
+                self._fence("another claim holds the call")
 
     def _fence(self, why: str) -> None:
         self.fenced = True
         self._on_fenced(why)
 
-    def _schedule_reconcile(self) -> None:
+    def _schedule_reconcile(self) -> asyncio.Task[bool]:
         task = self.pending_write
         if task is None or task.done():
-            self.pending_write = asyncio.get_running_loop().create_task(
+            task = asyncio.get_running_loop().create_task(
                 self._reconcile(), name=f"reconcile-{self.call_id}"
             )
+            self.pending_write = task
+        return task
 
-    async def _reconcile(self) -> None:
-        """Once the store is back, claim (if the first claim failed) and save the latest state."""
+    async def _reconcile(self) -> bool:
+        """Once the store is back, claim (if the first claim failed and the socket still
+        serves the call) and save the latest state. ``True`` once it is saved."""
         while True:
             await self._store.wait_available()
             async with self._lock:
                 if self.fenced:
-                    return
+                    return False
                 try:
                     if self._claim != _CLAIMED:
-                        stored = await self._store.claim(self.call_id, self._node_id)
-                        if self._foreign_epoch > stored.epoch:
-                            self._fence("claimed by another node during the outage")
-                            return
-                        self._adopt(stored)
+                        if not self.live:
+                            self._log.warning(
+                                "call ended during a store outage; its state was not saved",
+                                turns=self.state.turns,
+                            )
+                            return False
+                        self._adopt(await self._store.claim(self.call_id, self._node_id))
                     await self._save()
                 except StoreUnavailable:
                     continue
                 except FencedOut:
-                    self._fence("a newer claim refused this socket's held save")
+                    self._fence("another claim refused this socket's held save")
+                    return False
                 except Exception:
                     self._log.exception("held state save failed")
-                else:
-                    self._log.info("held call state saved", turns=self.state.turns)
-                return
+                    return False
+                self._log.info("held call state saved", turns=self.state.turns)
+                return True
 
     async def _save(self) -> None:
-        """Save; if the stored version moved on *at our own epoch*, the move was ours (a
-        save whose reply was lost to a timeout), so take its version and save again."""
+        """Save. If the stored version moved on *under this socket's token*, the move was
+        ours (a save whose reply was lost to a timeout): take its version and save again.
+        If the call is gone from the store, write it back explicitly (``reclaim``)."""
         try:
             await self._store.save(self.state)
         except StaleWrite:
             stored = await self._store.load(self.call_id)
-            if stored is None or stored.epoch != self.state.epoch:
+            if stored is None or stored.token != self.state.token:
                 raise
             self.state.version = stored.version
             await self._store.save(self.state)
+        except StateLost:
+            if not await self._store.reclaim(self.state, self._node_id):
+                raise FencedOut("another claim took the call while the store had lost it") from None
+            self._log.warning(
+                "call state was missing from the store; written back by its owner",
+                turns=self.state.turns,
+            )
 
     def _adopt(self, stored: CallState) -> None:
         """Merge a late claim into what this socket did meanwhile: the caller heard this
         socket, so its view wins; keys of ``state`` it never touched are kept."""
         mine = self.state
-        mine.epoch, mine.version = stored.epoch, stored.version
+        mine.epoch, mine.version, mine.token = stored.epoch, stored.version, stored.token
         mine.greeted = mine.greeted or stored.greeted
         mine.turns = max(mine.turns, stored.turns)
-        mine.last_response_id = max(mine.last_response_id, stored.last_response_id)
+        if stored.last_response_id > mine.last_response_id:
+            mine.last_response_id = stored.last_response_id
+            mine.last_reply = stored.last_reply
         mine.call = mine.call or stored.call
         mine.state = {**stored.state, **mine.state}
         self._claim = _CLAIMED

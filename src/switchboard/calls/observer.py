@@ -26,6 +26,12 @@ class SessionObserver(Protocol):
 
     def fenced(self) -> None: ...
 
+    def replayed(self) -> None:
+        """A completed request re-sent by Retell was answered from the saved reply."""
+
+    def not_durable(self) -> None:
+        """A turn's ``content_complete`` went out before its state could be saved."""
+
 
 class _NullObserver:
     def first_chunk(self, kind: TurnKind, elapsed_ns: int) -> None:
@@ -44,6 +50,12 @@ class _NullObserver:
         pass
 
     def fenced(self) -> None:
+        pass
+
+    def replayed(self) -> None:
+        pass
+
+    def not_durable(self) -> None:
         pass
 
 

@@ -12,6 +12,10 @@ What may not change (the invariants of ``docs/design.md``):
 * Every generation that is still current when it ends sends ``content_complete: true``
   from a ``finally`` path, with a spoken fallback if the agent raised or produced no
   first chunk in time. Silence is the worst failure in voice.
+* A completed turn is saved *before* its ``content_complete`` (``StateKeeper.persist``),
+  so whatever instant a node dies at, a reconnect never greets again or asks again; a
+  request Retell re-sends after a reconnect is answered from the saved reply
+  (``LastReply``), never generated twice.
 * A superseded turn leaves no trace: the agent works on a copy of ``state`` that is
   committed only when its turn completes.
 * Closing the session cancels and awaits every task it owns.
@@ -71,7 +75,7 @@ from switchboard.protocol.outbound import (
     ToolCallResult,
     UpdateAgentConfig,
 )
-from switchboard.state.base import CallState, CallStore
+from switchboard.state.base import CallState, CallStore, LastReply
 
 #: WebSocket close code for a frame above the size limit ("message too big").
 CLOSE_TOO_BIG = 1009
@@ -113,6 +117,11 @@ class SessionOptions(msgspec.Struct, frozen=True, kw_only=True):
     fallback_text: str = "Sorry, I'm having a little trouble. Could you say that again?"
     max_frame_bytes: int = 1 << 20
     close_grace_s: float = 5.0
+    #: how long a claim or a save waits for an unreachable store (``StateKeeper``)
+    state_wait_s: float = 1.5
+    #: a call whose state is unknown (store down) and whose ``call_details`` say it
+    #: started longer ago than this is a reconnect: it is not greeted again
+    started_call_s: float = 15.0
 
 
 class _SocketGone(Exception):
@@ -169,22 +178,33 @@ class CallSession:
         return self._keeper.epoch
 
     @property
+    def token(self) -> str:
+        """The owner token of this socket's claim ("" if it holds none)."""
+        return self._keeper.token
+
+    @property
     def fenced(self) -> bool:
         """A newer claim owns the call: this socket no longer writes and is dropped."""
         return self._keeper.fenced
 
-    @property
-    def pending_write(self) -> asyncio.Task[None] | None:
-        """A held claim or save waiting for the store to come back (see ``StateKeeper``)."""
-        return self._keeper.pending_write
+    def unsaved(self) -> list[asyncio.Task[bool]]:
+        """Writes of this call still under way: a save in flight, or a claim or save held
+        for the store to come back (see ``StateKeeper``). They outlive the socket."""
+        return self._keeper.unfinished()
+
+    async def reassert(self) -> None:
+        """Write the call back to a store that lost it (see ``StateKeeper.reassert``)."""
+        if not self.closed:
+            await self._keeper.reassert()
 
     async def start(self) -> None:
         """Claim the call, send ``config`` then the begin message (or schedule the greeting).
 
-        If the store cannot be reached the call is served anyway, from a fresh state: a
-        caller must never hear silence because Redis is down (``StateKeeper``).
+        If the store cannot be reached the claim waits ``state_wait_s`` for it, then the
+        call is served anyway without its state: a caller must never hear silence
+        because Redis is down (``StateKeeper``).
         """
-        if not await self._keeper.claim():
+        if not await self._keeper.claim(self._options.state_wait_s):
             return
         self._events.call_started(self._state)
         with contextlib.suppress(_SocketGone):
@@ -214,6 +234,15 @@ class CallSession:
                 )
             )
         )
+        if not self._state.greeted and not self._keeper.known:
+            # The store could not say whether this call was greeted. A call already under
+            # way (a reconnect) must not be greeted again: ask Retell's call details.
+            await self._await_call_details()
+            if self.current is not None or _under_way(
+                self._state.call, self._options.started_call_s
+            ):
+                self._log.warning("call state unknown and the call is under way; not greeting")
+                self._state.greeted = True
         if self._state.greeted:
             self._log.info("call resumed", epoch=self._state.epoch, turns=self._state.turns)
             await self._send(encode(Response(response_id=0, content="", content_complete=True)))
@@ -225,6 +254,7 @@ class CallSession:
         if self.closed:
             return
         self.closed = True
+        self._keeper.live = False
         for kind, count in self._throttle.suppressed().items():
             self._log.warning("suppressed repeated log lines", kind=kind, count=count)
         tasks = list(self._tasks)
@@ -389,6 +419,18 @@ class CallSession:
         if self.closed:
             return
         previous = self.current
+        if (
+            previous is not None
+            and not previous.completed
+            and previous.response_id == response_id
+            and previous.kind is kind
+            and not undecodable
+        ):
+            self._log.info("request re-sent while it is being answered", response_id=response_id)
+            return
+        replay = self._state.last_reply
+        if replay is not None and (replay.response_id != response_id or undecodable):
+            replay = None
         close_first: int | None = None
         if previous is not None and not previous.completed:
             previous.cancel()
@@ -407,10 +449,12 @@ class CallSession:
                 close_first = previous.response_id
         generation = Generation(response_id, kind, transcript=transcript)
         self.current = generation
-        task = asyncio.get_running_loop().create_task(
-            self._run(generation, transcript, with_tools, close_first, undecodable),
-            name=f"turn-{response_id}",
+        work = (
+            self._replay(generation, replay, close_first)
+            if replay is not None
+            else self._run(generation, transcript, with_tools, close_first, undecodable)
         )
+        task = asyncio.get_running_loop().create_task(work, name=f"turn-{response_id}")
         generation.task = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -459,6 +503,30 @@ class CallSession:
         finally:
             if self.current is gen and not self.closed and not gen.completed:
                 await self._finish(gen, working, failure)
+
+    async def _replay(self, gen: Generation, reply: LastReply, close_first: int | None) -> None:
+        """Answer a request that was already completed (Retell re-sent it after a
+        reconnect) with what it was answered with: the agent is not called again and the
+        call's state does not move."""
+        self._log.info("completed request re-sent; answering it from the saved reply")
+        self._observer.replayed()
+        try:
+            if close_first is not None:
+                await self._send(
+                    encode(Response(response_id=close_first, content="", content_complete=True))
+                )
+            gen.no_interruption = reply.no_interruption
+            if reply.content:
+                await self._send_chunk(gen, reply.content)
+            gen.end_call = reply.end_call
+            gen.transfer_number = reply.transfer_number
+            gen.show_transferee_as_caller = reply.show_transferee_as_caller
+            gen.digit_to_press = reply.digit_to_press
+            if self.current is gen and not self.closed:
+                gen.completed = True
+                await self._send(self._final_frame(gen, ""))
+        except _SocketGone:
+            return
 
     async def _stream(self, gen: Generation, items: AsyncIterator[str | Action]) -> None:
         options = self._options
@@ -561,40 +629,24 @@ class CallSession:
         raise TypeError(f"agent yielded an unsupported value: {action!r}")
 
     async def _finish(self, gen: Generation, working: dict[str, Any], failure: str | None) -> None:
-        """Send ``content_complete`` (with the fallback if nothing was said) and commit."""
+        """Commit the turn, make it durable, then send ``content_complete`` (with the
+        fallback if nothing was said).
+
+        The save comes first so that a node killed at any instant after Retell heard the
+        turn end cannot lose it (a second greeting, a question asked again). It costs the
+        turn one store round trip *after* its last chunk, never before its first; a store
+        that does not answer delays ``content_complete`` by at most ``state_wait_s``.
+        From here the generation is no longer cancellable: a request read during the save
+        supersedes it, and its ``content_complete`` is then not sent (Retell no longer
+        waits for that id), but the caller heard it, so it stays committed."""
         content = ""
         if failure is not None:
             self._observer.fallback(failure)
             if not gen.spoken:
                 content = self._options.fallback_text
                 gen.reply.append(content)
-        # Retell runs at most one of these; send only the one it would run.
-        end_call = gen.end_call or None
-        transfer = None if end_call else gen.transfer_number
-        digits = None if end_call or transfer else gen.digit_to_press
         gen.completed = True
-        try:
-            await self._send(
-                encode(
-                    Response(
-                        response_id=gen.response_id,
-                        content=content,
-                        content_complete=True,
-                        no_interruption_allowed=True if gen.no_interruption else None,
-                        end_call=end_call,
-                        transfer_number=transfer,
-                        show_transferee_as_caller=(
-                            True if transfer and gen.show_transferee_as_caller else None
-                        ),
-                        digit_to_press=digits,
-                    )
-                )
-            )
-        except _SocketGone:
-            return
-        done_ns = time.perf_counter_ns()
-        self._observer.turn_completed(gen.kind, done_ns - gen.started_ns)
-        self._events.turn_ended(self.call_id, gen, failure, done_ns)
+        self._events.turn_ended(self.call_id, gen, failure, time.perf_counter_ns())
         state = self._state
         if failure is None:
             state.state = working
@@ -603,7 +655,40 @@ class CallSession:
         else:
             state.turns += 1
         state.last_response_id = gen.response_id
-        await asyncio.shield(self._persist())
+        end_call, transfer, digits = _chosen_action(gen)
+        state.last_reply = LastReply(
+            response_id=gen.response_id,
+            content="".join(gen.reply),
+            end_call=bool(end_call),
+            transfer_number=transfer,
+            show_transferee_as_caller=bool(transfer and gen.show_transferee_as_caller),
+            digit_to_press=digits,
+            no_interruption=gen.no_interruption,
+        )
+        if not await asyncio.shield(self._keeper.persist(self._options.state_wait_s)):
+            self._observer.not_durable()
+        if self.current is not gen or self.closed:
+            return
+        with contextlib.suppress(_SocketGone):
+            await self._send(self._final_frame(gen, content))
+            self._observer.turn_completed(gen.kind, time.perf_counter_ns() - gen.started_ns)
+
+    def _final_frame(self, gen: Generation, content: str) -> str:
+        end_call, transfer, digits = _chosen_action(gen)
+        return encode(
+            Response(
+                response_id=gen.response_id,
+                content=content,
+                content_complete=True,
+                no_interruption_allowed=True if gen.no_interruption else None,
+                end_call=end_call,
+                transfer_number=transfer,
+                show_transferee_as_caller=(
+                    True if transfer and gen.show_transferee_as_caller else None
+                ),
+                digit_to_press=digits,
+            )
+        )
 
     async def _await_call_details(self) -> None:
         if not self._options.call_details or self._state.call is not None:
@@ -616,9 +701,6 @@ class CallSession:
             self._log.warning("no call_details in time; greeting without call data")
 
     # ------------------------------------------------------------------ I/O helpers
-
-    async def _persist(self) -> None:
-        await self._keeper.persist()
 
     async def _send(self, text: str) -> None:
         if self.closed:
@@ -648,6 +730,27 @@ def _weakly(method: Callable[[str], None]) -> Callable[[str], None]:
             bound(arg)
 
     return call
+
+
+def _chosen_action(gen: Generation) -> tuple[bool | None, str | None, str | None]:
+    """Retell runs at most one of these; send only the one it would run."""
+    end_call = gen.end_call or None
+    transfer = None if end_call else gen.transfer_number
+    digits = None if end_call or transfer else gen.digit_to_press
+    return end_call, transfer, digits
+
+
+def _under_way(call: dict[str, Any] | None, started_s: float) -> bool:
+    """Whether Retell's call object says the call began a while ago or has been talked
+    in: then a socket for it is a reconnect, not the call's first."""
+    if not call:
+        return False
+    if call.get("transcript") or call.get("transcript_object"):
+        return True
+    started = call.get("start_timestamp")
+    if isinstance(started, int | float) and not isinstance(started, bool) and started > 0:
+        return time.time() * 1000 - started > started_s * 1000
+    return False
 
 
 def _clone(state: dict[str, Any]) -> dict[str, Any]:

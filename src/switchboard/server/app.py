@@ -25,6 +25,7 @@ from switchboard.log import get_logger
 from switchboard.server.metrics import RedisCollector, WebhookCollector
 from switchboard.server.node import Node, default_node_id
 from switchboard.server.shared import SharedState
+from switchboard.server.store_watch import StoreWatch
 from switchboard.server.webhook import WebhookReceiver
 from switchboard.state.base import CallStore
 from switchboard.state.memory import MemoryCallStore
@@ -44,6 +45,8 @@ class SwitchboardApp:
         node_id = settings.node_id or default_node_id()
         #: the Redis-backed parts of the shared-state profiles (``None`` for ``single``)
         self.shared: SharedState | None = None
+        #: notices Redis losing its data (shared-state profiles, once started)
+        self.store_watch: StoreWatch | None = None
         if settings.profile != "single":
             self.shared = SharedState(settings, node_id)
             store = store or self.shared.store
@@ -85,8 +88,17 @@ class SwitchboardApp:
         await self.webhooks.start()
         shared, node = self.shared, self.node
         node.loop_health.start()
+        watch: StoreWatch | None = None
         if shared is not None:
             shared.start(node.session_for, lambda: shared.node_info(node.active, node.draining))
+            watch = StoreWatch(
+                shared.store,
+                shared.health,
+                node.reassert_calls,
+                interval_s=node.settings.heartbeat_ms / 1000,
+            )
+            self.store_watch = watch
+            watch.start()
         if self.node.outbox is not None:
             self.node.outbox.start()
         if isinstance(self.node.agent, CachedAgent):
@@ -102,9 +114,12 @@ class SwitchboardApp:
         finally:
             try:
                 await self.webhooks.stop()
+                if watch is not None:
+                    await watch.stop()
+                # The node first: its last state saves need the Redis client open.
+                await self.node.aclose()
                 if shared is not None:
                     await shared.stop()
-                await self.node.aclose()
             finally:
                 counters = self.webhooks.counters
                 _log.info(

@@ -56,6 +56,16 @@ class NodeMetrics:
         self.fenced_total = Counter(
             "switchboard_fenced_sessions", "Sessions fenced out by a newer claim.", registry=r
         )
+        self.replayed_total = Counter(
+            "switchboard_replayed_requests",
+            "Completed requests re-sent by Retell, answered from the saved reply.",
+            registry=r,
+        )
+        self.unsaved_turns_total = Counter(
+            "switchboard_turns_not_durable",
+            "Turns whose content_complete went out before their state was saved (store down).",
+            registry=r,
+        )
         r.register(_LogCollector())
 
     def first_chunk(self, kind: TurnKind, elapsed_ns: int) -> None:
@@ -75,6 +85,12 @@ class NodeMetrics:
 
     def fenced(self) -> None:
         self.fenced_total.inc()
+
+    def replayed(self) -> None:
+        self.replayed_total.inc()
+
+    def not_durable(self) -> None:
+        self.unsaved_turns_total.inc()
 
 
 class _LogCollector(Collector):

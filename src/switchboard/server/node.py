@@ -26,6 +26,8 @@ from switchboard.server.metrics import NodeMetrics
 from switchboard.state.base import CallStore, StoreUnavailable
 
 _log = get_logger("switchboard.node")
+#: How many calls write themselves back at once after the store lost its data.
+REASSERT_CONCURRENCY = 32
 
 
 def session_options(settings: Settings) -> SessionOptions:
@@ -38,6 +40,7 @@ def session_options(settings: Settings) -> SessionOptions:
         call_details_timeout_s=settings.call_details_timeout_ms / 1000,
         fallback_text=settings.fallback_text,
         max_frame_bytes=settings.max_frame_bytes,
+        state_wait_s=settings.state_wait_ms / 1000,
     )
 
 
@@ -72,8 +75,9 @@ class Node:
         self.networks: tuple[Network, ...] = parse_networks(settings.allowed_ips)
         self.secret = settings.url_secret.get_secret_value() if settings.url_secret else None
         self.sessions: dict[str, CallSession] = {}
-        #: held state saves of sockets that closed during a store outage (see CallSession)
-        self.held_writes: set[asyncio.Task[None]] = set()
+        #: state writes of sockets that closed: saves in flight, and saves held during a
+        #: store outage (see ``CallSession.unsaved``); shutdown waits for them
+        self.held_writes: set[asyncio.Task[bool]] = set()
         self.outbox: Outbox | None = None
         self.publisher: CallEventPublisher | None = None
         self.call_events: CallEvents = NULL_CALL_EVENTS
@@ -123,8 +127,7 @@ class Node:
     def detach(self, session: CallSession) -> None:
         if self.sessions.get(session.call_id) is session:
             del self.sessions[session.call_id]
-        pending = session.pending_write
-        if pending is not None and not pending.done():
+        for pending in session.unsaved():
             self.held_writes.add(pending)
             pending.add_done_callback(self.held_writes.discard)
 
@@ -133,10 +136,10 @@ class Node:
 
     async def call_ended(self, session: CallSession) -> None:
         """Retell closed the socket on purpose (1000): the call is over, not handed off."""
-        if session.fenced or session.epoch == 0:
+        if session.fenced or not session.token:
             return
         try:
-            await self.store.release(session.call_id, session.epoch)
+            await self.store.release(session.call_id, session.token)
         except StoreUnavailable:
             pass  # the directory shows it until its state expires; harmless
         except Exception:
@@ -167,16 +170,40 @@ class Node:
             session.abort()
         return len(remaining)
 
+    async def reassert_calls(self) -> int:
+        """Write every call this node serves back to a store that lost its data (Redis
+        restarted empty): owner, live-call entry and state. Returns how many calls."""
+        sessions = list(self.sessions.values())
+        limit = asyncio.Semaphore(REASSERT_CONCURRENCY)
+
+        async def one(session: CallSession) -> None:
+            async with limit:
+                await session.reassert()
+
+        await asyncio.gather(*(one(s) for s in sessions))
+        return len(sessions)
+
+    async def flush_writes(self, timeout_s: float) -> int:
+        """Wait up to ``timeout_s`` for the state writes of every call (open sockets and
+        closed ones); returns how many are still unfinished."""
+        pending = set(self.held_writes)
+        for session in self.sessions.values():
+            pending.update(session.unsaved())
+        if not pending:
+            return 0
+        _, unfinished = await asyncio.wait(pending, timeout=timeout_s)
+        return len(unfinished)
+
     async def aclose(self) -> None:
         await self.loop_health.stop()
-        held = list(self.held_writes)
+        left = await self.flush_writes(self.settings.drain_save_timeout_s)
+        held = [t for t in self.held_writes if not t.done()]
         for task in held:
             task.cancel()
         if held:
             await asyncio.wait(held)
-            _log.warning(
-                "call states not saved before shutdown (store unreachable)", calls=len(held)
-            )
+        if left:
+            _log.error("call states not saved before shutdown (store unreachable)", calls=left)
         if self.outbox is not None:
             await self.outbox.close()
             await self.outbox.bus.close()

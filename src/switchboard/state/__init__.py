@@ -4,7 +4,9 @@ from switchboard.state.base import (
     CallState,
     CallStore,
     FencedOut,
+    LastReply,
     StaleWrite,
+    StateLost,
     StoreUnavailable,
 )
 from switchboard.state.memory import MemoryCallStore
@@ -13,7 +15,9 @@ __all__ = [
     "CallState",
     "CallStore",
     "FencedOut",
+    "LastReply",
     "MemoryCallStore",
     "StaleWrite",
+    "StateLost",
     "StoreUnavailable",
 ]

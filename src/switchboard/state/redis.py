@@ -2,27 +2,34 @@
 
 Layout, under the deployment's ``namespace`` (default ``switchboard:``):
 
-* ``{ns}call:{call_id}``: a hash ``epoch``, ``version``, ``owner`` (node id) and
-  ``data`` (the ``CallState`` as JSON, exactly as the memory store holds it), with a TTL
-  refreshed on every claim and save;
+* ``{ns}call:{call_id}``: a hash ``epoch``, ``version``, ``owner`` (node id), ``token``
+  (the owner token of the claim that holds the call) and ``data`` (the ``CallState`` as
+  JSON, exactly as the memory store holds it), with a TTL refreshed on every claim and
+  save;
 * ``{ns}live``: a sorted set of the calls currently held by some node (score: claim time
   in ms), which the live-call directory lists;
 * ``{ns}claims``: a channel on which every claim is announced, so an older owner that
-  still holds a socket for the call drops it at once instead of at its next save.
+  still holds a socket for the call checks the call's token and drops it at once instead
+  of at its next save;
+* ``{ns}store-marker``: a key written when a node starts; its absence tells a node that
+  Redis lost its data (restarted empty, flushed), so it writes its live calls back.
 
-Every race is answered inside a Lua script (claim, save, release), so two nodes can
-never both believe they own a call: the epoch in the hash is the only truth, and a save
-that carries an older epoch is refused. A key that holds something else (a foreign
-value, a hash without numbers, JSON that does not decode) is logged and replaced by a
-fresh call; it never raises into a session.
+Every race is answered inside a Lua script (claim, save, reclaim, release), so two nodes
+can never both believe they own a call: the token in the hash is the only truth, and a
+write that carries another token is refused. A save never recreates a missing call: it
+reports ``StateLost`` and the owner reclaims it explicitly, which fails if another claim
+got there first. Counters are parsed defensively inside the scripts (at most 12 digits),
+so a value that is not a small whole number (``-5``, ``2**70``, ``abc``) is logged and
+replaced by a fresh call; it never makes a call unservable or raises into a session.
 
 Nothing here runs before a turn's first chunk: a session claims once per socket and
-saves after each completed turn.
+saves once per completed turn, before that turn's ``content_complete``.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 import msgspec
@@ -31,66 +38,119 @@ from redis.exceptions import RedisError
 
 from switchboard.connections import RedisHealth, is_link_error, text
 from switchboard.log import get_logger
-from switchboard.state.base import CallState, FencedOut, StaleWrite, StoreUnavailable
+from switchboard.state.base import (
+    CallState,
+    FencedOut,
+    StaleWrite,
+    StateLost,
+    StoreUnavailable,
+)
 
 _log = get_logger("switchboard.state.redis")
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(CallState)
 
-# KEYS: call hash, live set, claims channel. ARGV: owner, ttl ms, now ms, call id.
+# A stored counter is trusted only as 1 to 12 digits: Lua numbers are doubles, and
+# anything longer could come back from HSET as "1e+15", which nothing can parse.
+_COUNT = """
+local function count(v)
+  if not v then return nil, false end
+  if string.len(v) <= 12 and string.match(v, '^%d+$') then return tonumber(v), false end
+  return nil, true
+end
+"""
+
+# KEYS: call hash, live set, claims channel. ARGV: owner, ttl ms, now ms, call id, token.
 # -> {epoch, version, data or "", reset (1: something unusable was replaced)}
-_CLAIM = """
+_CLAIM = (
+    _COUNT
+    + """
 local kind = redis.call('TYPE', KEYS[1])['ok']
 local reset = 0
 if kind ~= 'none' and kind ~= 'hash' then
   redis.call('DEL', KEYS[1]); reset = 1
 end
 local cur = redis.call('HMGET', KEYS[1], 'epoch', 'version', 'data')
-local epoch = tonumber(cur[1])
-local version = tonumber(cur[2])
+local epoch, bad_epoch = count(cur[1])
+local version, bad_version = count(cur[2])
 local data = cur[3]
-if (cur[1] and not epoch) or (cur[2] and not version) then
+if bad_epoch or bad_version then
   redis.call('DEL', KEYS[1]); reset = 1
   epoch = nil; version = nil; data = false
 end
 epoch = (epoch or 0) + 1
+if epoch > 999999999999 then epoch = 1 end
 version = version or 0
-redis.call('HSET', KEYS[1], 'epoch', epoch, 'version', version, 'owner', ARGV[1])
+redis.call('HSET', KEYS[1], 'epoch', epoch, 'version', version, 'owner', ARGV[1],
+  'token', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 redis.call('PUBLISH', KEYS[3], ARGV[4] .. ' ' .. epoch .. ' ' .. ARGV[1])
 return {epoch, version, data or '', reset}
 """
+)
 
-# KEYS: call hash. ARGV: epoch, version, data, ttl ms.
+# KEYS: call hash. ARGV: token, version, data, ttl ms.
 # -> {0, new version} | {-1, stored epoch} (fenced) | {-2, stored version} (stale)
-_SAVE = """
-local kind = redis.call('TYPE', KEYS[1])['ok']
-if kind == 'hash' then
-  local cur = redis.call('HMGET', KEYS[1], 'epoch', 'version')
-  local e = tonumber(cur[1])
-  local v = tonumber(cur[2])
-  if e and e > tonumber(ARGV[1]) then return {-1, e} end
-  if v and v ~= tonumber(ARGV[2]) then return {-2, v} end
-elseif kind ~= 'none' then
-  redis.call('DEL', KEYS[1])
-end
-local nv = tonumber(ARGV[2]) + 1
-redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'version', nv, 'data', ARGV[3])
+#    | {-3, 0} (lost: not stored, or not a call)
+_SAVE = (
+    _COUNT
+    + """
+if redis.call('TYPE', KEYS[1])['ok'] ~= 'hash' then return {-3, 0} end
+local cur = redis.call('HMGET', KEYS[1], 'token', 'version', 'epoch')
+if cur[1] ~= ARGV[1] then return {-1, cur[3] or ''} end
+local version = count(cur[2])
+if version ~= tonumber(ARGV[2]) then return {-2, version or -1} end
+local nv = version + 1
+redis.call('HSET', KEYS[1], 'version', nv, 'data', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return {0, nv}
 """
+)
 
-# KEYS: call hash, live set. ARGV: epoch, call id. -> 1 released, 0 a newer claim holds it
+# KEYS: call hash, live set, claims channel.
+# ARGV: token, owner, data, ttl ms, now ms, call id, epoch, version.
+# -> {0, new version} | {-1, 0} (another claim holds the call)
+_RECLAIM = (
+    _COUNT
+    + """
+local kind = redis.call('TYPE', KEYS[1])['ok']
+local version = tonumber(ARGV[8])
+if kind == 'hash' then
+  local cur = redis.call('HMGET', KEYS[1], 'token', 'version')
+  if cur[1] ~= ARGV[1] then return {-1, 0} end
+  local stored = count(cur[2])
+  if stored and stored > version then version = stored end
+elseif kind ~= 'none' then
+  redis.call('DEL', KEYS[1])
+end
+local nv = version + 1
+redis.call('HSET', KEYS[1], 'epoch', ARGV[7], 'version', nv, 'owner', ARGV[2],
+  'token', ARGV[1], 'data', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('ZADD', KEYS[2], ARGV[5], ARGV[6])
+if kind ~= 'hash' then
+  redis.call('PUBLISH', KEYS[3], ARGV[6] .. ' ' .. ARGV[7] .. ' ' .. ARGV[2])
+end
+return {0, nv}
+"""
+)
+
+# KEYS: call hash, live set. ARGV: token, call id. -> 1 released, 0 another claim holds it
 _RELEASE = """
 if redis.call('TYPE', KEYS[1])['ok'] == 'hash' then
-  local e = tonumber(redis.call('HGET', KEYS[1], 'epoch'))
-  if e and e > tonumber(ARGV[1]) then return 0 end
+  local token = redis.call('HGET', KEYS[1], 'token')
+  if token and token ~= ARGV[1] then return 0 end
   redis.call('HDEL', KEYS[1], 'owner')
 end
 redis.call('ZREM', KEYS[2], ARGV[2])
 return 1
 """
+
+
+def new_token() -> str:
+    """An owner token: random, so no two claims ever share one, whatever Redis forgot."""
+    return uuid.uuid4().hex
 
 
 class RedisCallStore:
@@ -111,8 +171,10 @@ class RedisCallStore:
         self.health = health if health is not None else RedisHealth(client)
         self.live_key = f"{namespace}live"
         self.claims_channel = f"{namespace}claims"
+        self.marker_key = f"{namespace}store-marker"
         self._claim = client.register_script(_CLAIM)
         self._save = client.register_script(_SAVE)
+        self._reclaim = client.register_script(_RECLAIM)
         self._release = client.register_script(_RELEASE)
 
     def call_key(self, call_id: str) -> str:
@@ -121,8 +183,9 @@ class RedisCallStore:
     # ------------------------------------------------------------------ CallStore
 
     async def claim(self, call_id: str, owner: str) -> CallState:
+        token = new_token()
         keys = [self.call_key(call_id), self.live_key, self.claims_channel]
-        args = [owner, self.ttl_ms, int(time.time() * 1000), call_id]
+        args = [owner, self.ttl_ms, int(time.time() * 1000), call_id, token]
         epoch, version, data, reset = await self._run(self._claim, keys, args)
         if reset:
             _log.warning("unusable value under the call's key replaced", call_id=call_id)
@@ -131,39 +194,62 @@ class RedisCallStore:
             state = CallState(call_id=call_id)
         state.epoch = int(epoch)
         state.version = int(version)
+        state.token = token
         return state
 
     async def save(self, state: CallState) -> None:
         blob = _encoder.encode(state)
         keys = [self.call_key(state.call_id)]
-        args = [state.epoch, state.version, blob, self.ttl_ms]
+        args = [state.token, state.version, blob, self.ttl_ms]
         outcome, value = await self._run(self._save, keys, args)
         if outcome == -1:
-            raise FencedOut(f"call {state.call_id} was claimed again (epoch {value})")
+            raise FencedOut(f"call {state.call_id} is held by another claim (epoch {text(value)})")
         if outcome == -2:
             raise StaleWrite(f"call {state.call_id} is at version {value}, not {state.version}")
+        if outcome == -3:
+            raise StateLost(f"call {state.call_id} is no longer stored")
         state.version = int(value)
+
+    async def reclaim(self, state: CallState, owner: str) -> bool:
+        blob = _encoder.encode(state)
+        keys = [self.call_key(state.call_id), self.live_key, self.claims_channel]
+        args = [
+            state.token,
+            owner,
+            blob,
+            self.ttl_ms,
+            int(time.time() * 1000),
+            state.call_id,
+            state.epoch,
+            state.version,
+        ]
+        outcome, value = await self._run(self._reclaim, keys, args)
+        if outcome == -1:
+            return False
+        state.version = int(value)
+        return True
 
     async def load(self, call_id: str) -> CallState | None:
         try:
-            fields = await self.client.hmget(self.call_key(call_id), ["epoch", "version", "data"])
+            fields = await self.client.hmget(
+                self.call_key(call_id), ["epoch", "version", "token", "data"]
+            )
         except RedisError as exc:
             if "WRONGTYPE" in str(exc):
                 return None
             raise self._unavailable(exc) from exc
         except OSError as exc:
             raise self._unavailable(exc) from exc
-        epoch, version, data = fields
+        epoch, version, token, data = fields
         if data is None:
             return None
         state = self._decode(call_id, data if isinstance(data, bytes) else data.encode())
         if state is None:
             return None
-        try:
-            state.epoch = int(text(epoch))
-            state.version = int(text(version))
-        except ValueError:
+        parsed_epoch, parsed_version = _count(epoch), _count(version)
+        if parsed_epoch is None or parsed_version is None:
             return None
+        state.epoch, state.version, state.token = parsed_epoch, parsed_version, text(token)
         return state
 
     async def owner(self, call_id: str) -> str | None:
@@ -174,10 +260,27 @@ class RedisCallStore:
             if "WRONGTYPE" in str(exc):
                 return None
             raise self._unavailable(exc) from exc
+        except OSError as exc:
+            raise self._unavailable(exc) from exc
         return text(value) or None
 
-    async def release(self, call_id: str, epoch: int) -> None:
-        await self._run(self._release, [self.call_key(call_id), self.live_key], [epoch, call_id])
+    async def holder(self, call_id: str) -> str | None:
+        if not self.health.is_up:
+            raise StoreUnavailable("redis is unreachable")
+        try:
+            owner, token = await self.client.hmget(self.call_key(call_id), ["owner", "token"])
+        except RedisError as exc:
+            if "WRONGTYPE" in str(exc):
+                return None
+            raise self._unavailable(exc) from exc
+        except OSError as exc:
+            raise self._unavailable(exc) from exc
+        if owner is None or token is None:
+            return None
+        return text(token)
+
+    async def release(self, call_id: str, token: str) -> None:
+        await self._run(self._release, [self.call_key(call_id), self.live_key], [token, call_id])
 
     async def wait_available(self) -> None:
         await self.health.wait_up()
@@ -190,6 +293,15 @@ class RedisCallStore:
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             raise self._unavailable(exc) from exc
+
+    async def mark(self) -> bool:
+        """Make sure the store marker exists; ``True`` if it had to be written, which
+        after the first call means Redis lost its data (restarted empty, flushed)."""
+        try:
+            created = await self.client.set(self.marker_key, new_token(), nx=True)
+        except (RedisError, OSError) as exc:
+            raise self._unavailable(exc) from exc
+        return bool(created)
 
     async def close(self) -> None:
         await self.health.close()
@@ -214,7 +326,7 @@ class RedisCallStore:
     def _decode(call_id: str, data: bytes) -> CallState | None:
         try:
             state = _decoder.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
             _log.warning(
                 "undecodable call state ignored; the call starts fresh",
                 call_id=call_id,
@@ -229,3 +341,11 @@ class RedisCallStore:
             )
             return None
         return state
+
+
+def _count(value: object) -> int | None:
+    """A stored counter, as the scripts accept it (1 to 12 digits), else ``None``."""
+    raw = text(value)
+    if not raw or len(raw) > 12 or not raw.isascii() or not raw.isdigit():
+        return None
+    return int(raw)
