@@ -95,6 +95,7 @@ class SwitchboardApp:
                 shared.store,
                 shared.health,
                 node.reassert_calls,
+                node_id=node.node_id,
                 interval_s=node.settings.heartbeat_ms / 1000,
             )
             self.store_watch = watch

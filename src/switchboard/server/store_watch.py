@@ -28,8 +28,10 @@ class StoreWatch:
         health: RedisHealth,
         reassert: Callable[[], Awaitable[int]],
         *,
+        node_id: str,
         interval_s: float,
     ) -> None:
+        self._node_id = node_id
         self._store = store
         self._health = health
         self._reassert = reassert
@@ -53,7 +55,7 @@ class StoreWatch:
 
     async def check(self) -> bool:
         """One check; ``True`` if Redis had lost its data (the calls were written back)."""
-        written = await self._store.mark()
+        written = await self._store.mark(self._node_id)
         lost = written and self._marked
         self._marked = True
         if lost:

@@ -11,8 +11,9 @@ Layout, under the deployment's ``namespace`` (default ``switchboard:``):
 * ``{ns}claims``: a channel on which every claim is announced, so an older owner that
   still holds a socket for the call checks the call's token and drops it at once instead
   of at its next save;
-* ``{ns}store-marker``: a key written when a node starts; its absence tells a node that
-  Redis lost its data (restarted empty, flushed), so it writes its live calls back.
+* ``{ns}store-marker:{node_id}``: a key each node writes when it starts; its absence
+  tells that node that Redis lost its data (restarted empty, flushed), so it writes its
+  live calls back.
 
 Every race is answered inside a Lua script (claim, save, reclaim, release), so two nodes
 can never both believe they own a call: the token in the hash is the only truth, and a
@@ -171,7 +172,6 @@ class RedisCallStore:
         self.health = health if health is not None else RedisHealth(client)
         self.live_key = f"{namespace}live"
         self.claims_channel = f"{namespace}claims"
-        self.marker_key = f"{namespace}store-marker"
         self._claim = client.register_script(_CLAIM)
         self._save = client.register_script(_SAVE)
         self._reclaim = client.register_script(_RECLAIM)
@@ -294,11 +294,13 @@ class RedisCallStore:
         except (RedisError, OSError) as exc:
             raise self._unavailable(exc) from exc
 
-    async def mark(self) -> bool:
-        """Make sure the store marker exists; ``True`` if it had to be written, which
-        after the first call means Redis lost its data (restarted empty, flushed)."""
+    async def mark(self, node_id: str) -> bool:
+        """Make sure ``node_id``'s store marker exists; ``True`` if it had to be written,
+        which after the node's first call means Redis lost its data (restarted empty,
+        flushed). Each node has its own: the first to notice must not hide it from others."""
         try:
-            created = await self.client.set(self.marker_key, new_token(), nx=True)
+            key = f"{self.namespace}store-marker:{node_id}"
+            created = await self.client.set(key, new_token(), nx=True)
         except (RedisError, OSError) as exc:
             raise self._unavailable(exc) from exc
         return bool(created)
