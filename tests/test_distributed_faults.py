@@ -25,6 +25,7 @@ from tests.fixtures.conditions import eventually, eventually_async
 from tests.fixtures.distributed import begin, node
 from tests.fixtures.outage import RestartableValkey
 from tests.fixtures.server import retell, spoken
+from tests.test_serve_drain import exit_code, serve_process
 
 RECEPTIONIST = Path(__file__).resolve().parents[1] / "src/switchboard/examples/receptionist.yaml"
 
@@ -306,3 +307,43 @@ async def test_a_node_killed_with_its_save_in_the_network_never_told_retell_the_
 async def _greeted(store: RedisCallStore, call_id: str) -> bool:
     stored = await store.load(call_id)
     return stored is not None and stored.greeted
+
+
+async def test_a_drain_waits_for_the_save_in_flight_before_the_process_exits(
+    redis_server_url: str, redis_namespace: str, fault_proxy: Any
+) -> None:
+    """SIGTERM while a turn's save is still on its way to Redis: the node hands the call
+    off, then waits for that save (the Redis client stays open for it) before it exits."""
+    host, port = redis_server_url.removeprefix("redis://").split("/")[0].split(":")
+    proxy = await fault_proxy(host, int(port)).start()
+    store = RedisCallStore(redis_client(redis_server_url), namespace=redis_namespace)
+    env = {
+        "SWITCHBOARD_PROFILE": "distributed",
+        "SWITCHBOARD_REDIS_URL": f"redis://{proxy.url_netloc}/0",
+        "SWITCHBOARD_REDIS_NAMESPACE": redis_namespace,
+        "SWITCHBOARD_NODE_ID": "draining",
+        "SWITCHBOARD_REDIS_TIMEOUT_MS": "60000",
+        "SWITCHBOARD_HEARTBEAT_MS": "600000",
+        "SWITCHBOARD_DRAIN_TIMEOUT_S": "0.2",
+        "SWITCHBOARD_DRAIN_SAVE_TIMEOUT_S": "60",
+    }
+    try:
+        async with (
+            serve_process(**env) as (process, node_port),
+            retell(f"ws://127.0.0.1:{node_port}/llm-websocket", "drain-1") as peer,
+        ):
+            await begin(peer)
+            await eventually_async(lambda: _greeted(store, "drain-1"))
+            proxy.hold()
+            await peer.request(1, "hello")
+            await eventually(lambda: b"EVALSHA" in proxy.held(), timeout=30.0)
+            process.send_signal(signal.SIGTERM)
+            await peer.closed()  # handed off: the drain is under way
+            assert process.returncode is None  # still waiting for the save
+            proxy.release()
+            assert await exit_code(process) == 0
+        stored = await store.load("drain-1")
+        assert stored is not None
+        assert stored.turns == 1
+    finally:
+        await store.client.aclose()
