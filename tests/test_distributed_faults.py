@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -347,3 +348,43 @@ async def test_a_drain_waits_for_the_save_in_flight_before_the_process_exits(
         assert stored.turns == 1
     finally:
         await store.client.aclose()
+
+
+@pytest.mark.parametrize(
+    ("started_s_ago", "greeted_again"), [(120.0, False), (0.0, True)], ids=["reconnect", "new"]
+)
+async def test_a_call_whose_state_cannot_be_read_is_greeted_only_if_it_just_began(
+    redis_server_url: str,
+    redis_namespace: str,
+    fault_proxy: Any,
+    started_s_ago: float,
+    greeted_again: bool,
+) -> None:
+    """Redis unreachable when a socket opens: the claim waits a moment, then the call is
+    served without its state. A reconnect (Retell's call details show a call that began
+    two minutes ago) is not greeted a second time; a call that just began is greeted."""
+    host, port = redis_server_url.removeprefix("redis://").split("/")[0].split(":")
+    proxy = await fault_proxy(host, int(port)).start()
+    via_proxy = f"redis://{proxy.url_netloc}/0"
+    async with node(
+        EchoAgent(),
+        via_proxy,
+        redis_namespace,
+        "b",
+        call_details=True,
+        redis_timeout_ms=100,
+        state_wait_ms=300,
+    ) as b:
+        proxy.blackhole()
+        async with retell(b.ws_url, "unknown-1") as peer:
+            assert (await peer.recv())["response_type"] == "config"
+            started = int((time.time() - started_s_ago) * 1000)
+            await peer.send(
+                interaction_type="call_details",
+                call={"call_id": "unknown-1", "start_timestamp": started},
+            )
+            begin_text = spoken(await peer.complete(0), 0)
+            assert bool(begin_text) is greeted_again
+            await peer.request(1, "hello")
+            assert "You said: hello" in spoken(await peer.complete(1), 1)
+        proxy.restore()

@@ -234,15 +234,6 @@ class CallSession:
                 )
             )
         )
-        if not self._state.greeted and not self._keeper.known:
-            # The store could not say whether this call was greeted. A call already under
-            # way (a reconnect) must not be greeted again: ask Retell's call details.
-            await self._await_call_details()
-            if self.current is not None or _under_way(
-                self._state.call, self._options.started_call_s
-            ):
-                self._log.warning("call state unknown and the call is under way; not greeting")
-                self._state.greeted = True
         if self._state.greeted:
             self._log.info("call resumed", epoch=self._state.epoch, turns=self._state.turns)
             await self._send(encode(Response(response_id=0, content="", content_complete=True)))
@@ -477,6 +468,19 @@ class CallSession:
             if undecodable:
                 failure = "undecodable_request"
                 return
+            if gen.kind is TurnKind.GREETING and not self._keeper.known:
+                # The store could not say whether this call was greeted. One already under
+                # way (a reconnect) is not greeted again: Retell's call details tell.
+                # (A request read meanwhile supersedes this greeting: not greeted either.)
+                await self._await_call_details()
+                if _under_way(self._state.call, self._options.started_call_s):
+                    self._log.warning("call state unknown and the call is under way; not greeting")
+                    self._state.greeted = True
+                    gen.completed = True
+                    await self._send(
+                        encode(Response(response_id=0, content="", content_complete=True))
+                    )
+                    return
             if gen.kind is TurnKind.GREETING and self._agent.needs_call_details:
                 await self._await_call_details()
             turn = Turn(
