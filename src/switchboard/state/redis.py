@@ -241,9 +241,12 @@ class RedisCallStore:
         except OSError as exc:
             raise self._unavailable(exc) from exc
         epoch, version, token, data = fields
-        if data is None:
+        if epoch is None:
             return None
-        state = self._decode(call_id, data if isinstance(data, bytes) else data.encode())
+        if data is None:  # claimed, never saved yet
+            state: CallState | None = CallState(call_id=call_id)
+        else:
+            state = self._decode(call_id, data if isinstance(data, bytes) else data.encode())
         if state is None:
             return None
         parsed_epoch, parsed_version = _count(epoch), _count(version)
