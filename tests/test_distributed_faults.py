@@ -28,6 +28,8 @@ from tests.fixtures.outage import RestartableValkey
 from tests.fixtures.server import retell, spoken
 from tests.test_serve_drain import exit_code, serve_process
 
+#: live calls over three nodes when Redis is restarted empty
+RESTART_CALLS = 51
 RECEPTIONIST = Path(__file__).resolve().parents[1] / "src/switchboard/examples/receptionist.yaml"
 
 
@@ -191,7 +193,7 @@ async def test_redis_restarted_empty_leaves_every_call_owned_listed_and_controll
             servers = [a, b, c]
             peers = []
             contexts = []
-            for i in range(9):
+            for i in range(RESTART_CALLS):
                 ctx = retell(servers[i % 3].ws_url, f"r-{i}")
                 peer = await ctx.__aenter__()
                 contexts.append(ctx)
@@ -216,12 +218,12 @@ async def test_redis_restarted_empty_leaves_every_call_owned_listed_and_controll
                         except Exception:
                             return False
                         return sorted(call.call_id for call in calls) == sorted(
-                            f"r-{i}" for i in range(9)
+                            f"r-{i}" for i in range(RESTART_CALLS)
                         )
 
                     await eventually_async(all_listed, timeout=30.0)
                     owners = {call.call_id: call.owner for call in await control.calls()}
-                    assert owners == {f"r-{i}": "abc"[i % 3] for i in range(9)}
+                    assert owners == {f"r-{i}": "abc"[i % 3] for i in range(RESTART_CALLS)}
                     reply = await control.say("r-4", "A supervisor is joining.")
                     assert reply.ok
                     interrupt = await peers[4].recv_until(
