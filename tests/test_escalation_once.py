@@ -149,6 +149,41 @@ async def test_a_decision_that_cannot_be_carried_out_in_time_is_reported_failed(
     await control.aclose()
 
 
+async def test_a_command_that_timed_out_but_worked_is_recorded_done(
+    tmp_path: Path, redis_server_url: str, redis_namespace: str
+) -> None:
+    """The node acts but its reply comes too late: the decision is not recorded as failed;
+    asked again with the same key, the node's record says it was done."""
+    control = CallControl.from_url(
+        redis_server_url, namespace=redis_namespace, timeout_s=0.0, move_wait_s=0.0
+    )
+    bus = MemoryBus()
+    store = await EscalationStore.open(tmp_path / "esc.db")
+    async with (
+        httpx.AsyncClient(trust_env=False) as http,
+        node(EchoAgent(), redis_server_url, redis_namespace, "a") as a,
+        retell(a.ws_url, "call-t") as peer,
+    ):
+        await begin(peer)
+        handler = Escalation(parse_rules(RULES), store, control, bus, http, sweep_interval_s=0.1)
+        await handler.handle(Batch([_ask("call-t")]))  # no reply in time: outcome unknown
+        assert await store.rows() == [("call-t", "human", "transfer", "pending")]
+        frames = await peer.recv_until(_is_interrupt)  # yet the node carried it out
+        assert frames[-1]["transfer_number"] == "+15550100"
+        await handler.resume_pending()
+
+        async def done() -> bool:
+            return await store.rows() == [("call-t", "human", "transfer", "done")]
+
+        await eventually_async(done, timeout=30)
+        (report,) = _escalated(bus)
+        assert report.action == "transfer"
+        await _no_interrupt(peer)
+        await handler.stop()
+    await store.close()
+    await control.aclose()
+
+
 async def test_stale_turns_never_trigger_an_action(
     tmp_path: Path, redis_server_url: str, redis_namespace: str
 ) -> None:
