@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 
 import msgspec
+from typer.testing import CliRunner
 
+from switchboard.cli import app
 from switchboard.control.client import CallControl
 from switchboard.control.commands import Reply, SayCommand, encode
 from switchboard.control.directory import command_channel
@@ -168,3 +170,22 @@ async def test_a_fenced_session_answers_not_here(
         finally:
             session.closed = False
     await control.aclose()
+
+
+async def test_calls_say_run_twice_with_one_id_speaks_once(
+    redis_server_url: str, redis_namespace: str
+) -> None:
+    target = ["--redis-url", redis_server_url, "--namespace", redis_namespace]
+    argv = ["calls", "say", "call-cli", "One moment.", "--id", "op-7", *target]
+    async with (
+        node(EchoAgent(), redis_server_url, redis_namespace, "a") as a,
+        retell(a.ws_url, "call-cli") as peer,
+    ):
+        await begin(peer)
+        for _ in range(2):  # an operator's script retried after a timeout
+            result = await asyncio.to_thread(CliRunner().invoke, app, argv)
+            assert result.exit_code == 0, result.output
+            assert "node a" in result.output
+        frame = await peer.recv()
+        assert frame["content"] == "One moment."
+        await _no_interrupt(peer)
