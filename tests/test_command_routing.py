@@ -39,7 +39,7 @@ async def _no_interrupt(peer: RetellPeer) -> None:
 async def test_a_command_sent_while_the_call_moves_reaches_the_new_owner(
     redis_server_url: str, redis_namespace: str
 ) -> None:
-    control = CallControl.from_url(redis_server_url, namespace=redis_namespace)
+    control = CallControl.from_url(redis_server_url, namespace=redis_namespace, move_wait_s=30)
     async with (
         node(EchoAgent(), redis_server_url, redis_namespace, "a") as a,
         node(EchoAgent(), redis_server_url, redis_namespace, "b") as b,
@@ -73,7 +73,7 @@ async def test_a_command_sent_while_the_call_moves_reaches_the_new_owner(
 async def test_a_command_for_an_orphaned_call_waits_for_its_reconnect(
     redis_server_url: str, redis_namespace: str
 ) -> None:
-    control = CallControl.from_url(redis_server_url, namespace=redis_namespace)
+    control = CallControl.from_url(redis_server_url, namespace=redis_namespace, move_wait_s=30)
     async with (
         node(EchoAgent(), redis_server_url, redis_namespace, "a") as a,
         node(EchoAgent(), redis_server_url, redis_namespace, "b") as b,
@@ -102,7 +102,7 @@ async def test_a_command_for_an_orphaned_call_waits_for_its_reconnect(
 async def test_a_command_retried_after_its_reply_was_lost_is_carried_out_once(
     redis_server_url: str, redis_namespace: str
 ) -> None:
-    control = CallControl.from_url(redis_server_url, namespace=redis_namespace)
+    control = CallControl.from_url(redis_server_url, namespace=redis_namespace, move_wait_s=30)
     async with (
         node(EchoAgent(), redis_server_url, redis_namespace, "a") as a,
         node(EchoAgent(), redis_server_url, redis_namespace, "b") as b,
@@ -145,7 +145,7 @@ async def test_a_fenced_session_answers_not_here(
 ) -> None:
     """A node whose session for the call is fenced (or closed) does not act on it and
     does not record the command: the new owner may still carry it out."""
-    control = CallControl.from_url(redis_server_url, namespace=redis_namespace)
+    control = CallControl.from_url(redis_server_url, namespace=redis_namespace, move_wait_s=30)
     async with (
         node(EchoAgent(), redis_server_url, redis_namespace, "a") as a,
         retell(a.ws_url, "call-fenced") as peer,
