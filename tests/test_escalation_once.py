@@ -245,7 +245,11 @@ async def test_call_escalated_is_published_once_the_bus_takes_it(
 
         await eventually_async(reported, timeout=30)
         assert [e.data.action for e in got] == ["transfer"]  # type: ignore[attr-defined]
-        assert (await store.unpublished()) == []
+
+        async def marked() -> bool:
+            return await store.unpublished() == []
+
+        await eventually_async(marked, timeout=30)
         await handler.stop()
     await consumer.close()
     await reader.close()
