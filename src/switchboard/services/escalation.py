@@ -88,7 +88,10 @@ class Escalation:
 
     async def resume_pending(self) -> None:
         """At start: carry out what a crash left pending, then keep sweeping."""
-        await self.sweep()
+        try:
+            await self.sweep()
+        except Exception:
+            _log.exception("escalation sweep at start failed; the periodic sweep retries")
         if self._sweeper is None:
             self._sweeper = asyncio.get_running_loop().create_task(
                 self._sweep_forever(), name="escalation-sweep"
