@@ -140,7 +140,7 @@ async def test_a_command_retried_after_its_reply_was_lost_is_carried_out_once(
     await control.aclose()
 
 
-async def test_a_fenced_session_answers_not_here(
+async def test_a_session_no_longer_serving_the_call_answers_not_here(
     redis_server_url: str, redis_namespace: str
 ) -> None:
     """A node whose session for the call is fenced (or closed) does not act on it and
