@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 
 import msgspec
+import pytest
 from typer.testing import CliRunner
 
 from switchboard.cli import app
-from switchboard.control.client import CallControl
+from switchboard.control.client import CallControl, CommandFailed
 from switchboard.control.commands import Reply, SayCommand, encode
 from switchboard.control.directory import command_channel
 from tests.fixtures.agents import EchoAgent
@@ -189,3 +190,24 @@ async def test_calls_say_run_twice_with_one_id_speaks_once(
         frame = await peer.recv()
         assert frame["content"] == "One moment."
         await _no_interrupt(peer)
+
+
+async def test_a_command_whose_node_died_while_acting_is_never_carried_out_again(
+    redis_server_url: str, redis_namespace: str
+) -> None:
+    """At most once: the id was claimed by a node that died before recording the outcome,
+    so nobody knows whether the caller heard it; the command is not sent again."""
+    control = CallControl.from_url(redis_server_url, namespace=redis_namespace, move_wait_s=0.5)
+    async with (
+        node(EchoAgent(), redis_server_url, redis_namespace, "a") as a,
+        retell(a.ws_url, "call-doubt") as peer,
+    ):
+        await begin(peer)
+        assert await control.ledger.begin("cmd-d", "node-that-died") is None
+        with pytest.raises(CommandFailed, match="died while carrying it out") as failed:
+            await control.say("call-doubt", "Hello?", command_id="cmd-d")
+        assert failed.value.retriable
+        await _no_interrupt(peer)
+        reply = await control.say("call-doubt", "Hello?")  # a new id is a new command
+        assert reply.node == "a"
+    await control.aclose()
