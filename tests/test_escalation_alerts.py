@@ -85,6 +85,7 @@ async def test_a_pending_decision_is_carried_out_once_on_the_next_start(
         assert await store.rows() == [("call-angry", "upset", "alert", "done")]
         await handler.resume_pending()
         assert len(got) == 1
+        await handler.stop()
         await store.close()
     (event,) = [decode(m) for m in bus.log]
     assert isinstance(event.data, CallEscalated)

@@ -130,3 +130,15 @@ def test_the_shipped_example_rules_load() -> None:
         "upset_caller",
         "silent_caller",
     ]
+
+
+def test_a_stale_turn_is_neither_counted_nor_acted_on() -> None:
+    track = CallTrack()
+    ask = TurnCompleted(response_id=1, kind="response", caller_line="a real person please")
+    assert observe(RULES, track, ev(ask), stale=True) is None
+    assert observe(RULES, track, ev(ask), stale=True) is None
+    assert track.human_asks == 0
+    assert not track.escalated
+    # Lifecycle facts still count, however late they arrive.
+    observe(RULES, track, ev(CallEnded(node_id="n", how="closed")), stale=True)
+    assert track.ended

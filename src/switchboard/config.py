@@ -138,7 +138,15 @@ class Settings(BaseSettings):
 
 ENV_PREFIX = "SWITCHBOARD_"
 #: ``SWITCHBOARD_*`` variables that are not settings but are read elsewhere.
-OTHER_VARIABLES = frozenset({"SWITCHBOARD_OPENAI_MODEL", "SWITCHBOARD_TEST_REDIS_URL"})
+OTHER_VARIABLES = frozenset(
+    {
+        "SWITCHBOARD_OPENAI_MODEL",
+        "SWITCHBOARD_TEST_REDIS_URL",
+        # the escalation service's options (``switchboard service escalation``)
+        "SWITCHBOARD_ESCALATION_STALE_AFTER_S",
+        "SWITCHBOARD_ESCALATION_MAX_PENDING_S",
+    }
+)
 
 
 class ConfigError(ValueError):

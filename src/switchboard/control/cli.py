@@ -33,6 +33,14 @@ Namespace = Annotated[
     str | None,
     typer.Option(help="Key prefix of the deployment (default: $SWITCHBOARD_REDIS_NAMESPACE)."),
 ]
+CommandId = Annotated[
+    str | None,
+    typer.Option(
+        "--id",
+        help="Command id: run again with the same id after a timeout, and it is carried out "
+        "at most once (default: a fresh id).",
+    ),
+]
 
 
 def _run(url: str | None, namespace: str | None, act: Callable[[CallControl], Awaitable[T]]) -> T:
@@ -94,9 +102,10 @@ def say(
     text: Annotated[str, typer.Argument(help="What the agent says now.")],
     redis_url: RedisUrl = None,
     namespace: Namespace = None,
+    command_id: CommandId = None,
 ) -> None:
     """Speak TEXT on the call now (an agent_interrupt sent by the node that holds it)."""
-    reply = _run(redis_url, namespace, lambda c: c.say(call_id, text))
+    reply = _run(redis_url, namespace, lambda c: c.say(call_id, text, command_id=command_id))
     typer.echo(f"said on {call_id} (node {reply.node})")
 
 
@@ -107,9 +116,12 @@ def transfer(
     text: Annotated[str, typer.Option("--say", help="Say this first.")] = "",
     redis_url: RedisUrl = None,
     namespace: Namespace = None,
+    command_id: CommandId = None,
 ) -> None:
     """Transfer the call to NUMBER."""
-    reply = _run(redis_url, namespace, lambda c: c.transfer(call_id, number, text))
+    reply = _run(
+        redis_url, namespace, lambda c: c.transfer(call_id, number, text, command_id=command_id)
+    )
     typer.echo(f"transfer of {call_id} to {number} sent (node {reply.node})")
 
 
@@ -119,7 +131,8 @@ def end(
     text: Annotated[str, typer.Option("--say", help="Say this first.")] = "",
     redis_url: RedisUrl = None,
     namespace: Namespace = None,
+    command_id: CommandId = None,
 ) -> None:
     """End the call."""
-    reply = _run(redis_url, namespace, lambda c: c.end(call_id, text))
+    reply = _run(redis_url, namespace, lambda c: c.end(call_id, text, command_id=command_id))
     typer.echo(f"end of {call_id} sent (node {reply.node})")

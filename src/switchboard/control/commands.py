@@ -1,8 +1,10 @@
 """The messages of the command channel (pure: types and codec, no I/O).
 
 A command names its call and a ``reply_to`` channel; the owning node answers with one
-``Reply``. Every command is idempotent in effect per ``id``: a node that receives the
-same id twice (a retry after a lost reply) answers from memory instead of speaking twice.
+``Reply``. Every command is idempotent in effect per ``id``, across the whole cluster: the
+node that acts records the id in Redis first (``CommandLedger``), and any node that gets
+the same id again (a retry after a lost reply, maybe after the call moved) answers with
+the recorded outcome instead of speaking twice.
 """
 
 from __future__ import annotations
@@ -38,12 +40,23 @@ class EndCommand(Command, tag="end", frozen=True):
 AnyCommand = SayCommand | TransferCommand | EndCommand
 
 
+#: The call is not served by this node (no session, or its session is fenced or closed).
+NOT_HERE = "not_here"
+#: The call's socket closed while the command was being carried out.
+CALL_GONE = "call_gone"
+#: Another attempt with the same id is acting (or its node died while acting).
+IN_PROGRESS = "in_progress"
+#: The node could not reach Redis to record the id, so it did not act.
+UNAVAILABLE = "unavailable"
+#: Errors after which the same id may be sent again, maybe to another node.
+RETRIABLE_ERRORS = frozenset({NOT_HERE, CALL_GONE, IN_PROGRESS, UNAVAILABLE})
+
+
 class Reply(msgspec.Struct, kw_only=True, frozen=True):
     id: str
     ok: bool
     node: str
-    #: why it failed: ``not_here`` (the call is not on this node), ``call_gone`` (its socket
-    #: closed), ``bad_command``
+    #: why it failed: one of the constants above, or something final (``bad_command``)
     error: str = ""
     detail: str = ""
 

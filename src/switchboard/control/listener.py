@@ -1,9 +1,10 @@
 """The node's end of the command channel: commands for its calls, and claims by others.
 
 One pub/sub connection subscribes to ``{ns}node:{node_id}:commands`` and to the store's
-claims channel. A command runs against the call's session here and is answered on its
-``reply_to`` channel; a claim announced by another node fences this node's session for
-that call at once (the partitioned-owner case), rather than at its next save.
+claims channel. A command runs against the call's session here, at most once per id across
+the cluster (``CommandLedger``), and is answered on its ``reply_to`` channel; a claim
+announced by another node fences this node's session for that call at once (the
+partitioned-owner case), rather than at its next save.
 
 When Redis goes away the loop reports the outage to the shared ``RedisHealth``, waits
 for it to come back and subscribes again; commands published meanwhile find no
@@ -14,15 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol
 
 import msgspec
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from switchboard.connections import RedisHealth
 from switchboard.control.commands import (
+    CALL_GONE,
+    NOT_HERE,
+    UNAVAILABLE,
     AnyCommand,
     EndCommand,
     Reply,
@@ -32,10 +36,10 @@ from switchboard.control.commands import (
     encode,
 )
 from switchboard.control.directory import command_channel
+from switchboard.control.ledger import CommandLedger
 from switchboard.log import get_logger
 
 _log = get_logger("switchboard.control")
-_REMEMBERED_REPLIES = 1024
 
 
 class LiveSession(Protocol):
@@ -43,6 +47,12 @@ class LiveSession(Protocol):
 
     @property
     def epoch(self) -> int: ...
+
+    @property
+    def fenced(self) -> bool: ...
+
+    @property
+    def closed(self) -> bool: ...
 
     def claimed_elsewhere(self, epoch: int) -> None: ...
 
@@ -68,7 +78,7 @@ class CommandListener:
         self.claims_channel = claims_channel
         self._sessions = sessions
         self._health = health
-        self._replies: OrderedDict[str, Reply] = OrderedDict()
+        self._ledger = CommandLedger(client, namespace=namespace)
         self._task: asyncio.Task[None] | None = None
         self.subscribed = asyncio.Event()
         self.commands_handled = 0
@@ -132,19 +142,41 @@ class CommandListener:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             _log.warning("ignored malformed command", error=str(exc)[:200])
             return
-        reply = self._replies.get(command.id)
-        if reply is None:
-            reply = await self._execute(command)
-            self._replies[command.id] = reply
-            while len(self._replies) > _REMEMBERED_REPLIES:
-                self._replies.popitem(last=False)
+        reply = await self._once(command)
         self.commands_handled += 1
         await self.client.publish(command.reply_to, encode(reply))
 
-    async def _execute(self, command: AnyCommand) -> Reply:
+    async def _once(self, command: AnyCommand) -> Reply:
+        """Carry ``command`` out unless its id already was, anywhere in the cluster.
+
+        A call this node does not serve (no session, or one fenced or closed) is
+        ``not_here`` without touching the record, so the call's real owner may act.
+        """
         session = self._sessions(command.call_id)
-        if session is None:
-            return Reply(id=command.id, ok=False, node=self.node_id, error="not_here")
+        if session is None or session.closed or session.fenced:
+            return Reply(id=command.id, ok=False, node=self.node_id, error=NOT_HERE)
+        try:
+            recorded = await self._ledger.begin(command.id, self.node_id)
+        except RedisError as exc:
+            _log.warning("command not carried out: its id cannot be recorded", error=str(exc))
+            return Reply(
+                id=command.id, ok=False, node=self.node_id, error=UNAVAILABLE, detail=str(exc)
+            )
+        if recorded is not None:
+            _log.info("command already carried out", call_id=command.call_id, id=command.id)
+            return recorded
+        reply = await self._execute(command, session)
+        try:
+            if reply.ok:
+                await self._ledger.finish(reply)
+            else:
+                await self._ledger.release(command.id)
+        except RedisError as exc:
+            # The marker stays: a retry is answered in_progress, never carried out twice.
+            _log.warning("outcome of a command not recorded", id=command.id, error=str(exc))
+        return reply
+
+    async def _execute(self, command: AnyCommand, session: LiveSession) -> Reply:
         try:
             if isinstance(command, SayCommand):
                 await session.interrupt(command.text)
@@ -157,7 +189,7 @@ class CommandListener:
                 "command for a closed call", call_id=command.call_id, op=type(command).__name__
             )
             return Reply(
-                id=command.id, ok=False, node=self.node_id, error="call_gone", detail=str(exc)
+                id=command.id, ok=False, node=self.node_id, error=CALL_GONE, detail=str(exc)
             )
         _log.info("command carried out", call_id=command.call_id, command=type(command).__name__)
         return Reply(id=command.id, ok=True, node=self.node_id)

@@ -116,6 +116,24 @@ def service_escalation(
     name: Annotated[
         str, typer.Option(help="Member name; stable across restarts.")
     ] = "escalation-1",
+    stale_after: Annotated[
+        float,
+        typer.Option(
+            "--stale-after",
+            envvar="SWITCHBOARD_ESCALATION_STALE_AFTER_S",
+            min=0.0,
+            help="Turns older than this many seconds are never acted on.",
+        ),
+    ] = 60.0,
+    max_pending: Annotated[
+        float,
+        typer.Option(
+            "--max-pending",
+            envvar="SWITCHBOARD_ESCALATION_MAX_PENDING_S",
+            min=0.0,
+            help="Seconds to keep retrying an escalation before reporting it failed.",
+        ),
+    ] = 120.0,
 ) -> None:
     """Act on live calls when a rule fires: handoff line + transfer, or a supervisor alert."""
     import httpx
@@ -140,11 +158,20 @@ def service_escalation(
         control = CallControl.from_url(redis_url, namespace=namespace)
         publisher = open_bus(bus, namespace=namespace)
         async with httpx.AsyncClient(timeout=5.0, trust_env=False) as http:
-            handler = Escalation(rules_file, store, control, publisher, http)
+            handler = Escalation(
+                rules_file,
+                store,
+                control,
+                publisher,
+                http,
+                stale_after_s=stale_after,
+                pending_max_age_s=max_pending,
+            )
             try:
                 async with stop_on_signals() as stop:
                     await run_consumer(options, handler, stop, on_ready=handler.resume_pending)
             finally:
+                await handler.stop()
                 await publisher.close()
                 await control.aclose()
                 await store.close()

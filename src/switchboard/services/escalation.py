@@ -1,143 +1,65 @@
-"""The escalation service: rules over the event stream, acting on live calls.
+"""The escalation service: rules over the event stream, acting on live calls, once.
 
-Per batch, in one SQLite transaction: the new event ids, every touched call's
-``CallTrack`` and each decision (an ``escalations`` row, status ``pending``). Then each
-decision is carried out through the owning node's command channel (``CallControl``:
-one ``agent_interrupt`` that says the handoff line and transfers, or says it alone) or
-by POSTing to the supervisor webhook, recorded as ``done``/``failed``, and published as
-``call.escalated``. Only then is the batch acked.
+Per batch, in one SQLite transaction (``EscalationStore``): the new event ids, every
+touched call's ``CallTrack`` and each decision (status ``pending``). Then each decision
+is carried out through the owning node's command channel (``CallControl``: one
+``agent_interrupt`` that says the handoff line and transfers, or says it alone) or by
+POSTing to the supervisor webhook, recorded as ``done``/``failed``, and reported as a
+``call.escalated`` event. Then the runner acks the batch.
 
-At most one escalation per call: the decision is committed before the action, and the
-track never decides twice. A ``kill -9`` between commit and action leaves the row
-``pending``; the next start carries pending rows out (so across such a crash the action
-is at least once, never zero).
+Exactly once, through crashes and outages:
+
+* The command id is the decision's idempotency key (``escalation:<trigger event id>``),
+  the same on every attempt. The owning node records it before acting, so a retry after
+  a ``kill -9`` between acting and recording, or after a reply that never came, gets the
+  recorded outcome and the caller hears the handoff once. The webhook gets the key as
+  ``Idempotency-Key``.
+* Any error whose outcome is unknown or passing (the call moving, its node not
+  answering, Redis or the network failing) leaves the decision ``pending``; a sweep
+  every ``sweep_interval_s`` asks again, until ``pending_max_age_s``: then it is
+  ``failed`` and ``<action>_failed`` is published. A definite refusal (the call is not
+  live, the webhook answered an error) is ``failed`` at once.
+* A turn older than ``stale_after_s`` never triggers an action (``observe``).
+* ``call.escalated`` gets its id when the outcome is recorded, and the row stays
+  unpublished until the bus took it: the sweep publishes it again, with the same id.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import sqlite3
 from datetime import UTC, datetime
-from pathlib import Path
 
-import aiosqlite
 import httpx
 import msgspec
 
 from switchboard.control.client import CallControl, CommandFailed
-from switchboard.events.bus import Batch, BusUnavailable, EventBus
+from switchboard.events.bus import Batch, EventBus
 from switchboard.events.codec import encode
 from switchboard.events.types import CallEscalated, Event, make_event
 from switchboard.log import get_logger
-from switchboard.services.archive_db import fresh_events
-from switchboard.services.escalation_rules import CallTrack, Decision, RulesFile, observe
+from switchboard.services.escalation_rules import Decision, RulesFile
+from switchboard.services.escalation_store import EscalationStore
+
+__all__ = ["Escalation", "EscalationStore"]
 
 _log = get_logger("switchboard.escalation")
-_track_enc = msgspec.json.Encoder()
-_track_dec = msgspec.json.Decoder(CallTrack)
-_decision_dec = msgspec.json.Decoder(Decision)
 
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS processed_events (event_id TEXT PRIMARY KEY)",
-    "CREATE TABLE IF NOT EXISTS tracks (call_id TEXT PRIMARY KEY, track TEXT NOT NULL)",
-    """CREATE TABLE IF NOT EXISTS escalations (
-        call_id TEXT PRIMARY KEY, rule TEXT NOT NULL, action TEXT NOT NULL,
-        decision TEXT NOT NULL, status TEXT NOT NULL, detail TEXT, at TEXT NOT NULL)""",
-)
+#: A turn older than this (s) describes the call as it was: it is not acted on.
+STALE_AFTER_S = 60.0
+#: A decision still not carried out after this long (s) is given up, reported as failed.
+PENDING_MAX_AGE_S = 120.0
+#: How often (s) pending decisions and unpublished outcomes are retried.
+SWEEP_INTERVAL_S = 2.0
 
 
-class EscalationStore:
-    def __init__(self, db: aiosqlite.Connection) -> None:
-        self._db = db
-
-    @classmethod
-    async def open(cls, path: Path) -> EscalationStore:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path, isolation_level=None)
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA synchronous=FULL")
-        for statement in _SCHEMA:
-            await db.execute(statement)
-        return cls(db)
-
-    async def decide(self, rules: RulesFile, events: Sequence[Event]) -> list[Decision]:
-        db = self._db
-        ids = list(dict.fromkeys(e.id for e in events))
-        await db.execute("BEGIN IMMEDIATE")
-        try:
-            new: set[str] = set()
-            if ids:
-                cursor = await db.execute(
-                    "INSERT INTO processed_events (event_id) VALUES "
-                    + ", ".join(["(?)"] * len(ids))
-                    + " ON CONFLICT DO NOTHING RETURNING event_id",
-                    ids,
-                )
-                new = {row[0] for row in await cursor.fetchall()}
-            fresh = fresh_events(events, new)
-            tracks = await self._tracks({e.call_id for e in fresh})
-            decisions = []
-            for event in fresh:
-                track = tracks.setdefault(event.call_id, CallTrack())
-                decision = observe(rules, track, event)
-                if decision is not None:
-                    decisions.append(decision)
-            await db.executemany(
-                "INSERT INTO tracks (call_id, track) VALUES (?, ?) ON CONFLICT (call_id)"
-                " DO UPDATE SET track = excluded.track",
-                [(call_id, _track_enc.encode(t).decode()) for call_id, t in tracks.items()],
-            )
-            kept = []
-            for d in decisions:
-                cursor = await db.execute(
-                    "INSERT INTO escalations (call_id, rule, action, decision, status, at)"
-                    " VALUES (?, ?, ?, ?, 'pending', ?) ON CONFLICT (call_id) DO NOTHING",
-                    (d.call_id, d.rule, d.action, _track_enc.encode(d).decode(), _now()),
-                )
-                if cursor.rowcount == 1:
-                    kept.append(d)
-            await db.execute("COMMIT")
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
-        return kept
-
-    async def _tracks(self, call_ids: set[str]) -> dict[str, CallTrack]:
-        if not call_ids:
-            return {}
-        ordered = sorted(call_ids)
-        cursor = await self._db.execute(
-            f"SELECT call_id, track FROM tracks WHERE call_id IN ({', '.join('?' * len(ordered))})",
-            ordered,
-        )
-        return {row[0]: _track_dec.decode(row[1]) for row in await cursor.fetchall()}
-
-    async def pending(self) -> list[Decision]:
-        cursor = await self._db.execute("SELECT decision FROM escalations WHERE status = 'pending'")
-        return [_decision_dec.decode(row[0]) for row in await cursor.fetchall()]
-
-    async def finish(self, decision: Decision, status: str, detail: str) -> None:
-        await self._db.execute(
-            "UPDATE escalations SET status = ?, detail = ? WHERE call_id = ?",
-            (status, detail, decision.call_id),
-        )
-
-    async def rows(self) -> list[tuple[str, str, str, str]]:
-        cursor = await self._db.execute(
-            "SELECT call_id, rule, action, status FROM escalations ORDER BY at"
-        )
-        return [tuple(row) for row in await cursor.fetchall()]
-
-    async def close(self) -> None:
-        await self._db.close()
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
+def idempotency_key(decision: Decision) -> str:
+    """One key per decision, stable across attempts and restarts."""
+    return f"escalation:{decision.trigger_event_id}"
 
 
 class Escalation:
-    """The batch handler: decide (durably), act, publish, and only then let the runner ack."""
+    """The batch handler: decide (durably), act once, record, publish; and the sweep."""
 
     def __init__(
         self,
@@ -146,49 +68,129 @@ class Escalation:
         control: CallControl,
         bus: EventBus,
         http: httpx.AsyncClient,
+        *,
+        stale_after_s: float = STALE_AFTER_S,
+        pending_max_age_s: float = PENDING_MAX_AGE_S,
+        sweep_interval_s: float = SWEEP_INTERVAL_S,
     ) -> None:
         self.rules = rules
         self.store = store
         self.control = control
         self.bus = bus
         self.http = http
+        self.stale_after_s = stale_after_s
+        self.pending_max_age_s = pending_max_age_s
+        self.sweep_interval_s = sweep_interval_s
         self.carried_out = 0
+        #: one decision acted on at a time: the batch and the sweep never both act on one
+        self._acting = asyncio.Lock()
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def resume_pending(self) -> None:
-        for decision in await self.store.pending():
-            _log.warning("carrying out an escalation left pending", call_id=decision.call_id)
-            await self.act(decision)
+        """At start: carry out what a crash left pending, then keep sweeping."""
+        try:
+            await self.sweep()
+        except Exception:
+            _log.exception("escalation sweep at start failed; the periodic sweep retries")
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().create_task(
+                self._sweep_forever(), name="escalation-sweep"
+            )
+
+    async def stop(self) -> None:
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            await asyncio.wait({sweeper}, timeout=5.0)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_interval_s)
+            try:
+                await self.sweep()
+            except Exception:
+                _log.exception("escalation sweep failed; trying again")
+
+    async def sweep(self) -> None:
+        for pending in await self.store.pending():
+            await self.act(pending.decision, decided_at=pending.decided_at)
+        for finished in await self.store.unpublished():
+            event = self._report(finished.decision, finished.status, finished.detail)
+            await self._publish(msgspec.structs.replace(event, id=finished.event_id))
 
     async def handle(self, batch: Batch) -> None:
-        for decision in await self.store.decide(self.rules, batch.events):
-            await self.act(decision)
+        now = datetime.now(UTC)
+        decisions = await self.store.decide(
+            self.rules, batch.events, stale_after_s=self.stale_after_s, now=now
+        )
+        for decision in decisions:
+            await self.act(decision, decided_at=now)
 
-    async def act(self, decision: Decision) -> None:
-        status, detail = "done", decision.detail
+    async def act(self, decision: Decision, *, decided_at: datetime) -> None:
+        """Carry ``decision`` out if it is still pending; never raises for a failure of
+        the action (the decision stays pending and the sweep retries it)."""
+        async with self._acting:
+            if await self.store.status(decision.call_id) != "pending":
+                return
+            status, detail = await self._carry_out(decision)
+            if status is None:
+                age_s = (datetime.now(UTC) - decided_at).total_seconds()
+                if age_s < self.pending_max_age_s:
+                    _log.warning(
+                        "escalation not carried out yet; will retry",
+                        call_id=decision.call_id,
+                        error=detail,
+                    )
+                    return
+                status = "failed"
+                detail = f"{decision.detail}; gave up after {age_s:.0f} s: {detail}"
+            event = self._report(decision, status, detail)
+            try:
+                await self.store.finish(decision, status, detail, event.id)
+            except sqlite3.Error as err:
+                # Acted but not recorded: the sweep asks again with the same key, and the
+                # node answers with what it recorded.
+                _log.error("escalation outcome not recorded", call_id=decision.call_id, error=err)
+                return
+            self.carried_out += status == "done"
+            _log.info("escalated", call_id=decision.call_id, rule=decision.rule, status=status)
+        await self._publish(event)
+
+    async def _carry_out(self, decision: Decision) -> tuple[str | None, str]:
+        """(``done``|``failed``, detail), or (``None``, why) when it may work later."""
+        key = idempotency_key(decision)
         try:
             if decision.action == "transfer":
                 assert decision.number
-                await self.control.transfer(decision.call_id, decision.number, text=decision.line)
+                await self.control.transfer(
+                    decision.call_id, decision.number, text=decision.line, command_id=key
+                )
             elif decision.action == "say":
-                await self.control.say(decision.call_id, decision.line)
+                await self.control.say(decision.call_id, decision.line, command_id=key)
             else:
-                await self._alert(decision)
-        except (CommandFailed, httpx.HTTPError) as err:
-            status, detail = "failed", f"{detail}; {err}"
-            _log.warning("escalation not carried out", call_id=decision.call_id, error=str(err))
-        await self.store.finish(decision, status, detail)
-        self.carried_out += status == "done"
-        _log.info("escalated", call_id=decision.call_id, rule=decision.rule, status=status)
-        await self._publish(decision, status, detail)
+                await self._alert(decision, key)
+        except CommandFailed as err:
+            if err.retriable:
+                return None, str(err)
+            return "failed", self._failed(decision, err)
+        except httpx.HTTPStatusError as err:
+            return "failed", self._failed(decision, err)
+        except Exception as err:  # Redis, the network, anything: the outcome is unknown
+            return None, f"{type(err).__name__}: {err}"
+        return "done", decision.detail
 
-    async def _alert(self, decision: Decision) -> None:
+    def _failed(self, decision: Decision, err: Exception) -> str:
+        _log.warning("escalation not carried out", call_id=decision.call_id, error=str(err))
+        return f"{decision.detail}; {err}"
+
+    async def _alert(self, decision: Decision, key: str) -> None:
         url = self.rules.supervisor_webhook
         assert url
         body = {"call_id": decision.call_id, "rule": decision.rule, "detail": decision.detail}
-        response = await self.http.post(url, json=body)
+        response = await self.http.post(url, json=body, headers={"Idempotency-Key": key})
         response.raise_for_status()
 
-    async def _publish(self, decision: Decision, status: str, detail: str) -> None:
+    def _report(self, decision: Decision, status: str, detail: str) -> Event:
         data = CallEscalated(
             rule=decision.rule,
             action=decision.action if status == "done" else f"{decision.action}_failed",
@@ -196,11 +198,16 @@ class Escalation:
             transfer_number=decision.number,
             trigger_event_id=decision.trigger_event_id,
         )
-        message = encode(make_event(data, call_id=decision.call_id, source="service/escalation"))
-        for attempt in range(20):
-            try:
-                await self.bus.send([message])
-                return
-            except BusUnavailable:
-                await asyncio.sleep(min(2.0, 0.05 * 2**attempt))
-        _log.error("could not publish call.escalated", call_id=decision.call_id)
+        return make_event(data, call_id=decision.call_id, source="service/escalation")
+
+    async def _publish(self, event: Event) -> None:
+        """One attempt; if the bus does not take it the sweep tries again, same id."""
+        try:
+            await self.bus.send([encode(event)])
+        except Exception as err:
+            _log.warning("call.escalated not published yet", call_id=event.call_id, error=str(err))
+            return
+        try:
+            await self.store.mark_published(event.call_id)
+        except sqlite3.Error as err:  # published again later; consumers dedupe by id
+            _log.warning("publication not recorded", call_id=event.call_id, error=str(err))

@@ -3,7 +3,9 @@
 A rules file (YAML) names the conditions that hand a live call to a person or alert a
 supervisor. ``observe`` folds one event into a call's ``CallTrack`` and returns the
 decision when a rule fires. At most one decision per call, ever: the track remembers
-that it escalated (also when another instance's ``call.escalated`` comes by).
+that it escalated (also when another instance's ``call.escalated`` comes by). A turn
+older than the service's staleness limit (replayed late from a node's spill, or a
+backlog) describes a call as it was, not as it is: it is neither counted nor acted on.
 """
 
 from __future__ import annotations
@@ -132,7 +134,11 @@ def _value(track: CallTrack, rule: Rule) -> int:
     }[rule.when]
 
 
-def observe(rules: RulesFile, track: CallTrack, event: Event) -> Decision | None:
+def observe(
+    rules: RulesFile, track: CallTrack, event: Event, *, stale: bool = False
+) -> Decision | None:
+    """Fold ``event`` into ``track``; the decision if a rule fires now. A ``stale`` turn is
+    skipped (lifecycle events still count: a call that ended or escalated stays so)."""
     data = event.data
     if isinstance(data, CallEscalated):
         track.escalated = True
@@ -145,6 +151,8 @@ def observe(rules: RulesFile, track: CallTrack, event: Event) -> Decision | None
             track.ended = True
         return None
     if not isinstance(data, TurnCompleted) or data.superseded or data.kind == "greeting":
+        return None
+    if stale:
         return None
     line = data.caller_line.lower()
     if data.kind == "reminder":
