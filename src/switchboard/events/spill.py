@@ -125,11 +125,23 @@ class AppendLog:
             self._write(data)
         except OSError as err:
             os.ftruncate(self.fd, self.size)  # cut back to the last whole record
-            raise SpillFull(f"{type(err).__name__}: {err}", 0) from err
+            written = self._append_each(frames[:count]) if count > 1 else 0
+            raise SpillFull(f"{type(err).__name__}: {err}", written) from err
         self.size += len(data)
         if count < len(frames):
             raise SpillFull(reason, count)
         return count
+
+    def _append_each(self, frames: list[bytes]) -> int:
+        """After a refused write: as many whole records as the disk still takes."""
+        for written, f in enumerate(frames):
+            try:
+                self._write(f)
+            except OSError:
+                os.ftruncate(self.fd, self.size)
+                return written
+            self.size += len(f)
+        return len(frames)
 
     def _write(self, data: bytes) -> None:
         view = memoryview(data)
