@@ -107,6 +107,8 @@ class Outbox:
         self._task: asyncio.Task[None] | None = None
         self._stall: asyncio.TimerHandle | None = None
         self._closing = False
+        #: the spill file holds events not yet replayed: new ones go behind them, to the file
+        self._file_first = False
         self._throttle = LogThrottle(burst=3)
         #: event id -> future told whether the event became durable (see ``put_durable``)
         self._durable: dict[str, asyncio.Future[bool]] = {}
@@ -114,7 +116,8 @@ class Outbox:
         if spill_dir is not None:
             self._spill = SpillFile(spill_dir, max_bytes=self.options.spill_max_bytes)
             self._parked = ParkedFile(spill_dir, max_bytes=self.options.parked_max_bytes)
-            if self._spill.pending:
+            self._file_first = self._spill.pending
+            if self._file_first:
                 _log.info("found spilled events from an earlier run; replaying them first")
 
     # ------------------------------------------------------------------ the turn path
@@ -123,12 +126,11 @@ class Outbox:
         """Never blocks, never raises: what cannot be kept is dropped and counted."""
         self.stats.put += 1
         try:
-            spill = self._spill
-            if spill is not None and spill.pending:
+            if self._file_first:
                 self._to_spill((event,))
                 return
             if len(self._queue) >= self.options.capacity:
-                if spill is None:
+                if self._spill is None:
                     self._drop((event,), "full")
                     return
                 self._move_queue_to_spill(event)
@@ -309,6 +311,7 @@ class Outbox:
                     self._park(message, "too_large")
         if not fits:
             spill.commit(end)
+            self._file_first = spill.pending
             return True
         rejected = 0
         try:
@@ -320,9 +323,10 @@ class Outbox:
             self._park_rejected(fits, err)
             rejected = len(err.rejected)
         spill.commit(end)
+        self._file_first = spill.pending
         self.stats.replayed += len(fits) - rejected
         self.stats.batches += 1
-        if not spill.pending:
+        if not self._file_first:
             _log.info("spill file replayed; back to the in-memory queue")
         return True
 
@@ -380,6 +384,7 @@ class Outbox:
             written = full.written
             self._drop(kept[written:], "spill_full", detail=full.reason)
         self._dirty = True
+        self._file_first = spill.pending
         self.stats.spilled += written
         if self._durable:
             for event in kept[:written]:
