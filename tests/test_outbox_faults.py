@@ -16,10 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from switchboard.events.bus import MessagesRejected
 from switchboard.events.codec import encode
 from switchboard.events.kafka_bus import KafkaBus
+from switchboard.events.metrics import OutboxCollector
 from switchboard.events.outbox import Outbox, OutboxOptions
 from switchboard.events.parked import read_parked
 from switchboard.events.redis_bus import RedisStreamBus
@@ -339,3 +341,9 @@ async def test_an_event_above_the_outbox_limit_is_parked_before_the_bus(
     await bus.close()
     assert ids == [e.id for e in before + after]
     assert [p.reason for p in read_parked(tmp_path)] == ["too_large"]
+    registry = CollectorRegistry()
+    registry.register(OutboxCollector(outbox))
+    metrics = generate_latest(registry).decode()
+    assert 'switchboard_outbox_parked_total{reason="too_large"} 1.0' in metrics
+    assert 'switchboard_outbox_events_total{outcome="parked"} 1.0' in metrics
+    assert "switchboard_outbox_spill_corrupt_total 0.0" in metrics

@@ -112,6 +112,29 @@ async def test_a_webhook_a_node_could_not_make_durable_is_delivered_by_the_retry
     assert decode(message).type == "retell.call_analyzed"
 
 
+async def test_a_webhook_spilled_while_the_bus_is_down_counts_as_durable(
+    redis_server_url: str, redis_namespace: str, tmp_path: Path
+) -> None:
+    down = {
+        "bus_url": f"redis://127.0.0.1:{free_port()}/0",
+        "outbox_dir": tmp_path / "a",
+        "retell_api_key": KEY,
+    }
+    body = _analyzed("c5")
+    async with (
+        node(EchoAgent(), redis_server_url, redis_namespace, "a", **down) as a,
+        node(EchoAgent(), redis_server_url, redis_namespace, "b", retell_api_key=KEY) as b,
+        httpx.AsyncClient(trust_env=False) as http,
+    ):
+        assert await _post(http, a, body) == 204
+        await eventually(lambda: a.app.webhooks.counters.confirmed == 1)
+        outbox = a.app.node.outbox
+        assert outbox is not None
+        assert outbox.stats.spilled == outbox.stats.put
+        assert await _post(http, b, body) == 204
+        assert b.app.webhooks.counters.duplicates == 1
+
+
 async def test_a_retry_while_the_first_delivery_is_in_flight_gets_503(
     redis_server_url: str, redis_namespace: str
 ) -> None:
