@@ -110,7 +110,7 @@ def test_flipped_bytes_in_a_record_lose_only_that_record(tmp_path: Path) -> None
     assert corrupt == 2
 
 
-async def test_damaged_records_are_counted_on_the_metrics_and_the_rest_reach_the_bus(
+async def test_damaged_records_are_counted_and_the_rest_reach_the_bus(
     private_valkey: RestartableValkey, tmp_path: Path
 ) -> None:
     starts = _spill_40(tmp_path)
@@ -347,3 +347,20 @@ async def test_an_event_above_the_outbox_limit_is_parked_before_the_bus(
     assert 'switchboard_outbox_parked_total{reason="too_large"} 1.0' in metrics
     assert 'switchboard_outbox_events_total{outcome="parked"} 1.0' in metrics
     assert "switchboard_outbox_spill_corrupt_total 0.0" in metrics
+
+
+def test_a_spill_file_from_before_checksums_is_replayed_after_the_upgrade(tmp_path: Path) -> None:
+    """Records as earlier builds wrote them: ``[u32 length][msgpack]``, 2 already replayed."""
+    import msgspec
+
+    legacy = b""
+    starts = []
+    for event in _events(5):
+        starts.append(len(legacy))
+        body = msgspec.msgpack.encode(encode(event))
+        legacy += struct.pack(">I", len(body)) + body
+    (tmp_path / SpillFile.LOG).write_bytes(legacy)
+    (tmp_path / SpillFile.OFFSET).write_text(str(starts[2]))
+    got, corrupt = _replay_all(tmp_path)
+    assert got == [2, 3, 4]
+    assert corrupt == 0

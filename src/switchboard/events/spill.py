@@ -181,6 +181,30 @@ class SpillFile:
         self.corrupt = 0
         if self.offset > self.size:
             self.offset = 0
+        if self.size and os.pread(self._log.fd, len(MAGIC), 0) != MAGIC:
+            self._upgrade_legacy()
+
+    def _upgrade_legacy(self) -> None:
+        """A file from a build before checksums (``[u32 length][body]`` records): frame
+        what is still pending and replay that, so an upgrade during an outage loses
+        nothing. Runs once, under the lock."""
+        fd, size = self._log.fd, self._log.size
+        bodies: list[bytes] = []
+        pos = self.offset
+        while pos + _LEN.size <= size:
+            (length,) = _LEN.unpack(os.pread(fd, _LEN.size, pos))
+            if length > MAX_RECORD_BYTES or pos + _LEN.size + length > size:
+                break
+            bodies.append(os.pread(fd, length, pos + _LEN.size))
+            pos += _LEN.size + length
+        if pos < size:
+            self._report(pos, size - pos, "unreadable tail of a spill file from an older build")
+        os.ftruncate(fd, 0)
+        self._log.size = self.offset = 0
+        self._offset_path.unlink(missing_ok=True)
+        self._log.append(bodies)
+        self._log.sync()
+        _log.warning("spill file from an older build re-framed", records=len(bodies))
 
     @property
     def size(self) -> int:
