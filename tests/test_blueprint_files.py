@@ -131,9 +131,7 @@ def test_autoscaling_is_on_active_calls_not_cpu() -> None:
     adapter = yaml.safe_load(files["prometheus-adapter.yaml"][0]["data"]["config.yaml"])
     assert adapter["rules"][0]["name"]["as"] == "switchboard_active_calls"
     scaled = files["keda.yaml"]
-    assert {s["spec"]["scaleTargetRef"]["name"] for s in scaled} == {
-        f"{d.name}-{s}" for s in d.services
-    }
+    assert {s["spec"]["scaleTargetRef"]["name"] for s in scaled} == {f"{d.name}-archive"}
     for s in scaled:
         (trigger,) = s["spec"]["triggers"]
         assert trigger["type"] == "kafka"
@@ -286,7 +284,57 @@ def test_services_get_the_flags_they_take() -> None:
     pods = {
         doc["metadata"]["name"]: doc["spec"]["template"]["spec"]
         for doc in _manifests(d)["services.yaml"]
+        if doc["kind"] != "Service"
     }
     rules = pods["switchboard-escalation"]["volumes"][0]["configMap"]["name"]
     assert rules == "switchboard-escalation-rules"
     assert "--db" in pods["switchboard-archive"]["containers"][0]["args"]
+
+
+def test_event_driven_nodes_spill_to_a_persistent_volume_under_a_stable_id(
+    tmp_path: Path,
+) -> None:
+    d = deployment_for("event-driven")
+    files = _manifests(d)
+    (nodes,) = files["deployment.yaml"]
+    assert nodes["kind"] == "StatefulSet"  # pod names (the node ids) survive a restart
+    assert "$(POD_NAME)" in nodes["spec"]["template"]["spec"]["containers"][0]["args"]
+    (claim,) = nodes["spec"]["volumeClaimTemplates"]
+    mounts = nodes["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    outbox = {m["mountPath"] for m in mounts if m["name"] == claim["metadata"]["name"]}
+    toml = tmp_path / "switchboard.toml"
+    toml.write_text(files["configmap.yaml"][0]["data"]["switchboard.toml"])
+    settings = load_settings(toml)
+    assert outbox == {str(settings.outbox_dir)}
+    (hpa,) = files["hpa.yaml"]
+    assert hpa["spec"]["scaleTargetRef"]["kind"] == "StatefulSet"
+    compose = compose_model(d)
+    for node in d.node_ids:
+        mounts = compose["services"][node]["volumes"]
+        (volume,) = [v for v in mounts if v.endswith(str(settings.outbox_dir))]
+        assert volume.split(":")[0] in compose["volumes"]  # a named volume, per node
+
+
+def test_services_with_pod_local_state_are_singular_on_a_volume() -> None:
+    d = deployment_for("event-driven")
+    files = _manifests(d)
+    workloads = {
+        doc["metadata"]["name"]: doc for doc in files["services.yaml"] if doc["kind"] != "Service"
+    }
+    scaled = {s["spec"]["scaleTargetRef"]["name"] for s in files["keda.yaml"]}
+    compose = compose_model(d)
+    for name in ("analytics", "escalation"):
+        if name not in d.services:
+            continue
+        doc = workloads[f"{d.name}-{name}"]
+        assert doc["kind"] == "StatefulSet"
+        assert doc["spec"]["replicas"] == 1
+        assert doc["spec"]["volumeClaimTemplates"]
+        assert doc["metadata"]["name"] not in scaled
+        args = doc["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert args[args.index("--db") + 1].startswith("/var/lib/switchboard/")
+        assert any(v.startswith(f"{name}-data:") for v in compose["services"][name]["volumes"])
+    archive = compose["services"]["archive"]
+    assert any(v.startswith("archive-data:") for v in archive["volumes"])
+    command = archive["command"]
+    assert command[command.index("--db") + 1].startswith("/var/lib/switchboard/")

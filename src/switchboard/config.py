@@ -98,6 +98,12 @@ class Settings(BaseSettings):
     outbox_dir: Path | None = None
     outbox_capacity: int = Field(default=10_000, ge=1)
     outbox_fsync: Literal["batch", "never"] = "batch"
+    #: the spill file's byte cap: past it new events are dropped, counted and logged
+    outbox_spill_max_bytes: int = Field(default=1 << 30, ge=1024)
+    #: an encoded event above this is parked, never sent (Kafka clients refuse 1 MiB)
+    outbox_max_event_bytes: int = Field(default=512 * 1024, ge=1024)
+    #: a bus send still in flight after this long sends the waiting events to the spill file
+    outbox_stall_s: float = Field(default=0.5, gt=0)
 
     # Response cache (docs/cache.md): ``auto`` follows the profile (single: memory, the
     # shared-state profiles: Redis at ``redis_url``); the agent file's ``cache:`` section

@@ -4,6 +4,10 @@ Every long-lived part has a health check and ``restart: unless-stopped``; a node
 a healthy Redis (and bus), HAProxy for healthy nodes. ``stop_grace_period`` is the same
 grace as Kubernetes', above the drain. Secrets are interpolated from the host's
 environment (``${VAR:?}`` refuses to start without them); none is written here.
+
+State lives on named volumes, never in a container's own filesystem: each node's outbox
+spill file (under the node's stable service name), the archive's SQLite file, and the
+analytics and escalation state (each one container, so one writer).
 """
 
 from __future__ import annotations
@@ -26,11 +30,17 @@ CONFIG_DIR = "/etc/switchboard"
 CONFIG_PATH = f"{CONFIG_DIR}/switchboard.toml"
 #: the escalation service's rules: yours, next to this file (an example ships with switchboard)
 ESCALATION_RULES = "escalation.yaml"
+OUTBOX_DIR = "/var/lib/switchboard/outbox"
+DATA_DIR = "/var/lib/switchboard"
+#: services that keep state in a local SQLite file on their volume
+STATEFUL_SERVICES = ("archive", "analytics", "escalation")
 
 
 def service_command(service: str, bus_url: str, redis_url: str) -> list[str]:
     """``switchboard service NAME`` with the flags that service takes (docs/services.md)."""
     argv = ["switchboard", "service", service, "--bus", bus_url, "--name", f"{service}-1"]
+    if service in STATEFUL_SERVICES:
+        argv += ["--db", f"{DATA_DIR}/{service}.db"]
     if service == "analytics":
         argv += ["--host", "0.0.0.0"]
     if service == "escalation":
@@ -95,12 +105,17 @@ def compose_model(d: Deployment) -> dict[str, Any]:
     env: dict[str, str] = {"SWITCHBOARD_RETELL_API_KEY": "${SWITCHBOARD_RETELL_API_KEY:?}"}
     if d.shared_state:
         env["SWITCHBOARD_REDIS_URL"] = "redis://redis:6379/0"
+    volumes: dict[str, Any] = {}
     for node in d.node_ids:
+        mounts = [f"./{SETTINGS_FILE}:{CONFIG_PATH}:ro"]
+        if d.bus_url is not None:
+            volumes[f"{node}-outbox"] = {}
+            mounts.append(f"{node}-outbox:{OUTBOX_DIR}")
         services[node] = {
             "image": d.image,
             "command": ["switchboard", "serve", "--config", CONFIG_PATH, "--node-id", node],
             "environment": env,
-            "volumes": [f"./{SETTINGS_FILE}:{CONFIG_PATH}:ro"],
+            "volumes": mounts,
             "healthcheck": _http_check(d.port, "/healthz"),
             "restart": "unless-stopped",
             "stop_signal": "SIGTERM",
@@ -125,16 +140,18 @@ def compose_model(d: Deployment) -> dict[str, Any]:
         services[d.node_ids[0]]["ports"] = [f"{d.port}:{d.port}"]
     if d.bus_url is not None:
         for service in d.services:
+            mounts = []
+            if service == "escalation":
+                mounts.append(f"./{ESCALATION_RULES}:{CONFIG_DIR}/{ESCALATION_RULES}:ro")
+            if service in STATEFUL_SERVICES:
+                volumes[f"{service}-data"] = {}
+                mounts.append(f"{service}-data:{DATA_DIR}")
             services[service] = {
                 "image": d.image,
                 "command": service_command(service, d.bus_url, "redis://redis:6379/0"),
                 "restart": "unless-stopped",
                 "depends_on": dict(depends),
-                **(
-                    {"volumes": [f"./{ESCALATION_RULES}:{CONFIG_DIR}/{ESCALATION_RULES}:ro"]}
-                    if service == "escalation"
-                    else {}
-                ),
+                **({"volumes": mounts} if mounts else {}),
             }
     services["prometheus"] = {
         "image": PROMETHEUS_IMAGE,
@@ -151,7 +168,10 @@ def compose_model(d: Deployment) -> dict[str, Any]:
         },
         "restart": "unless-stopped",
     }
-    return {"name": d.name, "services": services}
+    model: dict[str, Any] = {"name": d.name, "services": services}
+    if volumes:
+        model["volumes"] = volumes
+    return model
 
 
 def render_compose(d: Deployment) -> str:

@@ -10,7 +10,14 @@ What each value guards against:
 - the autoscaler follows ``switchboard_active_calls`` per pod through Prometheus Adapter:
   a voice node at its call cap may use little CPU, so CPU would scale too late;
 - a PodDisruptionBudget lets voluntary disruptions take one pod at a time;
-- KEDA scales the services on their consumer lag, the work actually waiting for them.
+- KEDA scales the archive on its consumer lag, the work actually waiting for it (its
+  state is the shared database); analytics and escalation keep their state in a
+  pod-local SQLite file, so each runs as exactly one replica (a StatefulSet) on a
+  persistent volume, never autoscaled: two replicas would double count and split the
+  rules, and a restart would wipe pending escalations;
+- event-driven nodes are a StatefulSet: a stable pod name is the node id, and the
+  outbox's spill file lives on the pod's own persistent volume, so a pod restarted
+  during a bus outage finds and replays what it spilled.
 
 Secrets are referenced by name (``switchboard-secrets``), never written.
 """
@@ -29,6 +36,19 @@ CONFIG_DIR = "/etc/switchboard"
 #: the Kubernetes release the manifests are written and validated for
 KUBERNETES_VERSION = "1.33.0"
 NODE_FILES = ("configmap.yaml", "deployment.yaml", "service.yaml", "pdb.yaml", "ingress.yaml")
+#: where the outbox's spill file lives (``outbox_dir`` in the settings file)
+OUTBOX_DIR = "/var/lib/switchboard/outbox"
+#: where a singular service keeps its SQLite state
+SERVICE_DATA_DIR = "/var/lib/switchboard"
+#: services whose state is pod-local: one replica, a persistent volume, no autoscaler
+SINGULAR_SERVICES = frozenset({"analytics", "escalation"})
+
+
+def _claim(name: str, size: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}},
+    }
 
 
 def _labels(d: Deployment, component: str) -> dict[str, str]:
@@ -67,7 +87,7 @@ def node_deployment(d: Deployment) -> dict[str, Any]:
         # the same reference the services read; it overrides the file's compose address
         env.append(_secret_env("SWITCHBOARD_BUS_URL", "bus-url"))
     probe = {"periodSeconds": 2, "timeoutSeconds": 1}
-    container = {
+    container: dict[str, Any] = {
         "name": "switchboard",
         "image": d.image,
         "args": [
@@ -98,12 +118,9 @@ def node_deployment(d: Deployment) -> dict[str, Any]:
         },
         "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}],
     }
+    stateful = d.bus_url is not None
     spec: dict[str, Any] = {
         "selector": {"matchLabels": _labels(d, "node")},
-        "strategy": {
-            "type": "RollingUpdate",
-            "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
-        },
         "template": {
             "metadata": {"labels": _labels(d, "node")},
             "spec": {
@@ -113,14 +130,31 @@ def node_deployment(d: Deployment) -> dict[str, Any]:
             },
         },
     }
+    if stateful:
+        # The spill file outlives the pod; the pod name (the node id) is stable.
+        container["volumeMounts"].append({"name": "outbox", "mountPath": OUTBOX_DIR})
+        spec["serviceName"] = d.name
+        spec["podManagementPolicy"] = "Parallel"
+        spec["updateStrategy"] = {"type": "RollingUpdate"}
+        spec["volumeClaimTemplates"] = [_claim("outbox", "2Gi")]
+    else:
+        spec["strategy"] = {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+        }
     if d.autoscale is None:
         spec["replicas"] = d.nodes
     return {
         "apiVersion": "apps/v1",
-        "kind": "Deployment",
+        "kind": node_kind(d),
         "metadata": _meta(d, d.name, "node"),
         "spec": spec,
     }
+
+
+def node_kind(d: Deployment) -> str:
+    """A StatefulSet when nodes spill events to disk (event-driven), else a Deployment."""
+    return "StatefulSet" if d.bus_url is not None else "Deployment"
 
 
 def service(d: Deployment) -> dict[str, Any]:
@@ -185,7 +219,7 @@ def hpa(d: Deployment) -> dict[str, Any]:
         "kind": "HorizontalPodAutoscaler",
         "metadata": _meta(d, d.name, "node"),
         "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": d.name},
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": node_kind(d), "name": d.name},
             "minReplicas": a.min_replicas,
             "maxReplicas": a.max_replicas,
             "metrics": [
@@ -260,6 +294,9 @@ def service_deployment(d: Deployment, name: str) -> dict[str, Any]:
             "--rules",
             f"{CONFIG_DIR}/escalation.yaml",
         ]
+    singular = name in SINGULAR_SERVICES
+    if singular:
+        args += ["--db", f"{SERVICE_DATA_DIR}/{name}.db"]
     container: dict[str, Any] = {
         "name": name,
         "image": d.image,
@@ -268,19 +305,42 @@ def service_deployment(d: Deployment, name: str) -> dict[str, Any]:
         "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}},
     }
     pod: dict[str, Any] = {"terminationGracePeriodSeconds": 60, "containers": [container]}
+    mounts: list[dict[str, Any]] = []
     if name == "escalation":
         # kubectl create configmap switchboard-escalation-rules --from-file=escalation.yaml
-        container["volumeMounts"] = [{"name": "rules", "mountPath": CONFIG_DIR, "readOnly": True}]
+        mounts.append({"name": "rules", "mountPath": CONFIG_DIR, "readOnly": True})
         pod["volumes"] = [{"name": "rules", "configMap": {"name": f"{d.name}-escalation-rules"}}]
+    if singular:
+        mounts.append({"name": "data", "mountPath": SERVICE_DATA_DIR})
+    if mounts:
+        container["volumeMounts"] = mounts
+    spec: dict[str, Any] = {
+        "replicas": 1,
+        "selector": {"matchLabels": _labels(d, name)},
+        "template": {"metadata": {"labels": _labels(d, name)}, "spec": pod},
+    }
+    if singular:
+        # Exactly one pod, the old one gone before the new one starts (no two writers).
+        spec["serviceName"] = f"{d.name}-{name}"
+        spec["volumeClaimTemplates"] = [_claim("data", "1Gi")]
     return {
         "apiVersion": "apps/v1",
-        "kind": "Deployment",
+        "kind": "StatefulSet" if singular else "Deployment",
         "metadata": _meta(d, f"{d.name}-{name}", name),
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": _labels(d, name)},
-            "template": {"metadata": {"labels": _labels(d, name)}, "spec": pod},
-        },
+        "spec": spec,
+    }
+
+
+def governing_service(d: Deployment, name: str) -> dict[str, Any]:
+    """The headless Service a singular service's StatefulSet names (its pod's DNS)."""
+    spec: dict[str, Any] = {"clusterIP": "None", "selector": _labels(d, name)}
+    if name == "analytics":
+        spec["ports"] = [{"name": "http", "port": 8090, "targetPort": 8090}]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(d, f"{d.name}-{name}", name),
+        "spec": spec,
     }
 
 
@@ -337,6 +397,11 @@ def render_kubernetes(d: Deployment) -> dict[str, str]:
         files["hpa.yaml"] = _docs(hpa(d))
         files["prometheus-adapter.yaml"] = _docs(adapter_rules(d))
     if d.services:
-        files["services.yaml"] = _docs(*(service_deployment(d, s) for s in d.services))
-        files["keda.yaml"] = _docs(*(scaled_object(d, s) for s in d.services))
+        files["services.yaml"] = _docs(
+            *(service_deployment(d, s) for s in d.services),
+            *(governing_service(d, s) for s in d.services if s in SINGULAR_SERVICES),
+        )
+        scaled = [s for s in d.services if s not in SINGULAR_SERVICES]
+        if scaled:
+            files["keda.yaml"] = _docs(*(scaled_object(d, s) for s in scaled))
     return files

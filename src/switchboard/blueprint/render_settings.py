@@ -30,6 +30,8 @@ def node_settings(d: Deployment) -> dict[str, object]:
     known = Settings.model_fields
     if d.bus_url is not None and "bus_url" in known:
         values["bus_url"] = d.bus_url
+        # a persistent volume in compose and Kubernetes: the spill file outlives the node
+        values["outbox_dir"] = "/var/lib/switchboard/outbox"
     if d.cache and "cache" in known:
         values["cache"] = "redis" if d.shared_state else "memory"
     return {k: v for k, v in values.items() if k in known}

@@ -15,7 +15,8 @@ FILE_ROLES: dict[str, str] = {
     ),
     "docker-compose.yml": "the whole deployment on one Docker host, health checks, restarts",
     "kubernetes/": (
-        "Deployment, Service, PodDisruptionBudget, Ingress, ConfigMap (autoscaler, services)"
+        "Deployment (a StatefulSet with a spill volume when event-driven), Service, "
+        "PodDisruptionBudget, Ingress, ConfigMap (autoscaler, services)"
     ),
     "prometheus/prometheus.yml": (
         "scrape config for compose (`prometheus-kubernetes.yml`: pod discovery)"
@@ -143,6 +144,14 @@ def render_summary(decision: Decision, d: Deployment, files: list[str], source: 
             f"- autoscaling on active calls per pod: target {a.target_calls_per_pod} "
             f"(= {c.calls_per_node} x ({d.nodes}-1)/{d.nodes}, so a lost pod's calls fit), "
             f"{a.min_replicas}..{a.max_replicas} replicas"
+        )
+    if d.bus_url is not None:
+        out.append(
+            "- events: each node's outbox spills to its own persistent volume under a stable "
+            "node id (a StatefulSet pod name, a compose service name), so a node restarted "
+            "during a bus outage replays what it spilled; analytics and escalation keep "
+            "pod-local state, so each runs as exactly one replica on a volume (never "
+            "autoscaled); the archive scales on its lag"
         )
     out += [
         f"- durations: longest call {d.longest_call_s} s < `drain_timeout_s` "

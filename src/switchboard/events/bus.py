@@ -29,6 +29,16 @@ class BusUnavailable(Exception):
     the sender keeps them and tries again."""
 
 
+class MessagesRejected(Exception):
+    """The bus took the batch except some messages it will never take (too large,
+    invalid): ``rejected`` maps their index in the batch to a reason. Retrying them is
+    pointless; the sender parks them and goes on."""
+
+    def __init__(self, rejected: dict[int, str]) -> None:
+        super().__init__(", ".join(f"#{i}: {why}" for i, why in sorted(rejected.items())))
+        self.rejected = rejected
+
+
 @dataclass(slots=True)
 class Batch:
     """What one ``fetch`` returned. ``token`` is the backend's ack handle."""
@@ -55,8 +65,9 @@ class EventConsumer(Protocol):
 
 class EventBus(Protocol):
     async def send(self, messages: Sequence[BusMessage]) -> None:
-        """Return once every message is durable on the bus; else ``BusUnavailable``.
-        Messages of one key keep their order."""
+        """Return once every message is durable on the bus; else ``BusUnavailable``
+        (retry later), or ``MessagesRejected`` naming the ones it will never take (the
+        others are durable). Messages of one key keep their order."""
         ...
 
     def consumer(self, group: str, name: str) -> EventConsumer:

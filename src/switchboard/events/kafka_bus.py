@@ -17,13 +17,30 @@ from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidMessageError,
+    InvalidTimestampError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    TopicAlreadyExistsError,
+)
 
-from switchboard.events.bus import Batch, BusUnavailable, decode_messages
+from switchboard.events.bus import Batch, BusUnavailable, MessagesRejected, decode_messages
 from switchboard.events.codec import BusMessage
 from switchboard.log import get_logger
 
 _log = get_logger("switchboard.events.kafka")
+
+_TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError)
+#: errors about one message that no retry can fix; every other error is the link's
+_REFUSED = (*_TOO_LARGE, InvalidMessageError, CorruptRecordException, InvalidTimestampError)
+
+
+def _refusal(err: BaseException) -> str:
+    return "too_large" if isinstance(err, _TOO_LARGE) else "invalid"
 
 
 class KafkaBus:
@@ -79,19 +96,36 @@ class KafkaBus:
         return self._producer
 
     async def send(self, messages: Sequence[BusMessage]) -> None:
+        """Send a batch. A message the client or broker refuses for good (too large,
+        invalid) is reported in ``MessagesRejected`` after the rest are durable, and
+        keeps the producer: only link errors (``BusUnavailable``) rebuild it."""
         if not messages:
             return
+        rejected: dict[int, str] = {}
         try:
             async with asyncio.timeout(self._timeout_s):
                 producer = await self._started_producer()
-                futures = [
-                    await producer.send(self.topic, m.value, key=m.key, headers=list(m.headers))
-                    for m in messages
-                ]
-                await asyncio.gather(*futures)
+                pending: list[tuple[int, asyncio.Future[object]]] = []
+                for index, m in enumerate(messages):
+                    try:
+                        future = await producer.send(
+                            self.topic, m.value, key=m.key, headers=list(m.headers)
+                        )
+                    except _REFUSED as err:
+                        rejected[index] = _refusal(err)
+                        continue
+                    pending.append((index, future))
+                results = await asyncio.gather(*(f for _, f in pending), return_exceptions=True)
+                for (index, _), result in zip(pending, results, strict=True):
+                    if isinstance(result, _REFUSED):
+                        rejected[index] = _refusal(result)
+                    elif isinstance(result, BaseException):
+                        raise result
         except (KafkaError, OSError, TimeoutError) as err:
             await self._drop_producer()
             raise BusUnavailable(f"kafka: {type(err).__name__}: {err}") from err
+        if rejected:
+            raise MessagesRejected(rejected)
 
     async def _drop_producer(self) -> None:
         """A producer that failed may hold half-sent batches; start afresh next time."""

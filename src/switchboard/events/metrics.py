@@ -19,9 +19,35 @@ class OutboxCollector(Collector):
         events = CounterMetricFamily(
             "switchboard_outbox_events", "Outbox events by outcome.", labels=["outcome"]
         )
-        for outcome in ("put", "sent", "spilled", "replayed", "dropped"):
+        for outcome in ("put", "sent", "spilled", "replayed", "dropped", "parked"):
             events.add_metric([outcome], getattr(stats, outcome))
         yield events
+        dropped = CounterMetricFamily(
+            "switchboard_outbox_dropped",
+            "Events the outbox could not keep (spill file full, disk full, queue full).",
+            labels=["reason"],
+        )
+        for reason, count in sorted(stats.dropped_by_reason.items()):
+            dropped.add_metric([reason], count)
+        yield dropped
+        parked = CounterMetricFamily(
+            "switchboard_outbox_parked",
+            "Events the bus will never take, kept in the outbox's parked file.",
+            labels=["reason"],
+        )
+        for reason, count in sorted(stats.parked_by_reason.items()):
+            parked.add_metric([reason], count)
+        yield parked
+        yield CounterMetricFamily(
+            "switchboard_outbox_spill_corrupt",
+            "Damaged spill records skipped on replay (their events are lost).",
+            value=self._outbox.corrupt,
+        )
+        yield CounterMetricFamily(
+            "switchboard_outbox_stalls",
+            "Sends that hung past the stall limit, so the queue went to the spill file.",
+            value=stats.stalls,
+        )
         yield CounterMetricFamily(
             "switchboard_outbox_send_failures", "Bus sends that failed.", value=stats.send_failures
         )

@@ -62,6 +62,8 @@ class TurnCompleted(EventData, frozen=True, kw_only=True):
     superseded: bool = False
     end_call: bool = False
     transfer_number: str | None = None
+    #: ``caller_line`` or ``reply`` was cut to the outbox's text limit (docs/outbox.md)
+    truncated: bool = False
 
 
 class CallEnded(EventData, frozen=True, kw_only=True):
@@ -101,12 +103,15 @@ class CallEscalated(EventData, frozen=True, kw_only=True):
 
 class RetellWebhook(EventData, frozen=True, kw_only=True):
     """A verified Retell webhook, re-published as ``retell.<event>``. ``call`` is Retell's
-    call object as sent (``call_analysis`` holds the analysis of ``call_analyzed``)."""
+    call object as sent (``call_analysis`` holds the analysis of ``call_analyzed``),
+    without the per-word transcripts (``transcript_object`` and the like)."""
 
     TYPE: ClassVar[str] = "retell.webhook"
 
     event: str
     call: dict[str, Any] = msgspec.field(default_factory=dict)
+    #: ``call["transcript"]`` was cut to the outbox's text limit (docs/outbox.md)
+    truncated: bool = False
 
     @property
     def analysis(self) -> dict[str, Any]:

@@ -44,6 +44,8 @@ class Verdict(StrEnum):
     DELIVER = "deliver"
     DUPLICATE = "duplicate"
     SUPERSEDED = "superseded"
+    #: another delivery of it is under way and not yet durable: ask the sender to retry
+    IN_FLIGHT = "in_flight"
 
 
 def transcript_progress(call: dict[str, Any]) -> Progress:
@@ -120,6 +122,14 @@ class WebhookDedupe:
             return Verdict.DUPLICATE
         self._record(key, None, now)
         return Verdict.DELIVER
+
+    def forget(self, event: WebhookEvent) -> None:
+        """Undo the record of a once-only ``event`` whose delivery did not make it (or
+        that another node holds in flight), so its retry is admitted again."""
+        subject = event.call_id or event.chat_id
+        if event.event == TRANSCRIPT_UPDATED and subject is not None:
+            return  # latest-wins: a later update supersedes it anyway
+        self._entries.pop(self._key(event, subject), None)
 
     @staticmethod
     def _key(event: WebhookEvent, subject: str | None) -> Hashable:

@@ -55,7 +55,12 @@ def event_publisher(settings: Settings, node_id: str) -> tuple[Outbox, CallEvent
         Path(tempfile.gettempdir()) / "switchboard-outbox" / (settings.node_id or "default")
     )
     options = OutboxOptions(
-        capacity=settings.outbox_capacity, spill_dir=spill_dir, fsync=settings.outbox_fsync
+        capacity=settings.outbox_capacity,
+        spill_dir=spill_dir,
+        fsync=settings.outbox_fsync,
+        spill_max_bytes=settings.outbox_spill_max_bytes,
+        max_event_bytes=settings.outbox_max_event_bytes,
+        stall_s=settings.outbox_stall_s,
     )
     outbox = Outbox(bus, options)
     return outbox, CallEventPublisher(outbox, node_id)

@@ -5,7 +5,9 @@ path does only cheap work: bounded body read, signature check on the raw bytes, 
 dedupe, enqueue, 204. Subscribers run later, one event at a time in arrival order, on a
 background task that ``start()`` / ``stop()`` manage (the app's lifespan calls them).
 A subscriber that raises is logged and counted; it affects neither the others nor the
-response Retell already has.
+response Retell already has. The cluster-wide claim (``SharedDedupe``) becomes permanent
+only once every subscriber succeeded (the event publisher succeeds once the event is
+durable); until then a retry gets 503, and a failed delivery releases the claim.
 
 Without an API key nothing can be verified, so every request is refused with 401 (and a
 warning is logged at start): accepting unsigned webhooks would let anyone forge call
@@ -59,6 +61,10 @@ class WebhookCounters:
     inbound: int = 0
     subscriber_errors: int = 0
     dropped: int = 0
+    #: retries refused with 503 because another delivery of the event was not yet durable
+    in_flight: int = 0
+    #: cluster-wide claims made permanent after every subscriber succeeded
+    confirmed: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
 
 
@@ -161,7 +167,8 @@ class WebhookReceiver:
     async def endpoint(self, request: Request) -> Response:
         """The Starlette endpoint: 204 accepted (or duplicate), 200 inbound-call answer,
         400 bad payload, 401 bad or missing signature, 408 body too slow, 413 too large,
-        503 not running, queue full or too many bodies in flight."""
+        503 not running, queue full, too many bodies in flight, or the same event in
+        flight on another node and not yet durable."""
         self.counters.received += 1
         if self._api_key is None:
             return self._refuse(request, 401, "no_api_key")
@@ -226,6 +233,12 @@ class WebhookReceiver:
                 verdict = await self._shared.admit(event)
             finally:
                 self._reserved -= 1
+        if verdict is Verdict.IN_FLIGHT:
+            # Another node holds it, not yet durable: if that node died, the claim expires
+            # and Retell's next retry is delivered. Not ours to remember meanwhile.
+            self._dedupe.forget(event)
+            self.counters.in_flight += 1
+            return self._refuse(request, 503, "in_flight", "delivery in progress; retry")
         if verdict is Verdict.DELIVER:
             self._queue.put_nowait(event)
         else:
@@ -300,12 +313,17 @@ class WebhookReceiver:
             self._current = None
 
     async def _deliver(self, event: WebhookEvent) -> None:
+        """Every subscriber, then the claims: confirmed once all of them succeeded (an
+        event publisher returns only once the event is durable), else released, so
+        that a retry of an event that did not make it is delivered again."""
+        ok = True
         for callback in self._subscribers:
             try:
                 result = callback(event)
                 if inspect.isawaitable(result):
                     await result
             except Exception:
+                ok = False
                 self.counters.subscriber_errors += 1
                 _log.exception(
                     "webhook subscriber failed",
@@ -314,3 +332,10 @@ class WebhookReceiver:
                     call_id=event.call_id,
                 )
         self.counters.delivered += 1
+        if ok:
+            if self._shared is not None and await self._shared.confirm(event):
+                self.counters.confirmed += 1
+            return
+        self._dedupe.forget(event)
+        if self._shared is not None:
+            await self._shared.release(event)
