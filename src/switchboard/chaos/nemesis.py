@@ -33,7 +33,7 @@ from switchboard.chaos.schedule import ScheduledFault
 EXIT_DEADLINE_S = 90.0
 READY_DEADLINE_S = 60.0
 #: How long a mid-turn kill waits for a turn on its target before taking any turn.
-TRIPWIRE_WAIT_S = 10.0
+TRIPWIRE_WAIT_S = 5.0
 OWNER_REFRESH_S = 0.2
 
 
