@@ -1,0 +1,148 @@
+"""``switchboard chaos`` end to end: a real 3-node distributed cluster, a short seeded
+fault schedule, the report read back. The runner is run through its command line, as a
+user runs it against their own cluster."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+from typer.testing import CliRunner
+
+from switchboard.chaos.report import load_json
+from switchboard.chaos.run import ChaosReport
+from switchboard.cli import app
+from switchboard.cluster.plan import ClusterState, read_state
+from switchboard.sim.processes import SWITCHBOARD_ARGV, Child
+from tests.fixtures.cluster import running_cluster
+
+CHAOS_DEADLINE_S = 240.0
+
+
+def run_chaos(tmp_path: Path, state_file: Path, *args: str) -> tuple[int, ChaosReport]:
+    out = tmp_path / "chaos.json"
+    argv = [*SWITCHBOARD_ARGV, "chaos", "--state", str(state_file), "--json-out", str(out)]
+    argv += ["--report", str(tmp_path / "chaos.html"), *args]
+    child = Child("chaos", argv, log_path=tmp_path / "chaos.log")
+    try:
+        code = child.wait(CHAOS_DEADLINE_S)
+    finally:
+        child.stop()
+    assert out.exists(), child.log_tail(40)
+    return code, load_json(out)
+
+
+def listening_pids(ports: set[int]) -> set[int]:
+    pids = set()
+    for conn in psutil.net_connections(kind="tcp"):
+        listening = conn.status == psutil.CONN_LISTEN and conn.laddr
+        if listening and conn.laddr.port in ports and conn.pid is not None:
+            pids.add(conn.pid)
+    return pids
+
+
+def cluster_ports(state: ClusterState) -> set[int]:
+    ports = {n.port for n in state.nodes}
+    if state.haproxy.port is not None:
+        ports.add(state.haproxy.port)
+    if state.valkey is not None and state.valkey.port is not None:
+        ports.add(state.valkey.port)
+    return ports
+
+
+@contextlib.contextmanager
+def chaos_cluster(tmp_path: Path) -> Iterator[Path]:
+    """A 3-node distributed cluster; after it stops, what the chaos runner restarted
+    (not the cluster's children) is stopped too. Yields the state file."""
+    with running_cluster(tmp_path / "cluster", nodes=3, profile="distributed") as (_, state):
+        ports = cluster_ports(state)
+        started_by_cluster = set(state.pids)
+        try:
+            yield tmp_path / "cluster" / "cluster.json"
+        finally:
+            leftovers = listening_pids(ports) - started_by_cluster
+    leftovers |= listening_pids(ports)
+    for pid in leftovers:
+        with contextlib.suppress(psutil.Error):
+            psutil.Process(pid).kill()
+    psutil.wait_procs([p for p in map(_process, leftovers) if p is not None], timeout=10)
+
+
+def _process(pid: int) -> psutil.Process | None:
+    try:
+        return psutil.Process(pid)
+    except psutil.Error:
+        return None
+
+
+def test_kill_term_and_hang_ups_between_turns_pass_and_the_cluster_gets_its_nodes_back(
+    tmp_path: Path,
+) -> None:
+    with chaos_cluster(tmp_path) as state_file:
+        code, report = run_chaos(
+            tmp_path,
+            state_file,
+            *("--seed", "11", "--calls", "10", "--turns", "4", "--duration", "12"),
+            *("--faults", "kill,term,hangup:2"),
+        )
+        f = report.findings
+        assert f.passed, (f.reasons, f.samples)
+        assert code == 0
+        assert [e.kind for e in report.history.faults] == [s.kind for s in report.schedule]
+        assert sorted(e.kind for e in report.history.faults) == ["hangup", "kill", "term"]
+        assert all(e.ok and e.ended_at is not None for e in report.history.faults)
+        assert f.calls == 10
+        assert f.turns_answered > 0
+        assert (f.calls_lost, f.second_greetings, f.repeated_questions) == (0, 0, 0)
+        assert (f.replies_differing, f.unanswered_turns) == (0, 0)
+        assert sum(c.hung_up for c in report.history.calls) == 2
+        assert len(f.recoveries) == 3
+        # the control run answered every turn of every call, and the same calls were played
+        assert all(all(c.completed) for c in report.control.calls)
+        assert [c.planned_turns for c in report.control.calls] == [4] * 10
+        # killed and drained nodes were started again, on the same ports, and say so
+        restarted = {p.name: p.pid for p in report.processes_started}
+        targets = {e.target for e in report.history.faults if e.kind in ("kill", "term")}
+        assert set(restarted) == targets
+        now = read_state(state_file)
+        for node in now.nodes:
+            if node.node_id in restarted:
+                assert node.pid == restarted[node.node_id]
+                assert psutil.Process(node.pid).is_running()
+        assert set(restarted.values()) <= set(now.pids)
+        html = (tmp_path / "chaos.html").read_text()
+        assert "PASS" in html
+        assert "<svg" in html
+
+
+def test_a_state_file_that_does_not_exist_is_bad_input(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["chaos", "--state", str(tmp_path / "none.json")])
+    assert result.exit_code == 2
+    assert "no cluster state file" in result.output
+
+
+def test_a_fault_spec_that_cannot_run_is_bad_input(tmp_path: Path) -> None:
+    state = tmp_path / "cluster.json"
+    state.write_text(
+        json.dumps(
+            {
+                "url": "ws://127.0.0.1:1/llm-websocket",
+                "webhook_url": "http://127.0.0.1:1/webhook",
+                "redis_url": None,
+                "profile": "distributed",
+                "nodes": [{"pid": 1, "port": 2, "node_id": "node-1"}],
+                "haproxy": {"pid": 1, "port": 1},
+            }
+        )
+    )
+    for spec, words in [("explode", "unknown fault"), ("redis-restart", "own Redis")]:
+        result = CliRunner().invoke(app, ["chaos", "--state", str(state), "--faults", spec])
+        assert result.exit_code == 2, result.output
+        assert words in result.output
+    state.write_text("{not json")
+    result = CliRunner().invoke(app, ["chaos", "--state", str(state)])
+    assert result.exit_code == 2
+    assert "cannot read the cluster state file" in result.output
