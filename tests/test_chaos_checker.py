@@ -226,3 +226,23 @@ def test_a_turn_in_flight_at_the_kill_recovers_when_it_is_answered() -> None:
     [r] = recoveries(run)
     assert r.touched_calls == 1
     assert r.recovery_s == 0.4
+
+
+def test_a_second_greeting_is_put_down_to_the_fault_that_lost_its_socket() -> None:
+    run = history(
+        [call(0, [ASK_NAME, ASK_DAY, HOURS], repeated_greetings=1), call(1, [HOURS, HOURS])],
+        faults=[
+            kill_at(T0 + 10),
+            FaultEvent(kind="redis-restart", target="redis", started_at=T0 + 20),
+        ],
+        sockets=[
+            SocketEvent(
+                call=0, cause="abnormal", lost_at=T0 + 21, answered_at=T0 + 21.5, begin_empty=False
+            ),
+            SocketEvent(
+                call=1, cause="abnormal", lost_at=T0 + 10.2, answered_at=T0 + 10.5, begin_empty=True
+            ),
+        ],
+    )
+    kill, restart = recoveries(run)
+    assert (kill.second_greetings, restart.second_greetings) == (0, 1)

@@ -146,3 +146,49 @@ def test_a_fault_spec_that_cannot_run_is_bad_input(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["chaos", "--state", str(state)])
     assert result.exit_code == 2
     assert "cannot read the cluster state file" in result.output
+
+
+def test_a_kill_mid_turn_a_redis_pause_and_an_haproxy_restart_lose_nothing(
+    tmp_path: Path,
+) -> None:
+    """A node killed right after a request to it is written (the turn in its hands),
+    Redis paused, HAProxy restarted (every socket drops at once): every call goes on as
+    in the control run: none lost, none greeted twice, none asked again."""
+    with chaos_cluster(tmp_path) as state_file:
+        code, report = run_chaos(
+            tmp_path,
+            state_file,
+            *("--seed", "5", "--calls", "10", "--turns", "4", "--duration", "16"),
+            *("--faults", "kill-mid-turn,redis-pause:1,haproxy-restart"),
+        )
+        assert all(e.ok for e in report.history.faults), report.history.faults
+        mid_turn = next(e for e in report.history.faults if e.kind == "kill-mid-turn")
+        assert mid_turn.turns_in_flight >= 1
+        haproxy = next(r for r in report.findings.recoveries if r.kind == "haproxy-restart")
+        assert haproxy.touched_calls > 0  # the calls lost their sockets and came back
+        f = report.findings
+        assert f.passed, (f.reasons, f.samples)
+        assert code == 0
+
+
+def test_calls_reconnecting_after_redis_restarted_empty_are_not_greeted_again(
+    tmp_path: Path,
+) -> None:
+    """Redis restarted empty (kill -9, data files removed, same port), then every socket
+    dropped before the calls spoke again (seed 84 puts the HAProxy restart 0.7 s after
+    the Redis restart): each call reconnects to a cluster that lost its state, and must
+    still not be greeted twice nor asked again for what it gave (issue 14, items 2-3)."""
+    with chaos_cluster(tmp_path) as state_file:
+        code, report = run_chaos(
+            tmp_path,
+            state_file,
+            *("--seed", "84", "--calls", "10", "--turns", "4", "--duration", "16"),
+            *("--faults", "redis-restart,haproxy-restart"),
+        )
+        assert [e.kind for e in report.history.faults] == ["redis-restart", "haproxy-restart"]
+        assert all(e.ok for e in report.history.faults), report.history.faults
+        f = report.findings
+        assert f.second_greetings == 0, f.samples
+        assert f.repeated_questions == 0, f.samples
+        assert f.passed, (f.reasons, f.samples)
+        assert code == 0

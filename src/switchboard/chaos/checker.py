@@ -53,6 +53,8 @@ class Recovery(msgspec.Struct, kw_only=True):
     recovery_s: float | None = None
     touched_calls: int = 0
     unrecovered_calls: int = 0
+    #: sockets lost in this fault's window whose replacement greeted the caller again
+    second_greetings: int = 0
 
 
 class Findings(msgspec.Struct, kw_only=True):
@@ -196,6 +198,7 @@ def _recovery(
         if not lost and not hit:
             continue
         answered: float | None
+        r.second_greetings += sum(1 for s in lost if s.begin_empty is False)
         if lost:
             since = lost[-1].lost_at
             answered = lost[-1].answered_at

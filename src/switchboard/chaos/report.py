@@ -82,6 +82,8 @@ def fault_rows(report: ChaosReport) -> Iterator[tuple[str, str, str, str, str]]:
             recovered = f"{r.unrecovered_calls} calls never recovered"
         else:
             recovered = f"{r.recovery_s:.2f} s ({r.touched_calls} calls)"
+        if r is not None and r.second_greetings:
+            recovered += f"; {r.second_greetings} greeted again"
         note = e.detail if e.ok else f"FAILED: {e.detail}"
         if e.turns_in_flight:
             note = f"{e.turns_in_flight} turns in flight; {note}".rstrip("; ")
