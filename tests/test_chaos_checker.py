@@ -144,18 +144,33 @@ def kill_at(at: float, ended: float | None = None) -> FaultEvent:
     return FaultEvent(kind="kill", target="node-1", started_at=at, ended_at=ended)
 
 
-def test_recovery_runs_from_the_kill_to_the_first_turn_answered_on_the_new_socket() -> None:
+def lost(number: int, at: float, reopened: float | None, greeted: bool = False) -> SocketEvent:
+    return SocketEvent(
+        call=number, cause="abnormal", lost_at=at, reopened_at=reopened, begin_empty=not greeted
+    )
+
+
+def asked(number: int, at: float, answered: float | None, rid: int = 2) -> TurnEvent:
+    return TurnEvent(
+        call=number, response_id=rid, kind="response", asked_at=at, answered_at=answered
+    )
+
+
+def test_recovery_runs_from_the_kill_until_the_new_socket_serves_a_turn_pauses_left_out() -> None:
     run = history(
         control().calls,
         faults=[kill_at(T0 + 10, T0 + 13)],
-        sockets=[
-            SocketEvent(call=0, cause="abnormal", lost_at=T0 + 10.1, answered_at=T0 + 10.6),
-            SocketEvent(call=1, cause="abnormal", lost_at=T0 + 10.1, answered_at=T0 + 11.5),
+        sockets=[lost(0, T0 + 10.1, T0 + 10.3), lost(1, T0 + 10.1, T0 + 11.2)],
+        turns=[
+            # re-asked at once on the new socket
+            asked(0, T0 + 10.3, T0 + 10.6),
+            # the caller was thinking: asked 3 s after its socket was back, answered in 0.3 s
+            asked(1, T0 + 14.2, T0 + 14.5),
         ],
     )
     [r] = recoveries(run)
     assert r.touched_calls == 2
-    assert r.recovery_s == 1.5
+    assert r.recovery_s == 1.5  # reopened at 11.2, then 0.3 s to answer
     assert check(run, control()).passed
 
 
@@ -163,7 +178,8 @@ def test_a_slow_recovery_fails() -> None:
     run = history(
         control().calls,
         faults=[kill_at(T0 + 10)],
-        sockets=[SocketEvent(call=0, cause="abnormal", lost_at=T0 + 10.1, answered_at=T0 + 22)],
+        sockets=[lost(0, T0 + 10.1, T0 + 21.8)],
+        turns=[asked(0, T0 + 21.8, T0 + 22)],
     )
     findings = check(run, control(), Limits(max_recovery_s=5.0))
     assert findings.reasons == ["after kill on node-1: recovered in 12.0 s > 5 s"]

@@ -14,10 +14,11 @@ What counts, per call (a call is the same call in both runs: same index, same sc
   failed nor was hung up never reached (it ended early).
 - **time to recover**, per fault: from the fault's start until every call it touched had
   a turn answered again. A call is touched when it lost a socket after the fault began
-  (and before the next fault): it recovers with the first turn answered on its new
-  socket; or when it had a turn in flight at the fault's instant (for a pause: asked
-  while the pause lasted): it recovers when that turn is answered. A touched call that
-  never had a turn answered again, and was not done, is *unrecovered*.
+  (and before the next fault): it recovers when its new socket is open and the first
+  turn asked on it is answered (the caller's pause before asking is not counted). Or
+  it had a turn in flight at the fault's instant (for a pause: asked while the pause
+  lasted): it recovers when that turn is answered. A touched call that never had a
+  turn answered again, and was not done, is *unrecovered*.
 
 The verdict fails with one reason per check that did not hold, so a report says why.
 """
@@ -201,7 +202,7 @@ def _recovery(
         r.second_greetings += sum(1 for s in lost if s.begin_empty is False)
         if lost:
             since = lost[-1].lost_at
-            answered = lost[-1].answered_at
+            answered = _served_again(lost[-1], turns)
         else:
             since = start
             times = [t.answered_at for t in hit]
@@ -217,6 +218,18 @@ def _recovery(
     if latest is not None and not r.unrecovered_calls:
         r.recovery_s = round(max(0.0, latest - start), 3)
     return r
+
+
+def _served_again(socket: SocketEvent, turns: list[TurnEvent]) -> float | None:
+    """When a call that lost ``socket`` was served again: its new socket opened, plus how
+    long the first turn asked on it took. The caller's own pause before asking is left
+    out, so a caller who was thinking does not make the cluster look slow."""
+    if socket.reopened_at is None:
+        return None
+    for t in sorted(turns, key=lambda t: t.asked_at):
+        if t.asked_at >= socket.reopened_at and t.answered_at is not None:
+            return socket.reopened_at + (t.answered_at - t.asked_at)
+    return None
 
 
 def _reasons(f: Findings, history: History, control: History | None, limits: Limits) -> list[str]:
