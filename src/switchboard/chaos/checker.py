@@ -17,8 +17,9 @@ What counts, per call (a call is the same call in both runs: same index, same sc
   (and before the next fault): it recovers when its new socket is open and the first
   turn asked on it is answered (the caller's pause before asking is not counted). Or
   it had a turn in flight at the fault's instant (for a pause: asked while the pause
-  lasted): it recovers when that turn is answered. A touched call that never had a
-  turn answered again, and was not done, is *unrecovered*.
+  lasted): the fault held that turn from the later of its asking and the fault's start
+  until its answer, and the recovery is the longest such hold. A touched call that never
+  had a turn answered again, and was not done, is *unrecovered*.
 
 The verdict fails with one reason per check that did not hold, so a report says why.
 """
@@ -205,8 +206,11 @@ def _recovery(
             answered = _served_again(lost[-1], turns)
         else:
             since = start
-            times = [t.answered_at for t in hit]
-            answered = None if None in times else max(a for a in times if a is not None)
+            held = [
+                None if t.answered_at is None else t.answered_at - max(t.asked_at, start)
+                for t in hit
+            ]
+            answered = None if None in held else start + max(h for h in held if h is not None)
         if answered is None:
             if not call.failed and not any(t.asked_at >= since for t in turns):
                 continue  # nothing left to ask: the call was done
