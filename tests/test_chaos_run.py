@@ -54,21 +54,31 @@ def cluster_ports(state: ClusterState) -> set[int]:
 
 
 @contextlib.contextmanager
-def chaos_cluster(tmp_path: Path) -> Iterator[Path]:
+def chaos_cluster(tmp_path: Path, profile: str = "distributed") -> Iterator[Path]:
     """A 3-node distributed cluster; after it stops, what the chaos runner restarted
     (not the cluster's children) is stopped too. Yields the state file."""
-    with running_cluster(tmp_path / "cluster", nodes=3, profile="distributed") as (_, state):
+    with running_cluster(tmp_path / "cluster", nodes=3, profile=profile) as (_, state):
         ports = cluster_ports(state)
         started_by_cluster = set(state.pids)
+        services = set(state.services.values())
         try:
             yield tmp_path / "cluster" / "cluster.json"
         finally:
             leftovers = listening_pids(ports) - started_by_cluster
+            leftovers |= restarted_services(tmp_path, services)
     leftovers |= listening_pids(ports)
     for pid in leftovers:
         with contextlib.suppress(psutil.Error):
             psutil.Process(pid).kill()
     psutil.wait_procs([p for p in map(_process, leftovers) if p is not None], timeout=10)
+
+
+def restarted_services(tmp_path: Path, original: set[int]) -> set[int]:
+    """Services the chaos run started again (they listen on no port of the state file)."""
+    out = tmp_path / "chaos.json"
+    if not out.exists():
+        return set()
+    return {p.pid for p in load_json(out).processes_started} - original
 
 
 def _process(pid: int) -> psutil.Process | None:
@@ -190,5 +200,30 @@ def test_calls_reconnecting_after_redis_restarted_empty_are_not_greeted_again(
         f = report.findings
         assert f.second_greetings == 0, f.samples
         assert f.repeated_questions == 0, f.samples
+        assert f.passed, (f.reasons, f.samples)
+        assert code == 0
+
+
+def test_an_event_driven_cluster_survives_its_bus_stopped_and_a_service_killed(
+    tmp_path: Path,
+) -> None:
+    """The event-driven faults: the tansu broker stopped (SIGSTOP) for a second, a
+    service killed and started again with its argv. Calls never wait for the bus."""
+    with chaos_cluster(tmp_path, profile="event-driven") as state_file:
+        state = read_state(state_file)
+        code, report = run_chaos(
+            tmp_path,
+            state_file,
+            *("--seed", "3", "--calls", "8", "--turns", "3", "--duration", "10"),
+            *("--faults", "bus-stop:1,service-kill"),
+        )
+        assert sorted(e.kind for e in report.history.faults) == ["bus-stop", "service-kill"]
+        assert all(e.ok for e in report.history.faults), report.history.faults
+        killed = next(e.target for e in report.history.faults if e.kind == "service-kill")
+        assert killed in ("archive", "analytics", "escalation")
+        [started] = report.processes_started
+        assert started.name == killed
+        assert read_state(state_file).services[killed] == started.pid != state.services[killed]
+        f = report.findings
         assert f.passed, (f.reasons, f.samples)
         assert code == 0
