@@ -55,22 +55,26 @@ def cluster_ports(state: ClusterState) -> set[int]:
 
 @contextlib.contextmanager
 def chaos_cluster(tmp_path: Path, profile: str = "distributed") -> Iterator[Path]:
-    """A 3-node distributed cluster; after it stops, what the chaos runner restarted
-    (not the cluster's children) is stopped too. Yields the state file."""
-    with running_cluster(tmp_path / "cluster", nodes=3, profile=profile) as (_, state):
-        ports = cluster_ports(state)
-        started_by_cluster = set(state.pids)
-        services = set(state.services.values())
-        try:
-            yield tmp_path / "cluster" / "cluster.json"
-        finally:
-            leftovers = listening_pids(ports) - started_by_cluster
-            leftovers |= restarted_services(tmp_path, services)
-    leftovers |= listening_pids(ports)
-    for pid in leftovers:
-        with contextlib.suppress(psutil.Error):
-            psutil.Process(pid).kill()
-    psutil.wait_procs([p for p in map(_process, leftovers) if p is not None], timeout=10)
+    """A 3-node cluster; after it stops, what the chaos runner restarted (not the
+    cluster's children) is stopped too, pass or fail. Yields the state file."""
+    leftovers: set[int] = set()
+    ports: set[int] = set()
+    try:
+        with running_cluster(tmp_path / "cluster", nodes=3, profile=profile) as (_, state):
+            ports = cluster_ports(state)
+            started_by_cluster = set(state.pids)
+            services = set(state.services.values())
+            try:
+                yield tmp_path / "cluster" / "cluster.json"
+            finally:
+                leftovers = listening_pids(ports) - started_by_cluster
+                leftovers |= restarted_services(tmp_path, services)
+    finally:
+        leftovers |= listening_pids(ports)
+        for pid in leftovers:
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).kill()
+        psutil.wait_procs([p for p in map(_process, leftovers) if p is not None], timeout=10)
 
 
 def restarted_services(tmp_path: Path, original: set[int]) -> set[int]:
