@@ -15,7 +15,8 @@ with the control run noisy.
 
 Hooks for the nemesis: ``hang_up`` ends calls at once (as a caller hanging up: close
 1000), ``arm`` sets a tripwire run right after some call's request is written (a kill
-mid-turn), ``turns_in_flight`` counts requests not yet complete.
+mid-turn) or the moment its reply completes (a kill in the save window),
+``turns_in_flight`` counts requests not yet complete.
 """
 
 from __future__ import annotations
@@ -44,31 +45,34 @@ ALL_SAMPLES = 1_000_000
 
 
 class TrackedLedger(Ledger):
-    """The simulator's ledger, plus when each request completed and a hook on each request."""
+    """The simulator's ledger, plus when each request completed, and a hook called with
+    ``"request"`` as each request is made and ``"reply"`` as each one completes."""
 
-    __slots__ = ("answered_at", "on_request")
+    __slots__ = ("answered_at", "hook")
 
     def __init__(
         self,
         call_id: str,
         metrics: RunMetrics,
         stale_grace_s: float,
-        on_request: Callable[[], None],
+        hook: Callable[[str], None],
     ) -> None:
         super().__init__(call_id, metrics, stale_grace_s)
         self.answered_at: dict[int, float] = {}
-        self.on_request = on_request
+        self.hook = hook
 
     def request(self, kind: str, now: float) -> Request:
         req = super().request(kind, now)
-        self.on_request()
+        self.hook("request")
         return req
 
     def on_response(self, r: Response, now: float) -> bool:
         woke = super().on_response(r, now)
         rid = r.response_id
-        if 0 < rid <= len(self.requests) and self.requests[rid - 1].completed:
-            self.answered_at.setdefault(rid, now)
+        done = 0 < rid <= len(self.requests) and self.requests[rid - 1].completed
+        if done and rid not in self.answered_at:
+            self.answered_at[rid] = now
+            self.hook("reply")
         return woke
 
 
@@ -92,8 +96,13 @@ def plan_calls(seed: int, calls: int, turns: int) -> list[PlannedCall]:
 
 @dataclass(slots=True)
 class Tripwire:
+    """What the nemesis waits for: ``on`` a ``"request"`` (fired once the request is
+    written) or a ``"reply"`` (fired the moment its ``content_complete`` is read) of a
+    call it ``wants``."""
+
     wants: Callable[[str], bool]
     fire: Callable[[], None]
+    on: str = "request"
 
 
 @dataclass(slots=True)
@@ -144,7 +153,7 @@ class Generator:
                 options, metrics, call_id, obj, plan.script, random.Random(self._rng.random())
             )
             call.ledger = TrackedLedger(
-                call_id, metrics, grace, functools.partial(self._on_request, call_id)
+                call_id, metrics, grace, functools.partial(self._on_ledger, call_id)
             )
             self.calls.append(call)
         ramp = options.ramp_ms / 1000.0
@@ -189,14 +198,17 @@ class Generator:
         return [self.calls[i].call_id for i in chosen]
 
     def arm(self, tripwire: Tripwire | None) -> None:
-        """Fire ``tripwire`` right after the next request of a call it wants is written."""
+        """Fire ``tripwire`` at the next request or reply of a call it wants."""
         self._tripwire = tripwire
 
-    def _on_request(self, call_id: str) -> None:
+    def _on_ledger(self, call_id: str, what: str) -> None:
         wire = self._tripwire
-        if wire is None or not wire.wants(call_id):
+        if wire is None or wire.on != what or not wire.wants(call_id):
             return
         self._tripwire = None
+        if what == "reply":
+            wire.fire()  # now: the node has just sent content_complete
+            return
         assert self._loop is not None
         self._loop.call_soon(wire.fire)  # after this step: the request is on the wire
 

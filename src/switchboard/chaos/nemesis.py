@@ -9,7 +9,9 @@ carried out is recorded as such, never skipped silently.
 
 A kill mid-turn uses the generator's tripwire: the kill is sent from the event loop's
 thread right after a request of a call that the target node owns (read from the
-directory in Redis) is written, so the node dies with a turn in its hands.
+directory in Redis) is written, so the node dies with a turn in its hands. A kill after
+a reply is sent the moment that reply's ``content_complete`` is read: the node is then
+between ``content_complete`` and its save, or just past it.
 """
 
 from __future__ import annotations
@@ -79,10 +81,12 @@ class Nemesis:
 
     def _carry_out(self, fault: ScheduledFault, event: FaultEvent) -> None:
         kind = fault.kind
-        if kind in ("kill", "kill-mid-turn", "service-kill"):
+        if kind in ("kill", "kill-mid-turn", "kill-after-reply", "service-kill"):
             target = self.processes[fault.target]
-            if kind == "kill-mid-turn":
-                self._kill_mid_turn(target, event)
+            if kind in ("kill-mid-turn", "kill-after-reply"):
+                self._kill_on_tripwire(
+                    target, event, "reply" if kind == "kill-after-reply" else "request"
+                )
             else:
                 self._began(event)
                 target.signal(signal.SIGKILL)
@@ -139,9 +143,11 @@ class Nemesis:
     async def _hang_up_in_loop(self, count: int) -> list[str]:
         return self.generator.hang_up(count)
 
-    def _kill_mid_turn(self, target: ClusterProcess, event: FaultEvent) -> None:
-        """SIGKILL right after a request of a call ``target`` owns is written; after
-        ``TRIPWIRE_WAIT_S`` without one, after any call's request."""
+    def _kill_on_tripwire(self, target: ClusterProcess, event: FaultEvent, on: str) -> None:
+        """SIGKILL right after a request of a call ``target`` owns is written (``on`` is
+        ``"request"``), or the moment its reply's ``content_complete`` is read
+        (``"reply"``: the node is between ``content_complete`` and its save); after
+        ``TRIPWIRE_WAIT_S`` without one, on any call's."""
         fired = threading.Event()
 
         def fire() -> None:
@@ -152,7 +158,7 @@ class Nemesis:
             fired.set()
 
         owned: set[str] = set()
-        wire = Tripwire(wants=lambda call_id: call_id in owned, fire=fire)
+        wire = Tripwire(wants=lambda call_id: call_id in owned, fire=fire, on=on)
         self.loop.call_soon_threadsafe(self.generator.arm, wire)
         deadline = time.monotonic() + TRIPWIRE_WAIT_S
         with self._owners() as owners:
@@ -162,7 +168,7 @@ class Nemesis:
                 if time.monotonic() > deadline:
                     event.detail = f"no turn on {target.name} in {TRIPWIRE_WAIT_S:g} s: any turn"
                     self.loop.call_soon_threadsafe(
-                        self.generator.arm, Tripwire(wants=lambda _: True, fire=fire)
+                        self.generator.arm, Tripwire(wants=lambda _: True, fire=fire, on=on)
                     )
                     fired.wait(TRIPWIRE_WAIT_S)
                     break

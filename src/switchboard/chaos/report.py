@@ -26,6 +26,7 @@ from switchboard.chaos.run import ChaosReport
 FAULT_COLORS = {
     "kill": "#dc2626",
     "kill-mid-turn": "#b91c1c",
+    "kill-after-reply": "#991b1b",
     "term": "#ea580c",
     "redis-restart": "#7c3aed",
     "redis-pause": "#a855f7",

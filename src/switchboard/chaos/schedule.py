@@ -19,6 +19,7 @@ import msgspec
 FaultKind = Literal[
     "kill",
     "kill-mid-turn",
+    "kill-after-reply",
     "term",
     "redis-restart",
     "redis-pause",
@@ -133,7 +134,7 @@ def _target(
     has_redis: bool,
     has_broker: bool,
 ) -> str:
-    if kind in ("kill", "kill-mid-turn", "term"):
+    if kind in ("kill", "kill-mid-turn", "kill-after-reply", "term"):
         return rng.choice(list(nodes))
     if kind in ("redis-restart", "redis-pause"):
         if not has_redis:
