@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -53,24 +54,34 @@ def cluster_ports(state: ClusterState) -> set[int]:
     return ports
 
 
+@dataclass
+class ChaosCluster:
+    state_file: Path
+    #: processes the chaos run restarted that outlived the cluster's stop (none expected)
+    left_behind: set[int] = field(default_factory=set)
+
+
 @contextlib.contextmanager
-def chaos_cluster(tmp_path: Path, profile: str = "distributed") -> Iterator[Path]:
-    """A 3-node cluster; after it stops, what the chaos runner restarted (not the
-    cluster's children) is stopped too, pass or fail. Yields the state file."""
-    leftovers: set[int] = set()
+def chaos_cluster(tmp_path: Path, profile: str = "distributed") -> Iterator[ChaosCluster]:
+    """A 3-node cluster. Its stop must also stop what the chaos runner restarted (the
+    state file lists them); whatever outlives it is recorded, then killed, pass or fail."""
+    restarted: set[int] = set()
     ports: set[int] = set()
+    cluster = ChaosCluster(state_file=tmp_path / "cluster" / "cluster.json")
     try:
         with running_cluster(tmp_path / "cluster", nodes=3, profile=profile) as (_, state):
             ports = cluster_ports(state)
             started_by_cluster = set(state.pids)
             services = set(state.services.values())
             try:
-                yield tmp_path / "cluster" / "cluster.json"
+                yield cluster
             finally:
-                leftovers = listening_pids(ports) - started_by_cluster
-                leftovers |= restarted_services(tmp_path, services)
+                restarted = listening_pids(ports) - started_by_cluster
+                restarted |= restarted_services(tmp_path, services)
     finally:
+        leftovers = {pid for pid in restarted if _process(pid) is not None}
         leftovers |= listening_pids(ports)
+        cluster.left_behind = set(leftovers)
         for pid in leftovers:
             with contextlib.suppress(psutil.Error):
                 psutil.Process(pid).kill()
@@ -86,8 +97,10 @@ def restarted_services(tmp_path: Path, original: set[int]) -> set[int]:
 
 
 def _process(pid: int) -> psutil.Process | None:
+    """The process, if it still runs (a zombie has exited)."""
     try:
-        return psutil.Process(pid)
+        process = psutil.Process(pid)
+        return None if process.status() == psutil.STATUS_ZOMBIE else process
     except psutil.Error:
         return None
 
@@ -95,7 +108,8 @@ def _process(pid: int) -> psutil.Process | None:
 def test_kill_term_and_hang_ups_between_turns_pass_and_the_cluster_gets_its_nodes_back(
     tmp_path: Path,
 ) -> None:
-    with chaos_cluster(tmp_path) as state_file:
+    with chaos_cluster(tmp_path) as cluster:
+        state_file = cluster.state_file
         code, report = run_chaos(
             tmp_path,
             state_file,
@@ -130,6 +144,8 @@ def test_kill_term_and_hang_ups_between_turns_pass_and_the_cluster_gets_its_node
         html = (tmp_path / "chaos.html").read_text()
         assert "PASS" in html
         assert "<svg" in html
+    # stopping the cluster stopped the nodes the chaos run restarted, too
+    assert cluster.left_behind == set()
 
 
 def test_a_state_file_that_does_not_exist_is_bad_input(tmp_path: Path) -> None:
@@ -168,7 +184,8 @@ def test_a_kill_mid_turn_a_redis_pause_and_an_haproxy_restart_lose_nothing(
     """A node killed right after a request to it is written (the turn in its hands),
     Redis paused, HAProxy restarted (every socket drops at once): every call goes on as
     in the control run: none lost, none greeted twice, none asked again."""
-    with chaos_cluster(tmp_path) as state_file:
+    with chaos_cluster(tmp_path) as cluster:
+        state_file = cluster.state_file
         code, report = run_chaos(
             tmp_path,
             state_file,
@@ -192,7 +209,8 @@ def test_calls_reconnecting_after_redis_restarted_empty_are_not_greeted_again(
     dropped before the calls spoke again (seed 84 puts the HAProxy restart 0.7 s after
     the Redis restart): each call reconnects to a cluster that lost its state, and must
     still not be greeted twice nor asked again for what it gave (issue 14, items 2-3)."""
-    with chaos_cluster(tmp_path) as state_file:
+    with chaos_cluster(tmp_path) as cluster:
+        state_file = cluster.state_file
         code, report = run_chaos(
             tmp_path,
             state_file,
@@ -213,7 +231,8 @@ def test_an_event_driven_cluster_survives_its_bus_stopped_and_a_service_killed(
 ) -> None:
     """The event-driven faults: the tansu broker stopped (SIGSTOP) for a second, a
     service killed and started again with its argv. Calls never wait for the bus."""
-    with chaos_cluster(tmp_path, profile="event-driven") as state_file:
+    with chaos_cluster(tmp_path, profile="event-driven") as cluster:
+        state_file = cluster.state_file
         state = read_state(state_file)
         code, report = run_chaos(
             tmp_path,
