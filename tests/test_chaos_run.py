@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from switchboard.chaos.report import load_json
 from switchboard.chaos.run import ChaosReport
 from switchboard.cli import app
 from switchboard.cluster.plan import ClusterState, read_state
-from switchboard.sim.processes import SWITCHBOARD_ARGV, Child
+from switchboard.sim.processes import SWITCHBOARD_ARGV, Child, free_port
 from tests.fixtures.cluster import running_cluster
 
 CHAOS_DEADLINE_S = 240.0
@@ -250,3 +251,38 @@ def test_an_event_driven_cluster_survives_its_bus_stopped_and_a_service_killed(
         f = report.findings
         assert f.passed, (f.reasons, f.samples)
         assert code == 0
+
+
+def test_no_fault_is_run_against_a_cluster_that_fails_its_control_run(tmp_path: Path) -> None:
+    """Nothing answers at the cluster's URL: the control run fails, the verdict says the
+    cluster is unhealthy before any fault, and the nemesis touches no process."""
+    stand_in = Child(
+        "stand-in",
+        [sys.executable, "-c", "import time; time.sleep(600)"],
+        log_path=tmp_path / "s.log",
+    )
+    try:
+        port = free_port()
+        state = tmp_path / "cluster.json"
+        state.write_text(
+            json.dumps(
+                {
+                    "url": f"ws://127.0.0.1:{port}/llm-websocket",
+                    "webhook_url": f"http://127.0.0.1:{port}/webhook",
+                    "redis_url": None,
+                    "profile": "distributed",
+                    "nodes": [{"pid": stand_in.pid, "port": free_port(), "node_id": "node-1"}],
+                    "haproxy": {"pid": stand_in.pid, "port": port},
+                }
+            )
+        )
+        code, report = run_chaos(
+            tmp_path, state, "--calls", "2", "--turns", "1", "--faults", "kill,haproxy-restart"
+        )
+        assert code == 1
+        assert "the cluster is unhealthy before any fault" in report.findings.reasons[0]
+        assert report.history.faults == []
+        assert report.history.calls == []
+        assert stand_in.poll() is None
+    finally:
+        stand_in.stop()

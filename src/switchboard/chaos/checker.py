@@ -224,6 +224,11 @@ def _recovery(
     return r
 
 
+def control_clean(control: History) -> bool:
+    """Every control call ended well and had every turn it asked answered."""
+    return not any(c.failed or not all(c.completed) for c in control.calls)
+
+
 def _served_again(socket: SocketEvent, turns: list[TurnEvent]) -> float | None:
     """When a call that lost ``socket`` was served again: its new socket opened, plus how
     long the first turn asked on it took. The caller's own pause before asking is left
@@ -238,13 +243,12 @@ def _served_again(socket: SocketEvent, turns: list[TurnEvent]) -> float | None:
 
 def _reasons(f: Findings, history: History, control: History | None, limits: Limits) -> list[str]:
     reasons = []
-    if control is not None:
-        bad = [c for c in control.calls if c.failed]
-        if bad or any(sum(c.completed) < len(c.completed) for c in control.calls):
-            reasons.append(
-                f"the control run was not clean ({len(bad)} calls failed without any fault): "
-                "the cluster is unhealthy before any fault"
-            )
+    if control is not None and not control_clean(control):
+        bad = sum(1 for c in control.calls if c.failed)
+        reasons.append(
+            f"the control run was not clean ({bad} calls failed, or turns went unanswered, "
+            "without any fault): the cluster is unhealthy before any fault"
+        )
     checks: Sequence[tuple[int, str]] = (
         (f.calls_lost, "calls lost"),
         (f.second_greetings, "second greetings"),

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import msgspec
 
-from switchboard.chaos.checker import Findings, Limits, check
+from switchboard.chaos.checker import Findings, Limits, check, control_clean
 from switchboard.chaos.generator import Generator, plan_calls
 from switchboard.chaos.history import FaultEvent, History
 from switchboard.chaos.nemesis import Nemesis
@@ -161,10 +161,15 @@ def run_chaos(options: ChaosOptions, log: Callable[[str], None] = print) -> Chao
     planned = plan_calls(options.seed, options.calls, options.turns)
     log(f"control run: {options.calls} calls of {options.turns} turns, no faults")
     control = asyncio.run(Generator(state.url, options.seed, planned, None, state.profile).run())
-    log(f"chaos run: {len(schedule)} faults over {options.duration_s:g} s")
-    generator = Generator(state.url, options.seed, planned, options.duration_s, state.profile)
-    history, events = asyncio.run(_chaos(generator, schedule, processes, state, log))
-    history.faults = events
+    if control_clean(control):
+        log(f"chaos run: {len(schedule)} faults over {options.duration_s:g} s")
+        generator = Generator(state.url, options.seed, planned, options.duration_s, state.profile)
+        history, events = asyncio.run(_chaos(generator, schedule, processes, state, log))
+        history.faults = events
+    else:
+        log("the control run was not clean: no fault is run against an unhealthy cluster")
+        now = time.time()
+        history = History(seed=options.seed, started_at=now, ended_at=now)
     findings = check(history, control, Limits(max_recovery_s=options.max_recovery_s))
     started = [
         ProcessStarted(name=p.name, pid=p.pid)
