@@ -146,7 +146,7 @@ def timeline_svg(report: ChaosReport) -> str:
         "TTFB per turn (ms, log) and faults over the run (s)</text>",
         f'<rect x="{_L}" y="{_T}" width="{pw}" height="{ph}" fill="#fff" stroke="#94a3b8"/>',
     ]
-    for e in h.faults:
+    for i, e in enumerate(h.faults):
         start = e.started_at - t0
         end = (e.ended_at if e.ended_at is not None else e.started_at) - t0
         color = FAULT_COLORS.get(e.kind, "#64748b")
@@ -157,7 +157,8 @@ def timeline_svg(report: ChaosReport) -> str:
             f"<title>{escape(e.kind)} on {escape(e.target)}: {start:.2f}-{end:.2f} s</title></rect>"
         )
         parts.append(
-            f'<text x="{x(start) + 2:.1f}" y="{_T + 12}" fill="{color}">{escape(e.kind)}</text>'
+            f'<text x="{x(start) + 2:.1f}" y="{_T + 12 + 12 * (i % 3)}" fill="{color}">'
+            f"{escape(e.kind)}</text>"
         )
     for decade in range(math.ceil(lo), math.floor(hi) + 1):
         ms = 10.0**decade
