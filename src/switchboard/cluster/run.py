@@ -12,7 +12,7 @@ stopping it leaves nothing behind, and a failed start stops what had already sta
 The nodes inherit this process's environment, so ``SWITCHBOARD_*`` settings (drain
 timeout, log level, max calls) apply to all of them. Processes that ``switchboard chaos``
 started again after killing them are listed in the state file, not among the children:
-they are stopped last, the same way.
+they are stopped too (nodes and services before the children, the rest after them).
 """
 
 from __future__ import annotations
