@@ -179,23 +179,27 @@ def test_a_fault_spec_that_cannot_run_is_bad_input(tmp_path: Path) -> None:
     assert "cannot read the cluster state file" in result.output
 
 
-def test_a_kill_mid_turn_a_redis_pause_and_an_haproxy_restart_lose_nothing(
+def test_kills_mid_turn_and_after_a_reply_a_redis_pause_and_an_haproxy_restart_lose_nothing(
     tmp_path: Path,
 ) -> None:
-    """A node killed right after a request to it is written (the turn in its hands),
-    Redis paused, HAProxy restarted (every socket drops at once): every call goes on as
-    in the control run: none lost, none greeted twice, none asked again."""
+    """A node killed the moment a reply's content_complete is read (between it and the
+    save), another right after a request to it is written (the turn in its hands), Redis
+    paused, HAProxy restarted (every socket drops at once): every call goes on as in the
+    control run: none lost, none greeted twice, none asked again. Seed 34 aims the two
+    kills at different nodes while calls are live."""
     with chaos_cluster(tmp_path) as cluster:
-        state_file = cluster.state_file
         code, report = run_chaos(
             tmp_path,
-            state_file,
-            *("--seed", "5", "--calls", "10", "--turns", "4", "--duration", "16"),
-            *("--faults", "kill-mid-turn,redis-pause:1,haproxy-restart"),
+            cluster.state_file,
+            *("--seed", "34", "--calls", "10", "--turns", "4", "--duration", "20"),
+            *("--faults", "kill-after-reply,kill-mid-turn,redis-pause:1,haproxy-restart"),
         )
-        assert all(e.ok for e in report.history.faults), report.history.faults
-        mid_turn = next(e for e in report.history.faults if e.kind == "kill-mid-turn")
-        assert mid_turn.turns_in_flight >= 1
+        faults = {e.kind: e for e in report.history.faults}
+        assert all(e.ok for e in faults.values()), report.history.faults
+        # both kills were aimed: a call the target owned tripped them
+        assert faults["kill-after-reply"].detail == ""
+        assert faults["kill-mid-turn"].detail == ""
+        assert faults["kill-mid-turn"].turns_in_flight >= 1
         haproxy = next(r for r in report.findings.recoveries if r.kind == "haproxy-restart")
         assert haproxy.touched_calls > 0  # the calls lost their sockets and came back
         f = report.findings
