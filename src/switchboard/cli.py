@@ -369,6 +369,7 @@ def _options(
 
 def _add_subcommands() -> None:
     from switchboard.blueprint.cli import blueprint, validate
+    from switchboard.chaos.cli import chaos
     from switchboard.control.cli import calls_app
     from switchboard.services.cli import archive_app, service_app
 
@@ -377,6 +378,7 @@ def _add_subcommands() -> None:
     app.add_typer(archive_app, name="archive")
     app.command()(blueprint)
     app.command()(validate)
+    app.command()(chaos)
 
 
 _add_subcommands()

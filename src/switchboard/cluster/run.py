@@ -10,7 +10,9 @@ caller reconnects. Every process is our child in its own process group (``Child`
 stopping it leaves nothing behind, and a failed start stops what had already started.
 
 The nodes inherit this process's environment, so ``SWITCHBOARD_*`` settings (drain
-timeout, log level, max calls) apply to all of them.
+timeout, log level, max calls) apply to all of them. Processes that ``switchboard chaos``
+started again after killing them are listed in the state file, not among the children:
+they are stopped too (nodes and services before the children, the rest after them).
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+import msgspec
+import psutil
+
 from switchboard.cluster.haproxy import start_haproxy
 from switchboard.cluster.plan import (
     ClusterPlan,
@@ -33,6 +38,7 @@ from switchboard.cluster.plan import (
     cluster_state,
     node_argv,
     plan_cluster,
+    read_state,
     write_state,
 )
 from switchboard.cluster.services import BusKind, EventStack, start_event_stack
@@ -251,11 +257,57 @@ def run_cluster(
             log("stopping: draining the nodes")
         finally:
             watching.clear()
+            first, last = adopted_processes(options.state_file, cluster)
+            stop_adopted(first, STOP_GRACE_S + options.drain_deadline_s, log)
             cluster.stop(options.drain_deadline_s)
+            stop_adopted(last, STOP_GRACE_S, log)
             if options.state_file is not None:
                 options.state_file.unlink(missing_ok=True)
     log("stopped")
     return 0
+
+
+def adopted_processes(
+    state_file: Path | None, cluster: Cluster
+) -> tuple[list[psutil.Process], list[psutil.Process]]:
+    """Processes the state file lists that the cluster did not start (``switchboard
+    chaos`` restarts what it kills and writes the new pids there): the nodes and services,
+    stopped before the cluster's own children while Redis and the bus still run, and the
+    rest (HAProxy, Redis, the broker), stopped after them. Only processes started after
+    the cluster itself count, so a pid reused by something else is left alone."""
+    if state_file is None:
+        return [], []
+    try:
+        state = read_state(state_file)
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+        return [], []
+    ours = {c.pid for c in cluster.children()}
+    early = {n.pid for n in state.nodes}
+    early |= {pid for name, pid in state.services.items() if name != "tansu"}
+    born = psutil.Process().create_time()
+    first: list[psutil.Process] = []
+    last: list[psutil.Process] = []
+    for pid in set(state.pids) - ours:
+        with contextlib.suppress(psutil.Error):
+            process = psutil.Process(pid)
+            if process.create_time() >= born:
+                (first if pid in early else last).append(process)
+    return first, last
+
+
+def stop_adopted(
+    processes: list[psutil.Process], deadline_s: float, log: Callable[[str], None]
+) -> None:
+    """SIGTERM (a node drains), then SIGKILL what is left after ``deadline_s``."""
+    for process in processes:
+        log(f"stopping pid {process.pid} (restarted by switchboard chaos)")
+        with contextlib.suppress(psutil.Error):
+            process.terminate()
+    _, alive = psutil.wait_procs(processes, timeout=deadline_s)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(alive, timeout=10.0)
 
 
 def _watch(cluster: Cluster, stop: threading.Event, log: Callable[[str], None]) -> None:

@@ -106,6 +106,8 @@ class BenchCase(msgspec.Struct, frozen=True, kw_only=True):
     min_duration_s: float | None = None
     #: simulator processes (``switchboard simulate --workers``)
     simulator_workers: int = 1
+    #: ``switchboard chaos`` on a 3-node cluster of its own, one fault of each kind
+    chaos: bool = False
 
 
 class BenchCaseResult(msgspec.Struct, kw_only=True):
@@ -122,6 +124,8 @@ class BenchCaseResult(msgspec.Struct, kw_only=True):
     cache: dict[str, float] = msgspec.field(default_factory=dict)
     #: the server's event-loop lag and GC pauses from ``/metrics`` (``loop_health``)
     server_loop: dict[str, float] = msgspec.field(default_factory=dict)
+    #: the chaos case: the chaos report's figures, one line each
+    chaos: list[str] = msgspec.field(default_factory=list)
 
 
 class BenchRun(msgspec.Struct, kw_only=True):
@@ -221,6 +225,8 @@ DEFAULT_CASES: tuple[BenchCase, ...] = (
         profile="event-driven",
         archive_live=True,
     ),
+    # Faults on a live cluster: one of each kind (docs/chaos.md); figures in the notes.
+    BenchCase(name="chaos", agent="scripted", calls=100, profile="distributed", chaos=True),
     # The error table's "slow LLM" fix: the same run with the response cache off and on.
     BenchCase(name="slow-llm-800ms", agent="openai", calls=100, ttft_ms=800, budget_ms=2500),
     BenchCase(
@@ -296,6 +302,8 @@ def run_bench(
                     redis_url=redis_url(valkey) if valkey is not None else None,
                 )
                 run_one = _run_failover_case if case.failover else _run_case
+                if case.chaos:
+                    run_one = _run_chaos_case
                 run.results.append(run_one(case, settings, parts))
             except (ChildError, HAProxyError, OSError, ValueError) as exc:
                 run.errors[case.name] = str(exc)
@@ -492,6 +500,28 @@ def _run_failover_case(case: BenchCase, settings: BenchSettings, parts: _Parts) 
     )
     report = msgspec.structs.replace(report, label=case.name, failover=failover)
     return BenchCaseResult(case=case, simulator_exit_code=code, report=judge(report))
+
+
+def _run_chaos_case(case: BenchCase, settings: BenchSettings, parts: _Parts) -> BenchCaseResult:
+    """``switchboard chaos`` against a 3-node cluster of the case's own (see chaos/bench.py)."""
+    from switchboard.chaos.bench import as_run_report, chaos_notes, run_chaos_case
+
+    code, chaos = run_chaos_case(
+        name=case.name,
+        profile=case.profile,
+        calls=case.calls,
+        turns=settings.turns,
+        duration_s=_duration_s(case, settings),
+        seed=settings.seed,
+        agent_file=builtin_example(AGENT_FILES[case.agent]),
+        log_dir=parts.log_dir,
+    )
+    return BenchCaseResult(
+        case=case,
+        simulator_exit_code=code,
+        report=as_run_report(case.name, chaos),
+        chaos=chaos_notes(case.name, chaos),
+    )
 
 
 def _duration_s(case: BenchCase, settings: BenchSettings) -> float:
@@ -712,6 +742,7 @@ def bench_notes(run: BenchRun) -> list[Text]:
             else:
                 line = f"{name}: archive drained after the run: {archived}"
             notes.append(Text(line))
+        notes.extend(Text(line) for line in result.chaos)
         if result.simulator_exit_code not in (0, 1):
             notes.append(Text(f"{name}: simulator exit code {result.simulator_exit_code}"))
     for name, error in run.errors.items():
