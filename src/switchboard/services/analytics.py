@@ -41,6 +41,7 @@ from switchboard.services.analytics_model import (
 )
 from switchboard.services.analytics_store import AnalyticsStore
 from switchboard.services.archive_db import ArchiveDb
+from switchboard.services.service_metrics import ServiceCollector, ServiceStats
 
 
 class Analytics:
@@ -112,9 +113,13 @@ def dashboard_html() -> str:
     return (resources.files("switchboard.services") / "static" / "dashboard.html").read_text()
 
 
-def create_app(analytics: Analytics, archive: ArchiveDb | None) -> Starlette:
+def create_app(
+    analytics: Analytics, archive: ArchiveDb | None, stats: ServiceStats | None = None
+) -> Starlette:
     registry = CollectorRegistry()
     registry.register(AnalyticsCollector(analytics))
+    if stats is not None:
+        registry.register(ServiceCollector(stats))
     page = dashboard_html()
 
     async def index(_request: Request) -> Response:
