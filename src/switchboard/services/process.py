@@ -20,6 +20,12 @@ import uvicorn
 from switchboard.events.bus import EventBus, open_bus
 from switchboard.log import get_logger
 from switchboard.services.dead_letters import DeadLetterStore
+from switchboard.services.http_guard import (
+    BODY_TIMEOUT_S,
+    HEADER_TIMEOUT_S,
+    guard,
+    guarded_protocol,
+)
 from switchboard.services.runner import BatchHandler, Runner
 from switchboard.services.service_metrics import ServiceStats
 
@@ -61,9 +67,25 @@ class _QuietServer(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def serve_http(app: Any, host: str, port: int) -> AsyncIterator[asyncio.Event]:
-    """Serve ``app`` beside the consumer; yields the stop event that signals set."""
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+async def serve_http(
+    app: Any,
+    host: str,
+    port: int,
+    *,
+    token: str | None = None,
+    header_timeout_s: float = HEADER_TIMEOUT_S,
+    body_timeout_s: float = BODY_TIMEOUT_S,
+) -> AsyncIterator[asyncio.Event]:
+    """Serve ``app`` beside the consumer, behind ``http_guard`` (request deadlines, and
+    the bearer token when set); yields the stop event that signals set."""
+    config = uvicorn.Config(
+        guard(app, token),
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        http=guarded_protocol(header_timeout_s, body_timeout_s),
+    )
     server = _QuietServer(config)
     async with stop_on_signals() as stop:
         task = asyncio.create_task(server.serve())
