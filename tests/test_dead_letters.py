@@ -1,13 +1,14 @@
-"""The consume loop with a real archive (SQLite) on the in-process bus: an event the store
-refuses is parked alone (the batch bisected) and the others are written; messages that do
-not decode are parked whole; a store that is away is waited out, nothing parked; a parked
-letter replays once the cause is fixed."""
+"""The consume loop with a real archive (SQLite, PostgreSQL) on the in-process bus: an
+event the store refuses is parked alone (the batch bisected) and the others are written;
+messages that do not decode are parked whole; a store that is locked or down is waited
+out, nothing parked, nothing acked; a parked letter replays once the cause is fixed."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import aiosqlite
 import pytest
@@ -17,6 +18,7 @@ from switchboard.events.memory_bus import MemoryBus
 from switchboard.events.types import Event, TurnCompleted, make_event
 from switchboard.services import archive_queries as q
 from switchboard.services.archive import ArchiveWriter
+from switchboard.services.archive_postgres import PostgresArchive
 from switchboard.services.archive_sqlite import SqliteArchive
 from switchboard.services.dead_letters import PARKED, REPLAYED, DeadLetterStore
 from switchboard.services.runner import Runner, classify
@@ -29,6 +31,7 @@ REFUSE = (
 
 
 def _turns(n: int, call_id: str = "call-1") -> list[Event]:
+    """``n`` turns of one call (a distinct ``call_id`` per batch keeps them apart)."""
     return [
         make_event(
             TurnCompleted(response_id=i, kind="response", caller_line=f"q{i}", reply=f"a{i}"),
@@ -162,3 +165,88 @@ async def _applied_is(archive: SqliteArchive, n: int) -> bool:
 async def _lag_is(consumer: object, n: int) -> bool:
     lag = await consumer.lag()  # type: ignore[attr-defined]
     return bool(lag == n)
+
+
+class _Link:
+    """A PostgreSQL socket in front of the real one that can go away and come back: a
+    database that is down (connections reset, then refused) and restarted."""
+
+    def __init__(self, target: Path, directory: Path) -> None:
+        self.target = target
+        self.path = directory / target.name
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def up(self) -> None:
+        self.path.unlink(missing_ok=True)
+        self._server = await asyncio.start_unix_server(self._accept, self.path)
+
+    async def down(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+        self.path.unlink(missing_ok=True)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_unix_connection(self.target)
+        self._writers.update((writer, up_writer))
+        await asyncio.gather(_pump(reader, up_writer), _pump(up_reader, writer))
+
+
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except OSError:
+        pass
+    finally:
+        writer.transport.abort()
+
+
+async def test_postgres_down_is_retried_without_acking_and_never_parked(
+    postgres_url: str, letters: DeadLetterStore, tmp_path: Path
+) -> None:
+    parts = urlsplit(postgres_url)
+    socket_dir = Path(parse_qs(parts.query)["host"][0])
+    link = _Link(socket_dir / ".s.PGSQL.5432", tmp_path)
+    await link.up()
+    via_link = parts._replace(query=f"host={tmp_path}").geturl()
+    archive = await PostgresArchive.connect(via_link)
+    bus = MemoryBus()
+    consumer = bus.consumer("archive", "archive-1")
+    runner = Runner(
+        consumer,
+        ArchiveWriter(archive),
+        letters,
+        asyncio.Event(),
+        group="archive",
+        retry_max_s=0.2,
+    )
+    task = await _running(runner)
+    try:
+        await bus.send(encode_all(_turns(20, "before")))
+        await eventually(lambda: runner.stats.handled == 20, timeout=30)
+
+        await link.down()  # the database goes away: connections reset, then refused
+        await bus.send(encode_all(_turns(30, "during")))
+        await eventually(lambda: runner.stats.transient_retries >= 5, timeout=60)
+        assert runner.stats.handled == 20
+        assert await letters.list() == []
+
+        await link.up()  # and comes back
+        await eventually(lambda: runner.stats.handled == 50, timeout=60)
+    finally:
+        await _stop(runner, task)
+        await archive.close()
+        await link.down()
+    assert await letters.list() == []
+    assert runner.stats.parked == {}
+    check = await PostgresArchive.connect(postgres_url)
+    try:
+        assert (await q.stats(check)).events_applied == 50
+    finally:
+        await check.close()
