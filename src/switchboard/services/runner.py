@@ -235,7 +235,11 @@ class Runner:
             self.stats.dead_letters = await self.dead_letters.counts(self.group)
         except Exception:
             _log.exception("replaying dead letters failed; trying again later")
-        self.stats.lag = await self.consumer.lag()
+        try:
+            self.stats.lag = await self.consumer.lag()
+        except Exception as err:  # a rebalance, a dead link: unknown until the next tick
+            self.stats.lag = None
+            _log.debug("reading the group's lag failed", error=str(err))
 
     async def replay_requested(self) -> int:
         """Feed the letters marked ``replay`` to the handler again; return how many worked."""
