@@ -104,7 +104,7 @@ def decode(message: BusMessage) -> Event:
         return _decode(message)
     except EventDecodeError:
         raise
-    except Exception as err:  # RecursionError, MemoryError-free: anything msgspec or we raise
+    except Exception as err:  # RecursionError, UnicodeDecodeError: whatever msgspec raises
         raise MalformedEvent(f"{type(err).__name__}: {err}"[:300]) from None
 
 
