@@ -110,6 +110,8 @@ def decode(message: BusMessage) -> Event:
 
 def clean_text(text: str) -> str:
     """``text`` with U+0000 and lone surrogates replaced by U+FFFD."""
+    if text.isascii() and "\x00" not in text:  # the common case, without a regex
+        return text
     return _UNSAFE_TEXT.sub("\ufffd", text)
 
 
@@ -139,7 +141,7 @@ def _depth_ok(value: Any, limit: int) -> bool:
 
 def _safe_value(value: bytes) -> bytes:
     """The JSON value with unsafe text replaced. Slow (a full parse), so only on a match."""
-    if _UNSAFE_ESCAPE.search(value) is None:
+    if b"\\" not in value or _UNSAFE_ESCAPE.search(value) is None:
         return value
     return json.dumps(_clean(json.loads(value)), ensure_ascii=False).encode(
         "utf-8", "surrogatepass"
