@@ -243,12 +243,11 @@ class RedisStreamConsumer:
                 group=self._group,
                 lost_entries=gaps,
             )
-        pairs = [
-            (f"{entry_id.decode()}/{index}", message)
-            for entry_id, fields in entries
-            if fields
-            for index, message in enumerate(_messages(fields))
-        ]
+        pairs: list[tuple[str, BusMessage]] = []
+        for entry_id, fields in entries:
+            if fields:
+                entry = entry_id.decode()
+                pairs.extend((f"{entry}/{i}", m) for i, m in enumerate(_messages(fields)))
         return decode_batch(pairs, source=self._stream, token=ids, gaps=gaps)
 
     async def _read(self, count: int, timeout_s: float) -> list[tuple[bytes, Any]]:
