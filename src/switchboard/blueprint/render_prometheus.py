@@ -24,6 +24,11 @@ SCRAPE_K8S_FILE = "prometheus-kubernetes.yml"
 ALERTS_FILE = "alerts.yml"
 ALERTS_TEST_FILE = "alerts.test.yml"
 JOB = "switchboard"
+SERVICES_JOB = "switchboard-services"
+#: The analytics service's default port (dashboard and /metrics).
+ANALYTICS_PORT = 8090
+#: Where archive and escalation serve ``/metrics`` in the generated deployments.
+SERVICE_METRICS_PORT = 9464
 #: The node's histogram buckets (seconds), as ``server/metrics.py`` declares them.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 FALLBACK_RATE = 0.01
@@ -40,9 +45,28 @@ def scrape_config(d: Deployment) -> dict[str, Any]:
         "global": {"scrape_interval": "15s", "evaluation_interval": "15s"},
         "rule_files": [ALERTS_FILE],
         "scrape_configs": [
-            {"job_name": JOB, "metrics_path": "/metrics", "static_configs": [{"targets": targets}]}
+            {"job_name": JOB, "metrics_path": "/metrics", "static_configs": [{"targets": targets}]},
+            *service_jobs(d),
         ],
     }
+
+
+def service_jobs(d: Deployment) -> list[dict[str, Any]]:
+    """The event-driven services' ``/metrics`` (compose): group lag, dead letters, gaps."""
+    if d.bus is None:
+        return []
+    targets = [
+        f"archive:{SERVICE_METRICS_PORT}",
+        f"escalation:{SERVICE_METRICS_PORT}",
+        f"analytics:{ANALYTICS_PORT}",
+    ]
+    return [
+        {
+            "job_name": SERVICES_JOB,
+            "metrics_path": "/metrics",
+            "static_configs": [{"targets": targets}],
+        }
+    ]
 
 
 def scrape_config_kubernetes(d: Deployment) -> dict[str, Any]:
