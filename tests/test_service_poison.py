@@ -101,15 +101,17 @@ async def _metrics(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], f
 
 
 async def _metric(port: int, name: str, **labels: str) -> float:
+    """The sum of the matching samples; -1 when the service does not answer or has none."""
     try:
         samples = await _metrics(port)
     except httpx.HTTPError:
         return -1.0
-    return sum(
+    matched = [
         value
         for (sample, sample_labels), value in samples.items()
         if sample == name and set(labels.items()) <= set(sample_labels)
-    )
+    ]
+    return sum(matched) if matched else -1.0  # absent is not zero
 
 
 @pytest.mark.parametrize(("backend", "store"), [("redis", "postgres"), ("kafka", "sqlite")])
@@ -170,6 +172,11 @@ async def test_poison_on_the_bus_is_parked_and_every_service_goes_on(
                 port, "switchboard_service_dead_letters", group=name, state="parked"
             )
             assert stored == 3
+
+            async def caught_up(port: int = port, name: str = name) -> bool:
+                return await _metric(port, "switchboard_service_bus_lag", group=name) == 0
+
+            await until(caught_up, timeout=60, child=child)
             assert child.poll() is None
 
         archive = await open_archive(archive_url)
