@@ -19,9 +19,11 @@ from switchboard.events.types import (
     make_event,
 )
 from switchboard.services.analytics_model import (
+    MAX_LABEL_CHARS,
     Window,
     bucket,
     bucket_upper_ms,
+    cap_families,
     fold,
     quantile_from_buckets,
     totals,
@@ -104,3 +106,46 @@ def test_window_rates_and_percentiles_use_event_time() -> None:
     assert ttfb["count"] == 100
     assert ttfb["p50"] == 50.0
     assert ttfb["p99"] == 99.0
+
+
+def test_labels_from_the_bus_are_bounded() -> None:
+    events = [
+        ev(TurnCompleted(response_id=1, kind="x" * 500, fallback_reason='a"b\nc{}' * 40)),
+        ev(CallEnded(node_id="n", how="exploded")),
+        ev(CallEscalated(rule="rule with spaces", action="alert")),
+    ]
+    counters = fold(events).counters
+    assert counters["turns|other"] == 1
+    assert counters["ended|other"] == 1
+    assert counters["escalations|rule_with_spaces"] == 1
+    (fallback,) = [k for k in counters if k.startswith("fallback|")]
+    reason = fallback.partition("|")[2]
+    assert len(reason) == MAX_LABEL_CHARS
+    assert set(reason) <= set("ab_c")
+
+
+def test_a_family_keeps_at_most_its_cap_of_values() -> None:
+    existing = {f"fallback|r{i}": 1 for i in range(3)} | {"turns|response": 5}
+    increments = {"fallback|r1": 2, "fallback|new1": 1, "fallback|new2": 4, "turns|reminder": 1}
+    capped = cap_families(increments, existing, cap=4)
+    assert capped == {
+        "fallback|r1": 2,
+        "fallback|new1": 1,  # the fourth value
+        "fallback|other": 4,  # past the cap
+        "turns|reminder": 1,
+    }
+
+
+def test_a_future_dated_event_does_not_pin_the_live_rates() -> None:
+    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC).timestamp()
+    window = Window(span_s=300)
+    future = msgspec.structs.replace(
+        turn(10.0), time=datetime(2027, 1, 1, tzinfo=UTC)
+    )  # a year ahead
+    slightly = msgspec.structs.replace(
+        turn(20.0), time=datetime.fromtimestamp(now + 5, UTC)
+    )  # a clock 5 s fast: taken as now
+    window.add([future, slightly], now=now)
+    assert window.future_dated == 1
+    assert window.summary(now)["turns_per_s"] == pytest.approx(0.1)
+    assert window.summary(now + 60)["turns_per_s"] == 0.0

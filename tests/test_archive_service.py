@@ -59,6 +59,7 @@ async def test_kill_9_mid_stream_loses_nothing_and_doubles_nothing(
     if isinstance(bus, KafkaBus):
         await bus.ensure_topic()
     args = ["--bus", url, "--db", db_url, "--namespace", namespace]
+    args += ["--dead-letters", str(tmp_path / "dead-letters.db")]  # not the working dir
     service = start_service("archive", args, tmp_path)
     archive = None
     try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from switchboard.events.memory_bus import MemoryBus
 from switchboard.events.metrics import OutboxCollector
 from switchboard.events.outbox import Outbox
 from switchboard.server.metrics import NodeMetrics, RedisCollector
+from switchboard.services.service_metrics import ServiceCollector, ServiceStats
 from tests.fixtures.blueprints import deployment_for
 
 PROFILES = ("single", "distributed", "event-driven")
@@ -208,7 +210,8 @@ def _exported_names() -> set[str]:
     node.fallback("timeout")  # labelled families export samples once a child exists
     node.rejected_total.labels("at_capacity").inc()
     outbox = OutboxCollector(Outbox(MemoryBus()))
-    collectors = [node.registry, RedisCollector(RedisHealth(Redis())), outbox]
+    service = ServiceCollector(ServiceStats("archive", parked=Counter(malformed=1), lag=0))
+    collectors = [node.registry, RedisCollector(RedisHealth(Redis())), outbox, service]
     for collector in collectors:
         for family in collector.collect():
             names.update(sample.name for sample in family.samples)
@@ -221,7 +224,7 @@ def test_alert_rules_use_metrics_the_node_exports(deployment: Deployment) -> Non
     used = set(re.findall(r"\bswitchboard_[a-z_]+", rules))
     assert used, "the rules read switchboard metrics"
     unknown = used - _exported_names()
-    assert not unknown, f"not exported by a node: {sorted(unknown)}"
+    assert not unknown, f"not exported by a node or a service: {sorted(unknown)}"
     assert "switchboard_first_chunk_seconds_bucket" in used
     assert "switchboard_handshakes_rejected_total" in used
 

@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     # (docs/outbox.md). Default dir: per ``node_id`` under the temp dir, so give nodes a
     # stable ``node_id`` (or their own ``outbox_dir``) to replay spills after a restart.
     bus_url: str | None = None
+    #: Redis Streams only: entries (each up to 100 events) the stream keeps before the
+    #: sender trims what every consumer group has acked. Never trims unacked entries: a
+    #: lagging group makes the stream grow past this instead (docs/event-bus.md).
+    bus_max_len: int = Field(default=100_000, ge=1)
     outbox_dir: Path | None = None
     outbox_capacity: int = Field(default=10_000, ge=1)
     outbox_fsync: Literal["batch", "never"] = "batch"

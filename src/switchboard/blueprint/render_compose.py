@@ -18,7 +18,11 @@ import yaml
 
 from switchboard.blueprint.model import Deployment
 from switchboard.blueprint.render_haproxy import HAPROXY_FILE
-from switchboard.blueprint.render_prometheus import ALERTS_FILE, SCRAPE_FILE
+from switchboard.blueprint.render_prometheus import (
+    ALERTS_FILE,
+    SCRAPE_FILE,
+    SERVICE_METRICS_PORT,
+)
 from switchboard.blueprint.render_settings import SETTINGS_FILE
 
 COMPOSE_FILE = "docker-compose.yml"
@@ -43,6 +47,8 @@ def service_command(service: str, bus_url: str, redis_url: str) -> list[str]:
         argv += ["--db", f"{DATA_DIR}/{service}.db"]
     if service == "analytics":
         argv += ["--host", "0.0.0.0"]
+    else:  # /metrics: group lag and dead letters (analytics serves them on its own port)
+        argv += ["--host", "0.0.0.0", "--metrics-port", str(SERVICE_METRICS_PORT)]
     if service == "escalation":
         argv += ["--redis-url", redis_url, "--rules", f"{CONFIG_DIR}/{ESCALATION_RULES}"]
     return argv

@@ -5,7 +5,10 @@ Every expression uses a metric the node exports (``server/metrics.py``):
 ``switchboard_fallbacks_total``, ``switchboard_handshakes_rejected_total{reason}``,
 ``switchboard_redis_up`` and ``switchboard_redis_errors_total``. The bus backlog alert
 (event-driven only) reads the outbox gauges ``switchboard_outbox_depth`` and
-``switchboard_outbox_spilling`` that the event-driven profile exports.
+``switchboard_outbox_spilling`` that the event-driven profile exports; the consumer
+alerts read what every service's consume loop exports (``services/service_metrics.py``):
+``switchboard_service_bus_lag{group}``, ``switchboard_service_dead_letters_parked_total``
+and ``switchboard_service_bus_gap_entries_total``.
 """
 
 from __future__ import annotations
@@ -21,10 +24,19 @@ SCRAPE_K8S_FILE = "prometheus-kubernetes.yml"
 ALERTS_FILE = "alerts.yml"
 ALERTS_TEST_FILE = "alerts.test.yml"
 JOB = "switchboard"
+SERVICES_JOB = "switchboard-services"
+#: The analytics service's default port (dashboard and /metrics).
+ANALYTICS_PORT = 8090
+#: Where archive and escalation serve ``/metrics`` in the generated deployments.
+SERVICE_METRICS_PORT = 9464
 #: The node's histogram buckets (seconds), as ``server/metrics.py`` declares them.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 FALLBACK_RATE = 0.01
 OUTBOX_BACKLOG = 1000
+#: Unread entries (Redis) or messages (Kafka) of one consumer group worth a warning: a
+#: service that lags this far for 10 minutes is down or too slow, and on Redis Streams its
+#: backlog holds the stream past ``bus_max_len``.
+CONSUMER_LAG = 10_000
 
 
 def scrape_config(d: Deployment) -> dict[str, Any]:
@@ -33,9 +45,28 @@ def scrape_config(d: Deployment) -> dict[str, Any]:
         "global": {"scrape_interval": "15s", "evaluation_interval": "15s"},
         "rule_files": [ALERTS_FILE],
         "scrape_configs": [
-            {"job_name": JOB, "metrics_path": "/metrics", "static_configs": [{"targets": targets}]}
+            {"job_name": JOB, "metrics_path": "/metrics", "static_configs": [{"targets": targets}]},
+            *service_jobs(d),
         ],
     }
+
+
+def service_jobs(d: Deployment) -> list[dict[str, Any]]:
+    """The event-driven services' ``/metrics`` (compose): group lag, dead letters, gaps."""
+    if d.bus is None:
+        return []
+    targets = [
+        f"archive:{SERVICE_METRICS_PORT}",
+        f"escalation:{SERVICE_METRICS_PORT}",
+        f"analytics:{ANALYTICS_PORT}",
+    ]
+    return [
+        {
+            "job_name": SERVICES_JOB,
+            "metrics_path": "/metrics",
+            "static_configs": [{"targets": targets}],
+        }
+    ]
 
 
 def scrape_config_kubernetes(d: Deployment) -> dict[str, Any]:
@@ -148,6 +179,7 @@ def alert_rules(d: Deployment) -> dict[str, Any]:
                 },
             }
         )
+        rules += consumer_rules()
     rules.append(
         {
             "alert": "SwitchboardNodeDown",
@@ -158,6 +190,47 @@ def alert_rules(d: Deployment) -> dict[str, Any]:
         }
     )
     return {"groups": [{"name": "switchboard", "rules": rules}]}
+
+
+def consumer_rules() -> list[dict[str, Any]]:
+    """The services' side of the bus: a lagging group, parked messages, lost entries."""
+    return [
+        {
+            "alert": "SwitchboardConsumerLag",
+            "expr": f"max by (group) (switchboard_service_bus_lag) > {CONSUMER_LAG}",
+            "for": "10m",
+            "labels": {"severity": "warning"},
+            "annotations": {
+                "summary": "consumer group {{ $labels.group }} lags behind the bus",
+                "description": (
+                    "The service is down or too slow. Nothing is trimmed it has not read, so "
+                    "the Redis stream grows past bus_max_len until it catches up."
+                ),
+            },
+        },
+        {
+            "alert": "SwitchboardDeadLetters",
+            "expr": (
+                "sum by (group) (increase(switchboard_service_dead_letters_parked_total[15m])) > 0"
+            ),
+            "labels": {"severity": "warning"},
+            "annotations": {
+                "summary": "{{ $labels.group }} parked messages it cannot process",
+                "description": (
+                    "See switchboard service deadletters list; replay once the cause is fixed."
+                ),
+            },
+        },
+        {
+            "alert": "SwitchboardBusGap",
+            "expr": "sum by (group) (increase(switchboard_service_bus_gap_entries_total[15m])) > 0",
+            "labels": {"severity": "page"},
+            "annotations": {
+                "summary": "{{ $labels.group }} lost bus entries it had not read",
+                "description": "Entries were deleted from the stream before the group acked them.",
+            },
+        },
+    ]
 
 
 def _series(name: str, values: str, **labels: str) -> dict[str, str]:
@@ -208,6 +281,9 @@ def alert_tests(d: Deployment) -> dict[str, Any]:
         healthy += [
             _series("switchboard_outbox_depth", "0x20"),
             _series("switchboard_outbox_spilling", "0x20"),
+            _series("switchboard_service_bus_lag", "0x20", group="archive"),
+            _series("switchboard_service_dead_letters_parked_total", "0x20", group="archive"),
+            _series("switchboard_service_bus_gap_entries_total", "0x20", group="archive"),
         ]
     tests: list[dict[str, Any]] = [
         {
@@ -270,6 +346,44 @@ def alert_tests(d: Deployment) -> dict[str, Any]:
     if d.bus is not None:
         firing(
             "SwitchboardBusBacklog", [_series("switchboard_outbox_depth", f"0+{OUTBOX_BACKLOG}x20")]
+        )
+        by_group = {"group": "archive"}
+
+        def group_alert(name: str, series: dict[str, str]) -> None:
+            rule = _rule(d, name)
+            tests.append(
+                {
+                    "interval": "1m",
+                    "input_series": [series],
+                    "alert_rule_test": [
+                        {
+                            "eval_time": "15m",
+                            "alertname": name,
+                            "exp_alerts": [
+                                {
+                                    "exp_labels": {**rule["labels"], **by_group},
+                                    "exp_annotations": {
+                                        k: v.replace("{{ $labels.group }}", "archive")
+                                        for k, v in rule["annotations"].items()
+                                    },
+                                }
+                            ],
+                        }
+                    ],
+                }
+            )
+
+        group_alert(
+            "SwitchboardConsumerLag",
+            _series("switchboard_service_bus_lag", f"0+{CONSUMER_LAG // 4}x20", **by_group),
+        )
+        group_alert(
+            "SwitchboardDeadLetters",
+            _series("switchboard_service_dead_letters_parked_total", "0x10 1x10", **by_group),
+        )
+        group_alert(
+            "SwitchboardBusGap",
+            _series("switchboard_service_bus_gap_entries_total", "0x10 5x10", **by_group),
         )
     firing("SwitchboardNodeDown", [_series("up", "1 1 0x18")], {"severity": "warning", **instance})
     return {"rule_files": [ALERTS_FILE], "evaluation_interval": "1m", "tests": tests}

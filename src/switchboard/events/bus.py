@@ -5,8 +5,11 @@ shell over its client. Delivery is at least once: a batch a consumer fetched and
 not ``ack`` is delivered again (to it after a restart, or to another member of its
 group once it is gone). Consumers therefore dedupe by event id, and ``ack`` only after
 their own write is durable. Messages that do not decode (foreign, unknown version,
-malformed) are logged, counted in ``Batch.skipped`` and acknowledged with the batch, so
-one bad message never stalls a partition.
+malformed, oversized) come back whole in ``Batch.rejected``, with where they were and
+why, counted in ``Batch.skipped``: the consumer parks them as dead letters and acks them
+with the batch, so one bad message never stalls a partition. Each event keeps its raw
+message and position too (``Batch.raw``, ``Batch.where``), so an event the consumer's
+own store refuses can be parked the same way.
 """
 
 from __future__ import annotations
@@ -39,16 +42,37 @@ class MessagesRejected(Exception):
         self.rejected = rejected
 
 
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A message that did not decode, kept whole so it can be parked and replayed."""
+
+    message: BusMessage
+    where: str  # the backend's position: "partition/offset", "entry-id/index"
+    reason: str
+    detail: str
+
+
 @dataclass(slots=True)
 class Batch:
-    """What one ``fetch`` returned. ``token`` is the backend's ack handle."""
+    """What one ``fetch`` returned. ``token`` is the backend's ack handle; ``raw`` and
+    ``where`` run parallel to ``events`` (empty for a batch built by hand); ``gaps``
+    counts entries the group had not acked and the bus no longer holds (trimmed)."""
 
     events: list[Event]
     skipped: Counter[str] = field(default_factory=Counter)
     token: Any = None
+    rejected: list[Rejected] = field(default_factory=list)
+    raw: list[BusMessage] = field(default_factory=list)
+    where: list[str] = field(default_factory=list)
+    source: str = ""
+    gaps: int = 0
 
     def __len__(self) -> int:
         return len(self.events)
+
+    @property
+    def empty(self) -> bool:
+        return not self.events and not self.rejected and not self.gaps
 
 
 class EventConsumer(Protocol):
@@ -58,6 +82,11 @@ class EventConsumer(Protocol):
 
     async def ack(self, batch: Batch) -> None:
         """The batch is processed for good: do not deliver it to this group again."""
+        ...
+
+    async def lag(self) -> int | None:
+        """Entries (Redis) or messages (Kafka, memory) on the bus this group has not yet
+        read; ``None`` when the backend cannot tell right now."""
         ...
 
     async def close(self) -> None: ...
@@ -78,17 +107,28 @@ class EventBus(Protocol):
     async def close(self) -> None: ...
 
 
-def decode_messages(messages: Iterable[BusMessage]) -> tuple[list[Event], Counter[str]]:
-    """Decode what decodes; log and count the rest by reason."""
-    events: list[Event] = []
-    skipped: Counter[str] = Counter()
-    for message in messages:
+def decode_batch(
+    messages: Iterable[tuple[str, BusMessage]], *, source: str, token: Any, gaps: int = 0
+) -> Batch:
+    """Decode ``(position, message)`` pairs; what does not decode is logged and rejected."""
+    batch = Batch([], token=token, source=source, gaps=gaps)
+    for where, message in messages:
         try:
-            events.append(decode(message))
+            batch.events.append(decode(message))
         except EventDecodeError as err:
-            skipped[err.reason] += 1
-            _log.warning("skipped a message on the bus", reason=err.reason, detail=str(err))
-    return events, skipped
+            batch.skipped[err.reason] += 1
+            batch.rejected.append(Rejected(message, where, err.reason, str(err)))
+            _log.warning(
+                "a message on the bus does not decode",
+                reason=err.reason,
+                detail=str(err),
+                source=source,
+                where=where,
+            )
+            continue
+        batch.raw.append(message)
+        batch.where.append(where)
+    return batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +141,7 @@ class BusUrl:
 def parse_bus_url(url: str) -> BusUrl:
     """``memory://``, ``redis://H:P/DB`` (``rediss://`` too), ``kafka://H:P[,H:P]``.
     Query options: Kafka ``topic``, ``partitions``, ``session_timeout_ms``; Redis
-    ``stream``, ``maxlen``, ``claim_idle_ms``."""
+    ``stream``, ``maxlen`` (overrides the ``bus_max_len`` setting), ``claim_idle_ms``."""
     parts = urlsplit(url)
     options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     if parts.scheme == "memory":
@@ -117,9 +157,12 @@ def parse_bus_url(url: str) -> BusUrl:
     raise ValueError(f"bus URL {url!r}: use memory://, redis://HOST:PORT/DB or kafka://HOST:PORT")
 
 
-def open_bus(url: str, *, namespace: str = "switchboard:", **options: Any) -> EventBus:
+def open_bus(
+    url: str, *, namespace: str = "switchboard:", max_len: int | None = None, **options: Any
+) -> EventBus:
     """The backend a URL names. ``namespace`` prefixes Redis keys and the Kafka topic's
-    consumer groups stay as given; ``options`` go to the backend (timeouts, tests)."""
+    consumer groups stay as given; ``max_len`` caps a Redis stream (``bus_max_len``);
+    ``options`` go to the backend (timeouts, tests)."""
     parsed = parse_bus_url(url)
     if parsed.scheme == "memory":
         from switchboard.events.memory_bus import MemoryBus
@@ -129,6 +172,8 @@ def open_bus(url: str, *, namespace: str = "switchboard:", **options: Any) -> Ev
         from switchboard.events.redis_bus import RedisStreamBus
 
         stream = parsed.options.get("stream", "events")
+        if max_len is not None:
+            options["maxlen"] = max_len
         options |= _ints(parsed.options, "maxlen", "claim_idle_ms")
         return RedisStreamBus(parsed.target, namespace=namespace, stream=stream, **options)
     from switchboard.events.kafka_bus import KafkaBus

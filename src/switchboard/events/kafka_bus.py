@@ -28,7 +28,7 @@ from aiokafka.errors import (
     TopicAlreadyExistsError,
 )
 
-from switchboard.events.bus import Batch, BusUnavailable, MessagesRejected, decode_messages
+from switchboard.events.bus import Batch, BusUnavailable, MessagesRejected, decode_batch
 from switchboard.events.codec import BusMessage
 from switchboard.log import get_logger
 
@@ -185,13 +185,11 @@ class KafkaConsumer:
         messages = []
         for partition, batch in records.items():
             for record in batch:
-                messages.append(
-                    BusMessage(record.key or b"", tuple(record.headers), record.value or b"")
-                )
+                message = BusMessage(record.key or b"", tuple(record.headers), record.value or b"")
+                messages.append((f"{partition.partition}/{record.offset}", message))
             if batch:
                 offsets[partition] = batch[-1].offset + 1
-        events, skipped = decode_messages(messages)
-        return Batch(events, skipped, offsets)
+        return decode_batch(messages, source=self._bus.topic, token=offsets)
 
     async def ack(self, batch: Batch) -> None:
         if not batch.token or self._consumer is None:
@@ -200,6 +198,24 @@ class KafkaConsumer:
             await self._consumer.commit(batch.token)
         except (KafkaError, OSError) as err:
             raise BusUnavailable(f"kafka: {type(err).__name__}: {err}") from err
+
+    async def lag(self) -> int | None:
+        """High-water mark minus position over this member's partitions, as of its last
+        fetch (``end_offsets``, which tansu gets wrong, is not used)."""
+        consumer = self._consumer
+        if consumer is None:
+            return None
+        total = 0
+        for partition in consumer.assignment():
+            highwater = consumer.highwater(partition)
+            if highwater is None:
+                continue
+            try:
+                position = await consumer.position(partition)
+            except (KafkaError, OSError):
+                return None
+            total += max(0, highwater - position)
+        return total
 
     async def close(self) -> None:
         consumer, self._consumer = self._consumer, None

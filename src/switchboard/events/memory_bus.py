@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 
-from switchboard.events.bus import Batch, decode_messages
+from switchboard.events.bus import Batch, decode_batch
 from switchboard.events.codec import BusMessage
 
 
@@ -61,17 +61,20 @@ class MemoryConsumer:
         start = group.delivered
         messages = self._bus.log[start : start + max_events]
         group.delivered = start + len(messages)
-        events, skipped = decode_messages(messages)
         token = (start, group.delivered)
         if messages:
             self._unacked.append(token)
-        return Batch(events, skipped, token)
+        positions = (str(start + i) for i in range(len(messages)))
+        return decode_batch(zip(positions, messages, strict=False), source="memory", token=token)
 
     async def ack(self, batch: Batch) -> None:
         token = batch.token
         if token in self._unacked:
             self._unacked.remove(token)
         self._group.committed = max(self._group.committed, token[1])
+
+    async def lag(self) -> int | None:
+        return len(self._bus.log) - self._group.delivered
 
     async def close(self) -> None:
         if self._unacked:  # give back what this member took and never finished

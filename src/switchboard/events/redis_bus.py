@@ -8,8 +8,15 @@ written by other tools, one message each with fields ``key``, ``value`` and
 events stay in order. Acks, pending entries and ``XAUTOCLAIM`` work per entry. A
 member that restarts under the same name first re-reads its own pending entries (those
 it fetched and never acked); entries pending on a member that stays silent for
-``claim_idle_ms`` are taken over by whichever member of the group fetches next. The
-stream is capped (approximately) at ``maxlen`` entries.
+``claim_idle_ms`` are taken over by whichever member of the group fetches next.
+
+Trimming never drops what a group has not acked. Once the stream holds more than
+``maxlen`` entries (the ``bus_max_len`` setting), the sender trims by ``MINID`` below the
+slowest group's floor: its oldest pending entry, or just past its last-delivered one.
+A lagging group therefore makes the stream grow past the cap (``held_back`` counts by
+how much; the services export their group lag and the blueprint alerts on it) instead of
+losing its events. Should an entry a group still needed vanish anyway (``XDEL``, a
+group created after a trim), the consumer counts it in ``Batch.gaps`` and logs an error.
 
 The client runs with no retries and a short per-command timeout: a dead link must turn
 into ``BusUnavailable`` quickly (the outbox then spills), not into many seconds of
@@ -28,8 +35,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
-from switchboard.events.bus import Batch, BusUnavailable, decode_messages
+from switchboard.events.bus import Batch, BusUnavailable, decode_batch
 from switchboard.events.codec import BusMessage
+from switchboard.log import get_logger
+
+_log = get_logger("switchboard.events.redis")
 
 _HEADER = b"h:"
 _BATCH = b"batch"
@@ -70,6 +80,36 @@ def _message(fields: dict[bytes, bytes]) -> BusMessage:
     return BusMessage(fields.get(b"key", b""), headers, fields.get(b"value", b""))
 
 
+def _stream_id(raw: bytes | str) -> tuple[int, int]:
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _field(info: dict[Any, Any], name: str) -> Any:
+    """A field of an ``XINFO``/``XPENDING`` reply, whichever way the client typed its keys."""
+    return info.get(name, info.get(name.encode()))
+
+
+def trim_floor(groups: Sequence[tuple[bytes | str, bytes | str | None]]) -> str | None:
+    """The ``MINID`` that keeps every entry some group has not acked.
+
+    ``groups``: per group, its last-delivered id and its oldest pending id (``None`` when
+    nothing is pending). Below a group's oldest pending entry everything is acked; with
+    nothing pending, everything up to its last-delivered one is. ``None``: no group, no
+    floor. Pure, so the rule is tested without a server.
+    """
+    floor: tuple[int, int] | None = None
+    for last_delivered, oldest_pending in groups:
+        if oldest_pending is not None:
+            keep = _stream_id(oldest_pending)
+        else:
+            ms, seq = _stream_id(last_delivered)
+            keep = (ms, seq + 1)
+        floor = keep if floor is None else min(floor, keep)
+    return None if floor is None else f"{floor[0]}-{floor[1]}"
+
+
 def _entries(reply: Any) -> list[tuple[bytes, Any]]:
     """The entries of a one-stream ``XREADGROUP`` reply (RESP2: ``[[stream, entries]]``)."""
     return list(reply[0][1]) if reply else []
@@ -90,6 +130,9 @@ class RedisStreamBus:
         self.stream = f"{namespace}{stream}"
         self._url = url
         self._maxlen = maxlen
+        #: Entries over ``maxlen`` the last trim had to keep for a group that lags.
+        self.held_back = 0
+        self._sent_since_trim = 0
         self._entry_max = entry_max
         self._timeout_s = timeout_s
         self._claim_idle_ms = claim_idle_ms
@@ -103,10 +146,49 @@ class RedisStreamBus:
                 for start in range(0, len(messages), self._entry_max):
                     chunk = list(messages[start : start + self._entry_max])
                     fields = {_BATCH: _batch_encoder.encode(chunk)}
-                    pipe.xadd(self.stream, fields, maxlen=self._maxlen, approximate=True)  # type: ignore[arg-type]
+                    pipe.xadd(self.stream, fields)  # type: ignore[arg-type]
+                    self._sent_since_trim += 1
                 await pipe.execute()
         except (RedisError, OSError) as err:
             raise BusUnavailable(f"redis: {err}") from err
+        if self._sent_since_trim >= max(1, self._maxlen // 10):
+            self._sent_since_trim = 0
+            try:
+                await self.trim()
+            except (RedisError, OSError) as err:  # the events are sent; trim next time
+                _log.warning("trimming the stream failed", error=str(err))
+
+    async def trim(self) -> int:
+        """Over ``maxlen`` entries, remove those every group has acked; return how many."""
+        length = await self.client.xlen(self.stream)
+        if length <= self._maxlen:
+            self.held_back = 0
+            return 0
+        floor = await self._floor()
+        if floor is None:  # no consumer group yet: plain cap
+            removed = await self.client.xtrim(self.stream, maxlen=self._maxlen, approximate=False)
+        else:
+            removed = await self.client.xtrim(self.stream, minid=floor, approximate=False)
+        self.held_back = max(0, length - int(removed) - self._maxlen)
+        if self.held_back:
+            _log.warning(
+                "stream over its cap: a consumer group lags; keeping its unread entries",
+                stream=self.stream,
+                entries=length - int(removed),
+                max_len=self._maxlen,
+            )
+        return int(removed)
+
+    async def _floor(self) -> str | None:
+        groups: Any = await self.client.xinfo_groups(self.stream)
+        marks = []
+        for group in groups:
+            oldest = None
+            if _field(group, "pending"):
+                summary: Any = await self.client.xpending(self.stream, _field(group, "name"))
+                oldest = _field(summary, "min")
+            marks.append((_field(group, "last-delivered-id"), oldest))
+        return trim_floor(marks)
 
     def consumer(self, group: str, name: str) -> RedisStreamConsumer:
         # A blocking read holds its connection, so each consumer has its own client.
@@ -129,6 +211,7 @@ class RedisStreamConsumer:
         self._ready = False
         self._own_pending: bytes | None = b"0"  # re-read our own pending entries first
         self._next_claim = 0.0
+        self._claim_gaps = 0
 
     async def _ensure_group(self) -> None:
         try:
@@ -151,9 +234,21 @@ class RedisStreamConsumer:
         except (RedisError, OSError) as err:
             raise BusUnavailable(f"redis: {err}") from err
         ids = [entry_id for entry_id, _ in entries]
-        messages = [m for _, fields in entries if fields for m in _messages(fields)]
-        events, skipped = decode_messages(messages)
-        return Batch(events, skipped, ids)
+        gaps = self._claim_gaps + sum(1 for _, fields in entries if not fields)
+        self._claim_gaps = 0
+        if gaps:
+            _log.error(
+                "entries this group had not acked are gone from the stream",
+                stream=self._stream,
+                group=self._group,
+                lost_entries=gaps,
+            )
+        pairs: list[tuple[str, BusMessage]] = []
+        for entry_id, fields in entries:
+            if fields:
+                entry = entry_id.decode()
+                pairs.extend((f"{entry}/{i}", m) for i, m in enumerate(_messages(fields)))
+        return decode_batch(pairs, source=self._stream, token=ids, gaps=gaps)
 
     async def _read(self, count: int, timeout_s: float) -> list[tuple[bytes, Any]]:
         if self._own_pending is not None:
@@ -171,6 +266,8 @@ class RedisStreamConsumer:
             claimed: Any = await self._client.xautoclaim(
                 self._stream, self._group, self._name, self._claim_idle_ms, "0-0", count=count
             )
+            # Redis 7 drops deleted entries from the pending list and names them here.
+            self._claim_gaps += len(claimed[2]) if len(claimed) > 2 else 0
             entries = [entry for entry in claimed[1] if entry[1] is not None]
             if entries:
                 self._next_claim = now  # there may be more to take over
@@ -183,6 +280,18 @@ class RedisStreamConsumer:
             block=max(1, int(min(timeout_s, MAX_BLOCK_S) * 1000)),
         )
         return _entries(reply)
+
+    async def lag(self) -> int | None:
+        try:
+            groups: Any = await self._client.xinfo_groups(self._stream)
+        except (RedisError, OSError):
+            return None
+        for group in groups:
+            name = _field(group, "name")
+            if (name.decode() if isinstance(name, bytes) else name) == self._group:
+                lag = _field(group, "lag")
+                return None if lag is None else int(lag)
+        return None
 
     async def ack(self, batch: Batch) -> None:
         ids = batch.token

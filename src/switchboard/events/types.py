@@ -12,9 +12,13 @@ from __future__ import annotations
 import itertools
 import os
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import msgspec
+
+#: Integers a consumer stores: signed 64-bit, as the node's frame decoder enforces for
+#: ``response_id`` (a database refuses more; SQLite raises ``OverflowError``).
+Int64 = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 
 _ids = itertools.count()
 #: Random per process, so ids from two nodes (or from before a restart) never collide.
@@ -41,7 +45,7 @@ class CallStarted(EventData, frozen=True, kw_only=True):
 
     node_id: str
     resumed: bool = False
-    epoch: int = 0
+    epoch: Int64 = 0
 
 
 class TurnCompleted(EventData, frozen=True, kw_only=True):
@@ -51,7 +55,7 @@ class TurnCompleted(EventData, frozen=True, kw_only=True):
 
     TYPE: ClassVar[str] = "call.turn_completed"
 
-    response_id: int
+    response_id: Int64
     kind: str  # greeting | response | reminder
     caller_line: str = ""
     reply: str = ""
@@ -80,7 +84,7 @@ class CallEnded(EventData, frozen=True, kw_only=True):
     node_id: str
     how: str
     reason: str | None = None
-    turns: int = 0
+    turns: Int64 = 0
     duration_ms: float = 0.0
 
     @property

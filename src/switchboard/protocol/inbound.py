@@ -11,9 +11,15 @@ of a turn. ``Utterance.word_timings()`` decodes them on demand.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+
+#: The largest ``response_id`` accepted: a signed 64-bit integer, what every store (SQLite
+#: ``INTEGER``, PostgreSQL ``BIGINT``) and every consumer can hold. A frame outside
+#: 0..2**63-1 is a malformed frame, refused here rather than published and choked on later.
+MAX_RESPONSE_ID = 2**63 - 1
+ResponseId = Annotated[int, msgspec.Meta(ge=0, le=MAX_RESPONSE_ID)]
 
 _EMPTY_WORDS = msgspec.Raw(b"[]")
 
@@ -73,7 +79,7 @@ class ResponseRequired(
     tag_field="interaction_type",
     forbid_unknown_fields=True,
 ):
-    response_id: int
+    response_id: ResponseId
     transcript: list[Utterance]
     transcript_with_tool_calls: list[dict[str, Any]] | None = None
 
@@ -84,7 +90,7 @@ class ReminderRequired(
     tag_field="interaction_type",
     forbid_unknown_fields=True,
 ):
-    response_id: int
+    response_id: ResponseId
     transcript: list[Utterance]
     transcript_with_tool_calls: list[dict[str, Any]] | None = None
 

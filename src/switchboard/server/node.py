@@ -50,7 +50,9 @@ def default_node_id() -> str:
 
 def event_publisher(settings: Settings, node_id: str) -> tuple[Outbox, CallEventPublisher]:
     assert settings.bus_url
-    bus = open_bus(settings.bus_url, namespace=settings.redis_namespace)
+    bus = open_bus(
+        settings.bus_url, namespace=settings.redis_namespace, max_len=settings.bus_max_len
+    )
     spill_dir = settings.outbox_dir or (
         Path(tempfile.gettempdir()) / "switchboard-outbox" / (settings.node_id or "default")
     )

@@ -41,6 +41,7 @@ from switchboard.services.analytics_model import (
 )
 from switchboard.services.analytics_store import AnalyticsStore
 from switchboard.services.archive_db import ArchiveDb
+from switchboard.services.service_metrics import ServiceCollector, ServiceStats
 
 
 class Analytics:
@@ -108,13 +109,31 @@ class AnalyticsCollector(Collector):
         yield histogram
 
 
+#: Most calls ``/api/calls`` returns: each comes with its whole transcript.
+MAX_CALLS = 50
+
+
+def _limit(raw: str | None, default: int = 10) -> int | None:
+    """The ``limit`` query parameter, or ``None`` when it is not 1..``MAX_CALLS``."""
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit():
+        return None
+    value = int(raw)
+    return value if 1 <= value <= MAX_CALLS else None
+
+
 def dashboard_html() -> str:
     return (resources.files("switchboard.services") / "static" / "dashboard.html").read_text()
 
 
-def create_app(analytics: Analytics, archive: ArchiveDb | None) -> Starlette:
+def create_app(
+    analytics: Analytics, archive: ArchiveDb | None, stats: ServiceStats | None = None
+) -> Starlette:
     registry = CollectorRegistry()
     registry.register(AnalyticsCollector(analytics))
+    if stats is not None:
+        registry.register(ServiceCollector(stats))
     page = dashboard_html()
 
     async def index(_request: Request) -> Response:
@@ -126,7 +145,11 @@ def create_app(analytics: Analytics, archive: ArchiveDb | None) -> Starlette:
     async def calls(request: Request) -> Response:
         if archive is None:
             return JSONResponse({"archive": False, "calls": []})
-        limit = min(50, int(request.query_params.get("limit", "10") or 10))
+        limit = _limit(request.query_params.get("limit"))
+        if limit is None:
+            return JSONResponse(
+                {"error": f"limit must be a whole number from 1 to {MAX_CALLS}"}, status_code=400
+            )
         out = []
         for row in await q.list_calls(archive, limit):
             _, turns = await q.show_call(archive, row.call_id)

@@ -5,11 +5,20 @@ over recent events for the live rates.
 Counter names are ``family|label`` (``turns|response``, ``ended|transferred``,
 ``ttfb|response|17``): one flat table holds them all, and Prometheus families are cut
 from them at scrape time.
+
+Labels come from the bus, so they are bounded here: a label is cut to ``MAX_LABEL_CHARS``
+safe characters, enumerations (turn kinds, how a call ended) map what they do not know to
+``other``, and a family keeps at most ``MAX_LABEL_VALUES`` values (``cap_families``): a
+writer inventing a new reason per event cannot grow the table or the scrape without end.
+An event dated in the future (a clock off, or a forged time) does not enter the live
+window beyond ``MAX_SKEW_S``, so it cannot pin the live rates.
 """
 
 from __future__ import annotations
 
 import math
+import re
+import time
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +36,41 @@ from switchboard.events.types import (
 BUCKETS_PER_OCTAVE = 4
 MAX_BUCKET = 80
 WINDOW_S = 300.0
+MAX_LABEL_CHARS = 48
+MAX_LABEL_VALUES = 64
+MAX_SKEW_S = 60.0
+OTHER = "other"
+KINDS = frozenset({"greeting", "response", "reminder"})
+ENDINGS = frozenset({"agent_ended", "transferred", "closed", "dropped", "handed_off"})
+_UNSAFE_LABEL = re.compile(r"[^A-Za-z0-9_.:-]")
+
+
+def label(value: str, known: frozenset[str] | None = None) -> str:
+    """``value`` as a bounded label: one of ``known`` (else ``other``), or safe characters."""
+    if known is not None:
+        return value if value in known else OTHER
+    return _UNSAFE_LABEL.sub("_", value[:MAX_LABEL_CHARS]) or "empty"
+
+
+def cap_families(
+    increments: Mapping[str, int], existing: Mapping[str, int], cap: int = MAX_LABEL_VALUES
+) -> Counter[str]:
+    """``increments`` with the values past a family's first ``cap`` folded into ``other``."""
+    seen: dict[str, set[str]] = {}
+    for key in existing:
+        name, sep, value = key.partition("|")
+        if sep:
+            seen.setdefault(name, set()).add(value)
+    out: Counter[str] = Counter()
+    for key, count in increments.items():
+        name, sep, value = key.partition("|")
+        values = seen.setdefault(name, set())
+        if sep and value not in values:
+            if len(values) >= cap and name != "ttfb":  # ttfb: kinds x buckets, bounded
+                key = f"{name}|{OTHER}"
+            values.add(key.partition("|")[2])
+        out[key] += count
+    return out
 
 
 def bucket(ms: float) -> int:
@@ -72,13 +116,14 @@ def fold(events: Iterable[Event]) -> Delta:
             if data.kind == "greeting":
                 c["greetings"] += 1
                 continue
-            c[f"turns|{data.kind}"] += 1
+            kind = label(data.kind, KINDS)
+            c[f"turns|{kind}"] += 1
             if data.fallback_reason:
-                c[f"fallback|{data.fallback_reason}"] += 1
+                c[f"fallback|{label(data.fallback_reason)}"] += 1
             if data.cache_hit:
                 c["cache_hits"] += 1
             if data.ttfb_ms is not None:
-                c[f"ttfb|{data.kind}|{bucket(data.ttfb_ms)}"] += 1
+                c[f"ttfb|{kind}|{bucket(data.ttfb_ms)}"] += 1
         elif isinstance(data, CallStarted):
             if data.resumed:
                 c["calls_resumed"] += 1
@@ -86,20 +131,21 @@ def fold(events: Iterable[Event]) -> Delta:
                 c["calls_started"] += 1
             delta.live_added.append(event.call_id)
         elif isinstance(data, CallEnded):
+            how = label(data.how, ENDINGS)
             if not data.final:
-                c[f"sockets|{data.how}"] += 1
+                c[f"sockets|{how}"] += 1
                 continue
-            c[f"ended|{data.how}"] += 1
+            c[f"ended|{how}"] += 1
             delta.live_removed.append(event.call_id)
         elif isinstance(data, CallEscalated):
-            c[f"escalations|{data.rule}"] += 1
+            c[f"escalations|{label(data.rule)}"] += 1
         elif isinstance(data, RetellWebhook):
             if data.event == "call_analyzed":
                 sentiment = data.analysis.get("user_sentiment")
-                c[f"sentiment|{sentiment if isinstance(sentiment, str) else 'unknown'}"] += 1
+                c[f"sentiment|{label(sentiment) if isinstance(sentiment, str) else 'unknown'}"] += 1
             elif data.event == "call_ended":
                 reason = data.call.get("disconnection_reason")
-                c[f"disconnection|{reason if isinstance(reason, str) else 'unknown'}"] += 1
+                c[f"disconnection|{label(reason) if isinstance(reason, str) else 'unknown'}"] += 1
                 delta.live_removed.append(event.call_id)
     return delta
 
@@ -125,13 +171,23 @@ class Window:
         # Bounded: a replay after an outage can bring a burst of old events at once.
         self.turns: deque[tuple[float, str, float | None, bool]] = deque(maxlen=200_000)
         self.starts: deque[float] = deque(maxlen=50_000)
+        self.future_dated = 0
 
-    def add(self, events: Sequence[Event]) -> None:
+    def add(self, events: Sequence[Event], now: float | None = None) -> None:
+        """Add by event time; a time past ``now`` + ``MAX_SKEW_S`` is left out (counted in
+        ``future_dated``), a smaller skew is taken as ``now``."""
+        now = time.time() if now is None else now
         for event in events:
             data = event.data
             at = event.time.timestamp()
+            if at > now:
+                if at > now + MAX_SKEW_S:
+                    self.future_dated += 1
+                    continue
+                at = now
             if isinstance(data, TurnCompleted) and not data.superseded and data.kind != "greeting":
-                self.turns.append((at, data.kind, data.ttfb_ms, data.fallback_reason is not None))
+                kind = label(data.kind, KINDS)
+                self.turns.append((at, kind, data.ttfb_ms, data.fallback_reason is not None))
             elif isinstance(data, CallStarted) and not data.resumed:
                 self.starts.append(at)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import aiosqlite
 
 from switchboard.events.types import Event
-from switchboard.services.analytics_model import Delta, fold
+from switchboard.services.analytics_model import Delta, cap_families, fold
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS processed_events (event_id TEXT PRIMARY KEY)",
@@ -66,6 +66,7 @@ class AnalyticsStore:
                     new.discard(event.id)
                     fresh.append(event)
             delta = fold(fresh)
+            delta.counters = cap_families(delta.counters, self.counters)
             delta.counters["events_applied"] += len(fresh)
             delta.counters["duplicates_dropped"] += len(events) - len(fresh)
             delta.counters["messages_skipped"] += skipped

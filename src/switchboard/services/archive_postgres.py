@@ -34,7 +34,7 @@ class PostgresArchive:
             # Two services starting at once would race on CREATE TABLE IF NOT EXISTS.
             await conn.execute("SELECT pg_advisory_lock(727274)")
             try:
-                for statement in sql.SCHEMA:
+                for statement in (*sql.SCHEMA, *sql.POSTGRES_MIGRATIONS):
                     await conn.execute(statement)
             finally:
                 await conn.execute("SELECT pg_advisory_unlock(727274)")

@@ -29,7 +29,7 @@ SCHEMA = (
     """CREATE TABLE IF NOT EXISTS turns (
         event_id TEXT PRIMARY KEY,
         call_id TEXT NOT NULL,
-        response_id INTEGER NOT NULL,
+        response_id BIGINT NOT NULL,
         kind TEXT NOT NULL,
         caller_line TEXT NOT NULL,
         reply TEXT NOT NULL,
@@ -43,6 +43,18 @@ SCHEMA = (
     """CREATE TABLE IF NOT EXISTS archive_counters (
         name TEXT PRIMARY KEY,
         value BIGINT NOT NULL)""",
+)
+
+#: PostgreSQL databases made before ``response_id`` was ``BIGINT`` (``INTEGER`` there is
+#: 32-bit; SQLite's ``INTEGER`` is already 64-bit). Run at connect, under the schema lock.
+POSTGRES_MIGRATIONS = (
+    """DO $$ BEGIN
+        IF EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
+                   AND table_name = 'turns' AND column_name = 'response_id'
+                   AND data_type = 'integer') THEN
+            ALTER TABLE turns ALTER COLUMN response_id TYPE BIGINT;
+        END IF;
+    END $$""",
 )
 
 INSERT_TURN = (

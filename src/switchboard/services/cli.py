@@ -15,6 +15,7 @@ from switchboard.services import archive_queries as q
 
 if TYPE_CHECKING:
     from switchboard.services.archive_db import ArchiveDb
+    from switchboard.services.dead_letters import DeadLetterStore
 
 T = TypeVar("T")
 
@@ -31,6 +32,17 @@ DbOption = Annotated[
     str | None,
     typer.Option("--db", help="sqlite path or postgresql:// URL (default: the local file)."),
 ]
+DeadLettersOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--dead-letters",
+        help="Dead-letter store (SQLite); default: beside --db, named *-dead-letters.db.",
+    ),
+]
+HostOption = Annotated[str, typer.Option(help="Interface of /metrics.")]
+MetricsPortOption = Annotated[
+    int | None, typer.Option("--metrics-port", help="Serve /metrics on this port.")
+]
 
 
 @service_app.command("archive")
@@ -39,21 +51,33 @@ def service_archive(
     db: DbOption = None,
     namespace: NamespaceOption = "switchboard:",
     name: Annotated[str, typer.Option(help="Member name; stable across restarts.")] = "archive-1",
+    dead_letters: DeadLettersOption = None,
+    host: HostOption = "127.0.0.1",
+    metrics_port: MetricsPortOption = None,
 ) -> None:
     """Archive calls, turns and Retell's analysis (SQLite by default, or PostgreSQL)."""
     from switchboard.log import configure
     from switchboard.services.archive import ArchiveWriter
-    from switchboard.services.archive_db import open_archive
-    from switchboard.services.process import ServiceOptions, run_consumer, stop_on_signals
+    from switchboard.services.archive_db import default_db_url, open_archive
+    from switchboard.services.dead_letters import default_path
+    from switchboard.services.process import ServiceOptions, run_consumer, serve_metrics
+    from switchboard.services.service_metrics import ServiceStats
 
     configure()
-    options = ServiceOptions(bus_url=bus, namespace=namespace, group="archive", name=name)
+    options = ServiceOptions(
+        bus_url=bus,
+        namespace=namespace,
+        group="archive",
+        name=name,
+        dead_letters=dead_letters or default_path(db or default_db_url(), "archive"),
+    )
+    stats = ServiceStats("archive")
 
     async def run() -> None:
         archive = await open_archive(db)
         try:
-            async with stop_on_signals() as stop:
-                await run_consumer(options, ArchiveWriter(archive), stop)
+            async with serve_metrics(stats, host, metrics_port) as stop:
+                await run_consumer(options, ArchiveWriter(archive), stop, stats=stats)
         finally:
             await archive.close()
 
@@ -76,24 +100,34 @@ def service_analytics(
     port: Annotated[int, typer.Option(help="Port of the dashboard and /metrics.")] = 8090,
     namespace: NamespaceOption = "switchboard:",
     name: Annotated[str, typer.Option(help="Member name; stable across restarts.")] = "analytics-1",
+    dead_letters: DeadLettersOption = None,
 ) -> None:
     """Live aggregates: Prometheus /metrics, JSON /api/summary and a dashboard at /."""
     from switchboard.log import configure
     from switchboard.services.analytics import Analytics, create_app
     from switchboard.services.analytics_store import AnalyticsStore
     from switchboard.services.archive_db import open_archive
+    from switchboard.services.dead_letters import default_path
     from switchboard.services.process import ServiceOptions, run_consumer, serve_http
+    from switchboard.services.service_metrics import ServiceStats
 
     configure()
-    options = ServiceOptions(bus_url=bus, namespace=namespace, group="analytics", name=name)
+    options = ServiceOptions(
+        bus_url=bus,
+        namespace=namespace,
+        group="analytics",
+        name=name,
+        dead_letters=dead_letters or default_path(db, "analytics"),
+    )
+    stats = ServiceStats("analytics")
 
     async def run() -> None:
         store = await AnalyticsStore.open(db)
         archive = await open_archive(archive_db) if archive_db else None
         analytics = Analytics(store)
         try:
-            async with serve_http(create_app(analytics, archive), host, port) as stop:
-                await run_consumer(options, analytics, stop)
+            async with serve_http(create_app(analytics, archive, stats), host, port) as stop:
+                await run_consumer(options, analytics, stop, stats=stats)
         finally:
             await store.close()
             if archive is not None:
@@ -134,6 +168,9 @@ def service_escalation(
             help="Seconds to keep retrying an escalation before reporting it failed.",
         ),
     ] = 120.0,
+    dead_letters: DeadLettersOption = None,
+    host: HostOption = "127.0.0.1",
+    metrics_port: MetricsPortOption = None,
 ) -> None:
     """Act on live calls when a rule fires: handoff line + transfer, or a supervisor alert."""
     import httpx
@@ -141,9 +178,11 @@ def service_escalation(
     from switchboard.control.client import CallControl
     from switchboard.events.bus import open_bus
     from switchboard.log import configure
+    from switchboard.services.dead_letters import default_path
     from switchboard.services.escalation import Escalation, EscalationStore
     from switchboard.services.escalation_rules import RulesError, load_rules
-    from switchboard.services.process import ServiceOptions, run_consumer, stop_on_signals
+    from switchboard.services.process import ServiceOptions, run_consumer, serve_metrics
+    from switchboard.services.service_metrics import ServiceStats
 
     configure()
     try:
@@ -151,7 +190,14 @@ def service_escalation(
     except RulesError as err:
         typer.echo(f"escalation: {err}", err=True)
         raise typer.Exit(2) from None
-    options = ServiceOptions(bus_url=bus, namespace=namespace, group="escalation", name=name)
+    options = ServiceOptions(
+        bus_url=bus,
+        namespace=namespace,
+        group="escalation",
+        name=name,
+        dead_letters=dead_letters or default_path(db, "escalation"),
+    )
+    stats = ServiceStats("escalation")
 
     async def run() -> None:
         store = await EscalationStore.open(db)
@@ -168,8 +214,10 @@ def service_escalation(
                 pending_max_age_s=max_pending,
             )
             try:
-                async with stop_on_signals() as stop:
-                    await run_consumer(options, handler, stop, on_ready=handler.resume_pending)
+                async with serve_metrics(stats, host, metrics_port) as stop:
+                    await run_consumer(
+                        options, handler, stop, on_ready=handler.resume_pending, stats=stats
+                    )
             finally:
                 await handler.stop()
                 await publisher.close()
@@ -269,3 +317,80 @@ def archive_questions(
         return
     for text, n in rows:
         typer.echo(f"{n:6}  {text}")
+
+
+dead_letters_app = typer.Typer(
+    help="A service's dead letters: messages it could never process.", no_args_is_help=True
+)
+service_app.add_typer(dead_letters_app, name="deadletters")
+
+StoreOption = Annotated[
+    Path, typer.Option("--store", help="The service's dead-letter store (--dead-letters).")
+]
+
+
+def _letters(store: Path, action: Callable[[DeadLetterStore], Awaitable[T]]) -> T:
+    from switchboard.services.dead_letters import DeadLetterStore
+
+    if not store.exists():
+        typer.echo(f"deadletters: no store at {store}", err=True)
+        raise typer.Exit(1)
+
+    async def go() -> T:
+        opened = await DeadLetterStore.open(store)
+        try:
+            return await action(opened)
+        finally:
+            await opened.close()
+
+    return asyncio.run(go())
+
+
+@dead_letters_app.command("list")
+def dead_letters_list(
+    store: StoreOption,
+    state: Annotated[
+        str | None, typer.Option(help="Only this state: parked, replay or replayed.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 100,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Parked messages: where they were on the bus, why, and their state."""
+    letters = _letters(store, lambda s: s.list(state=state, limit=limit))
+    if as_json:
+        out = [
+            {
+                "id": d.id,
+                "group": d.group,
+                "source": d.source,
+                "position": d.position,
+                "reason": d.reason,
+                "detail": d.detail,
+                "state": d.state,
+                "attempts": d.attempts,
+                "key": d.message.key.decode(errors="replace"),
+                "value_bytes": len(d.message.value),
+            }
+            for d in letters
+        ]
+        typer.echo(json.dumps(out))
+        return
+    for d in letters:
+        typer.echo(
+            f"{d.id:6}  {d.state:8} {d.group:11} {d.source}@{d.position}  {d.reason}: "
+            f"{d.detail[:120]}"
+        )
+
+
+@dead_letters_app.command("replay")
+def dead_letters_replay(
+    store: StoreOption,
+    ids: Annotated[list[int] | None, typer.Argument(help="Letter ids; none: --all.")] = None,
+    replay_all: Annotated[bool, typer.Option("--all", help="Every parked letter.")] = False,
+) -> None:
+    """Ask the running service to process parked letters again (after a fix or upgrade)."""
+    if not ids and not replay_all:
+        typer.echo("deadletters: give letter ids or --all", err=True)
+        raise typer.Exit(2)
+    marked = _letters(store, lambda s: s.request_replay(None if replay_all else ids))
+    typer.echo(f"{marked} dead letter(s) marked for replay; the service replays them shortly")

@@ -12,13 +12,22 @@ import contextlib
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 
 from switchboard.events.bus import EventBus, open_bus
 from switchboard.log import get_logger
-from switchboard.services.runner import BatchHandler, consume
+from switchboard.services.dead_letters import DeadLetterStore
+from switchboard.services.http_guard import (
+    BODY_TIMEOUT_S,
+    HEADER_TIMEOUT_S,
+    guard,
+    guarded_protocol,
+)
+from switchboard.services.runner import BatchHandler, Runner
+from switchboard.services.service_metrics import ServiceStats
 
 _log = get_logger("switchboard.service")
 
@@ -31,6 +40,8 @@ class ServiceOptions:
     group: str
     #: member name; keep it stable across restarts (Redis re-reads its own pending first)
     name: str
+    #: the dead-letter store (SQLite file)
+    dead_letters: Path
     max_events: int = 500
 
 
@@ -56,9 +67,25 @@ class _QuietServer(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def serve_http(app: Any, host: str, port: int) -> AsyncIterator[asyncio.Event]:
-    """Serve ``app`` beside the consumer; yields the stop event that signals set."""
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+async def serve_http(
+    app: Any,
+    host: str,
+    port: int,
+    *,
+    token: str | None = None,
+    header_timeout_s: float = HEADER_TIMEOUT_S,
+    body_timeout_s: float = BODY_TIMEOUT_S,
+) -> AsyncIterator[asyncio.Event]:
+    """Serve ``app`` beside the consumer, behind ``http_guard`` (request deadlines, and
+    the bearer token when set); yields the stop event that signals set."""
+    config = uvicorn.Config(
+        guard(app, token),
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        http=guarded_protocol(header_timeout_s, body_timeout_s),
+    )
     server = _QuietServer(config)
     async with stop_on_signals() as stop:
         task = asyncio.create_task(server.serve())
@@ -82,15 +109,48 @@ async def run_consumer(
     *,
     bus: EventBus | None = None,
     on_ready: Callable[[], Awaitable[None]] | None = None,
+    stats: ServiceStats | None = None,
 ) -> None:
+    dead_letters = await DeadLetterStore.open(options.dead_letters)
     bus = bus or open_bus(options.bus_url, namespace=options.namespace)
     consumer = bus.consumer(options.group, options.name)
-    _log.info("service consuming", group=options.group, name=options.name, bus=options.bus_url)
+    _log.info(
+        "service consuming",
+        group=options.group,
+        name=options.name,
+        bus=options.bus_url,
+        dead_letters=str(options.dead_letters),
+    )
+    runner = Runner(
+        consumer,
+        handler,
+        dead_letters,
+        stop,
+        group=options.group,
+        stats=stats,
+        max_events=options.max_events,
+    )
     try:
         if on_ready is not None:
             await on_ready()
-        await consume(consumer, handler, stop, max_events=options.max_events)
+        await runner.run()
     finally:
         await consumer.close()
         await bus.close()
+        await dead_letters.close()
         _log.info("service stopped", group=options.group)
+
+
+@contextlib.asynccontextmanager
+async def serve_metrics(
+    stats: ServiceStats, host: str, port: int | None
+) -> AsyncIterator[asyncio.Event]:
+    """``/metrics`` beside a service without a dashboard; signals only, with no port."""
+    if port is None:
+        async with stop_on_signals() as stop:
+            yield stop
+        return
+    from switchboard.services.service_metrics import metrics_app
+
+    async with serve_http(metrics_app(stats), host, port) as stop:
+        yield stop

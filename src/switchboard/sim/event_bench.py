@@ -4,8 +4,9 @@
 events the way a node does (CPU per turn on the turn path, then the sender's cost per
 event to a real valkey), then prefills a Redis stream with ``N`` events and times each
 service (a real ``switchboard service ...`` process, pinned to one core) until it has
-applied them all. Prints one line per figure. A benchmark, not a test: run it on quiet
-cores.
+applied them all; one malformed message in every ``--poison-every`` goes along, so the
+dead-letter path is part of the figure. Prints one line per figure. A benchmark, not a
+test: run it on quiet cores.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from switchboard.calls.generation import Generation
 from switchboard.cluster.tansu import bootstrap, start_tansu
 from switchboard.cluster.valkey import redis_url, start_valkey
 from switchboard.events.bus import EventBus
-from switchboard.events.codec import encode_all
+from switchboard.events.codec import BusMessage, encode_all
 from switchboard.events.kafka_bus import KafkaBus
 from switchboard.events.memory_bus import MemoryBus
 from switchboard.events.outbox import Outbox, OutboxOptions
@@ -91,19 +92,25 @@ async def sender_cost(bus: EventBus, events: list[Event]) -> float:
     return cost
 
 
-async def prefill(url: str, namespace: str, events: list[Event]) -> None:
+async def prefill(url: str, namespace: str, events: list[Event], poison_every: int = 0) -> None:
     bus = RedisStreamBus(url, namespace=namespace, maxlen=10 * len(events))
-    for i in range(0, len(events), 500):
-        await bus.send(encode_all(events[i : i + 500]))
+    messages = encode_all(events)
+    if poison_every:
+        poison = messages[1]  # a turn whose value no longer decodes
+        bad = BusMessage(poison.key, poison.headers, b'{"response_id":9223372036854775808}')
+        for at in range(len(messages) - poison_every, 0, -poison_every):
+            messages.insert(at, bad)
+    for i in range(0, len(messages), 500):
+        await bus.send(messages[i : i + 500])
     await bus.close()
 
 
 def service_rate(
-    kind: str, url: str, events: int, work: Path, cpu: int | None
+    kind: str, url: str, events: int, work: Path, cpu: int | None, poison_every: int = 0
 ) -> tuple[float, float]:
     """(events/s wall, events per CPU-second) for one service draining a prefilled stream."""
     namespace = f"bench-{kind}:"
-    asyncio.run(prefill(url, namespace, _events(events)))
+    asyncio.run(prefill(url, namespace, _events(events), poison_every))
     db = work / f"{kind}.db"
     argv = [
         *pin_prefix(cpu),
@@ -169,6 +176,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=30_000)
     parser.add_argument("--cpu", type=int, default=1)
     parser.add_argument("--services", default="archive,analytics,escalation")
+    parser.add_argument("--poison-every", type=int, default=1000)
     args = parser.parse_args()
     print(f"turn path: CallEventPublisher.turn_ended {turn_path_cost():.2f} us CPU per turn")
     work = Path(tempfile.mkdtemp(prefix="switchboard-event-bench-"))
@@ -186,7 +194,7 @@ def main() -> None:
         finally:
             tansu.stop()
         for kind in filter(None, args.services.split(",")):
-            wall, per_cpu = service_rate(kind, url, args.events, work, args.cpu)
+            wall, per_cpu = service_rate(kind, url, args.events, work, args.cpu, args.poison_every)
             print(f"{kind}: {wall:,.0f} events/s wall, {per_cpu:,.0f} events per CPU-second")
     finally:
         valkey.stop()
