@@ -390,3 +390,48 @@ async def test_a_call_whose_state_cannot_be_read_is_greeted_only_if_it_just_bega
             await peer.request(1, "hello")
             assert "You said: hello" in spoken(await peer.complete(1), 1)
         proxy.restore()
+
+
+async def test_a_call_dropped_just_before_redis_restarted_empty_resumes_with_its_state(
+    tmp_path: Path,
+) -> None:
+    """The socket drops (a load balancer restart), then Redis restarts empty before
+    Retell's reconnect lands: the node that served the call writes its last state back,
+    so the reconnect on another node is not greeted again and its state is intact."""
+    valkey = RestartableValkey(tmp_path / "valkey")
+    ns = "dropped:"
+    try:
+        async with (
+            node(EchoAgent(), valkey.url, ns, "a") as a,
+            node(EchoAgent(), valkey.url, ns, "b") as b,
+        ):
+            async with retell(a.ws_url, "drop-1") as peer:
+                await begin(peer)
+                await peer.request(1, "hello")
+                assert turn_count(await peer.complete(1), 1) == "1"
+                peer.ws.transport.abort()  # no close frame: Retell will reconnect
+            await eventually(lambda: "drop-1" in a.app.node.recent)
+            watch = a.app.store_watch
+            assert watch is not None
+            await eventually(watch.checked.is_set)
+            valkey.kill()
+            valkey.start()
+            await eventually(lambda: watch.losses == 1, timeout=30.0)
+            store = RedisCallStore(redis_client(valkey.url), namespace=ns)
+            try:
+
+                async def written_back() -> bool:
+                    try:
+                        return await store.load("drop-1") is not None
+                    except Exception:
+                        return False
+
+                await eventually_async(written_back, timeout=30.0)
+            finally:
+                await store.client.aclose()
+            async with retell(b.ws_url, "drop-1") as again:
+                assert await begin(again) == ""
+                await again.request(2, "hello again")
+                assert turn_count(await again.complete(2), 2) == "2"
+    finally:
+        valkey.stop()

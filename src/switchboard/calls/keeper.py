@@ -50,6 +50,7 @@ class StateKeeper:
         "_saving",
         "_settled",
         "_store",
+        "_suspect",
         "_verify",
         "call_id",
         "fenced",
@@ -83,6 +84,7 @@ class StateKeeper:
         self._verify: asyncio.Task[None] | None = None
         self._recheck = False
         self._saving: asyncio.Task[bool] | None = None
+        self._suspect = False
 
     @property
     def epoch(self) -> int:
@@ -96,8 +98,15 @@ class StateKeeper:
 
     @property
     def known(self) -> bool:
-        """The state was read from the store (``False``: served without it, an outage)."""
-        return self._claim == _CLAIMED
+        """The state was read from the store and can be trusted (``False``: served
+        without it during an outage, or found missing just after the store lost its
+        data, when a call that is under way would look new)."""
+        return self._claim == _CLAIMED and not self._suspect
+
+    def snapshot(self) -> CallState | None:
+        """The state this socket holds, if it owns the call (for a write-back after it
+        closed, should the store lose its data)."""
+        return self.state if self._claim == _CLAIMED and not self.fenced else None
 
     def unfinished(self) -> list[asyncio.Task[bool]]:
         """Writes still under way: a save in flight, a save or claim held for the store."""
@@ -111,6 +120,9 @@ class StateKeeper:
         while True:
             try:
                 self.state = await self._store.claim(self.call_id, self._node_id)
+                self._suspect, self.state.lost = self.state.lost, False
+                if self._suspect:
+                    self._log.warning("call not found just after the store lost its data")
                 self._claim = _CLAIMED
                 break
             except StoreUnavailable:

@@ -119,9 +119,10 @@ class SessionOptions(msgspec.Struct, frozen=True, kw_only=True):
     close_grace_s: float = 5.0
     #: how long a claim or a save waits for an unreachable store (``StateKeeper``)
     state_wait_s: float = 1.5
-    #: a call whose state is unknown (store down) and whose ``call_details`` say it
-    #: started longer ago than this is a reconnect: it is not greeted again
-    started_call_s: float = 15.0
+    #: a call whose state is unknown (store down, or lost by it) and whose
+    #: ``call_details`` say it started longer ago than this is a reconnect: it is not
+    #: greeted again (Retell opens a call's first socket within a second or two)
+    started_call_s: float = 5.0
 
 
 class _SocketGone(Exception):
@@ -191,6 +192,10 @@ class CallSession:
         """Writes of this call still under way: a save in flight, or a claim or save held
         for the store to come back (see ``StateKeeper``). They outlive the socket."""
         return self._keeper.unfinished()
+
+    def snapshot(self) -> CallState | None:
+        """The call's state as this socket holds it, if it owns the call."""
+        return self._keeper.snapshot()
 
     async def reassert(self) -> None:
         """Write the call back to a store that lost it (see ``StateKeeper.reassert``)."""

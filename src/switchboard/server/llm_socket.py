@@ -484,6 +484,8 @@ class CallSocket(asyncio.Protocol):
             node.detach(session)
             if clean:
                 await node.call_ended(session)
+            else:
+                node.remember(session)
         except Exception:
             _log.exception("closing a call socket failed", call_id=session.call_id)
         finally:

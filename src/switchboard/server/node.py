@@ -10,6 +10,7 @@ import asyncio
 import os
 import socket
 import tempfile
+import time
 from pathlib import Path
 
 from switchboard.agents.base import Agent
@@ -23,11 +24,16 @@ from switchboard.log import get_logger
 from switchboard.server.guard import Network, parse_networks
 from switchboard.server.loop_health import LoopHealth
 from switchboard.server.metrics import NodeMetrics
-from switchboard.state.base import CallStore, StoreUnavailable
+from switchboard.state.base import CallState, CallStore, StoreUnavailable
 
 _log = get_logger("switchboard.node")
 #: How many calls write themselves back at once after the store lost its data.
 REASSERT_CONCURRENCY = 32
+#: How long, and for how many calls, a node keeps the state of a call whose socket
+#: dropped (not a hangup): Retell reconnects it within seconds, and should the store
+#: lose its data meanwhile, this copy is written back for the reconnect to resume from.
+RECENT_S = 60.0
+RECENT_MAX = 20_000
 
 
 def session_options(settings: Settings) -> SessionOptions:
@@ -91,6 +97,8 @@ class Node:
         if settings.bus_url:
             self.outbox, self.publisher = event_publisher(settings, self.node_id)
             self.call_events = self.publisher
+        #: states of calls whose socket here dropped lately (see ``remember``)
+        self.recent: dict[str, tuple[float, CallState]] = {}
         self.active = 0
         self.draining = False
         self._idle = asyncio.Event()
@@ -138,6 +146,23 @@ class Node:
             self.held_writes.add(pending)
             pending.add_done_callback(self.held_writes.discard)
 
+    def remember(self, session: CallSession) -> None:
+        """Keep the state of a call whose socket dropped without a hangup, for
+        ``RECENT_S``: Retell reconnects it, and if the store lost its data meanwhile,
+        ``reassert_calls`` writes this copy back."""
+        state = session.snapshot()
+        if state is None:
+            return
+        now = time.monotonic()
+        recent = self.recent
+        recent.pop(session.call_id, None)
+        recent[session.call_id] = (now, state)
+        while recent:
+            oldest = next(iter(recent))
+            if len(recent) <= RECENT_MAX and recent[oldest][0] > now - RECENT_S:
+                break
+            del recent[oldest]
+
     def session_for(self, call_id: str) -> CallSession | None:
         return self.sessions.get(call_id)
 
@@ -181,14 +206,23 @@ class Node:
         """Write every call this node serves back to a store that lost its data (Redis
         restarted empty): owner, live-call entry and state. Returns how many calls."""
         sessions = list(self.sessions.values())
+        cutoff = time.monotonic() - RECENT_S
+        dropped = [s for at, s in self.recent.values() if at > cutoff]
         limit = asyncio.Semaphore(REASSERT_CONCURRENCY)
 
         async def one(session: CallSession) -> None:
             async with limit:
                 await session.reassert()
 
-        await asyncio.gather(*(one(s) for s in sessions))
-        return len(sessions)
+        async def restore(state: CallState) -> None:
+            async with limit:
+                try:
+                    await self.store.restore(state)
+                except Exception:
+                    _log.exception("writing back a dropped call failed", call_id=state.call_id)
+
+        await asyncio.gather(*(one(s) for s in sessions), *(restore(s) for s in dropped))
+        return len(sessions) + len(dropped)
 
     async def flush_writes(self, timeout_s: float) -> int:
         """Wait up to ``timeout_s`` for the state writes of every call (open sockets and

@@ -19,6 +19,8 @@ from switchboard.log import get_logger
 from switchboard.state.redis import RedisCallStore
 
 _log = get_logger("switchboard.store_watch")
+#: How long after a loss a claim that finds nothing is treated as a call under way.
+LOSS_NOTICE_S = 30.0
 
 
 class StoreWatch:
@@ -61,6 +63,7 @@ class StoreWatch:
         if lost:
             self.losses += 1
             _log.warning("redis lost its data (restarted empty or flushed); writing calls back")
+            await self._store.note_loss(LOSS_NOTICE_S)
             calls = await self._reassert()
             _log.warning("calls written back to redis", calls=calls)
         self.checked.set()

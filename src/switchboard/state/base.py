@@ -51,6 +51,9 @@ class CallState(msgspec.Struct, kw_only=True):
     last_reply: LastReply | None = None
     call: dict[str, Any] | None = None
     state: dict[str, Any] = msgspec.field(default_factory=dict)
+    #: set by a claim that found nothing while the store had recently lost its data:
+    #: the call may be under way, its state gone (never saved: the keeper clears it)
+    lost: bool = False
 
 
 class FencedOut(RuntimeError):
@@ -89,6 +92,12 @@ class CallStore(Protocol):
         the stored version differs from ``state.version`` and ``StateLost`` if the call
         is not stored at all.
         """
+        ...
+
+    async def restore(self, state: CallState) -> bool:
+        """Write back the state of a call whose socket here has closed, if the store lost
+        it: data only, no owner and no live-call entry (no node holds the call now).
+        ``False`` if the call is stored (nothing to do)."""
         ...
 
     async def reclaim(self, state: CallState, owner: str) -> bool:

@@ -85,6 +85,12 @@ class MemoryCallStore:
         state.version += 1
         self._put(state, entry.owner)
 
+    async def restore(self, state: CallState) -> bool:
+        if self._entry(state.call_id) is not None:
+            return False
+        self._put(state, None)
+        return True
+
     async def reclaim(self, state: CallState, owner: str) -> bool:
         entry = self._entry(state.call_id)
         if entry is not None:

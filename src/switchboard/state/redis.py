@@ -13,7 +13,9 @@ Layout, under the deployment's ``namespace`` (default ``switchboard:``):
   of at its next save;
 * ``{ns}store-marker:{node_id}``: a key each node writes when it starts; its absence
   tells that node that Redis lost its data (restarted empty, flushed), so it writes its
-  live calls back.
+  live calls back;
+* ``{ns}store-lost``: set for a while by the first node that notices such a loss, so that
+  a claim finding nothing then is treated as a call that may be under way.
 
 Every race is answered inside a Lua script (claim, save, reclaim, release), so two nodes
 can never both believe they own a call: the token in the hash is the only truth, and a
@@ -61,8 +63,10 @@ local function count(v)
 end
 """
 
-# KEYS: call hash, live set, claims channel. ARGV: owner, ttl ms, now ms, call id, token.
-# -> {epoch, version, data or "", reset (1: something unusable was replaced)}
+# KEYS: call hash, live set, claims channel, the owner's store marker, the loss notice.
+# ARGV: owner, ttl ms, now ms, call id, token.
+# -> {epoch, version, data or "", reset (1: something unusable was replaced),
+#     lost (1: nothing stored, and the store lost its data lately)}
 _CLAIM = (
     _COUNT
     + """
@@ -87,7 +91,11 @@ redis.call('HSET', KEYS[1], 'epoch', epoch, 'version', version, 'owner', ARGV[1]
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 redis.call('PUBLISH', KEYS[3], ARGV[4] .. ' ' .. epoch .. ' ' .. ARGV[1])
-return {epoch, version, data or '', reset}
+local lost = 0
+if not data and (redis.call('EXISTS', KEYS[4]) == 0 or redis.call('EXISTS', KEYS[5]) == 1) then
+  lost = 1
+end
+return {epoch, version, data or '', reset, lost}
 """
 )
 
@@ -137,6 +145,15 @@ return {0, nv}
 """
 )
 
+# KEYS: call hash. ARGV: token, data, ttl ms, epoch, version. -> 1 written, 0 stored already
+_RESTORE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'epoch', ARGV[4], 'version', ARGV[5], 'token', ARGV[1],
+  'data', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
 # KEYS: call hash, live set. ARGV: token, call id. -> 1 released, 0 another claim holds it
 _RELEASE = """
 if redis.call('TYPE', KEYS[1])['ok'] == 'hash' then
@@ -176,6 +193,8 @@ class RedisCallStore:
         self._save = client.register_script(_SAVE)
         self._reclaim = client.register_script(_RECLAIM)
         self._release = client.register_script(_RELEASE)
+        self._restore = client.register_script(_RESTORE)
+        self.loss_key = f"{namespace}store-lost"
 
     def call_key(self, call_id: str) -> str:
         return f"{self.namespace}call:{call_id}"
@@ -184,9 +203,15 @@ class RedisCallStore:
 
     async def claim(self, call_id: str, owner: str) -> CallState:
         token = new_token()
-        keys = [self.call_key(call_id), self.live_key, self.claims_channel]
+        keys = [
+            self.call_key(call_id),
+            self.live_key,
+            self.claims_channel,
+            self.marker_key(owner),
+            self.loss_key,
+        ]
         args = [owner, self.ttl_ms, int(time.time() * 1000), call_id, token]
-        epoch, version, data, reset = await self._run(self._claim, keys, args)
+        epoch, version, data, reset, lost = await self._run(self._claim, keys, args)
         if reset:
             _log.warning("unusable value under the call's key replaced", call_id=call_id)
         state = self._decode(call_id, data) if data else None
@@ -195,7 +220,14 @@ class RedisCallStore:
         state.epoch = int(epoch)
         state.version = int(version)
         state.token = token
+        state.lost = bool(lost)
         return state
+
+    async def restore(self, state: CallState) -> bool:
+        blob = _encoder.encode(state)
+        keys = [self.call_key(state.call_id)]
+        args = [state.token, blob, self.ttl_ms, state.epoch, state.version]
+        return bool(await self._run(self._restore, keys, args))
 
     async def save(self, state: CallState) -> None:
         blob = _encoder.encode(state)
@@ -297,16 +329,26 @@ class RedisCallStore:
         except (RedisError, OSError) as exc:
             raise self._unavailable(exc) from exc
 
+    def marker_key(self, node_id: str) -> str:
+        return f"{self.namespace}store-marker:{node_id}"
+
     async def mark(self, node_id: str) -> bool:
         """Make sure ``node_id``'s store marker exists; ``True`` if it had to be written,
         which after the node's first call means Redis lost its data (restarted empty,
         flushed). Each node has its own: the first to notice must not hide it from others."""
         try:
-            key = f"{self.namespace}store-marker:{node_id}"
-            created = await self.client.set(key, new_token(), nx=True)
+            created = await self.client.set(self.marker_key(node_id), new_token(), nx=True)
         except (RedisError, OSError) as exc:
             raise self._unavailable(exc) from exc
         return bool(created)
+
+    async def note_loss(self, for_s: float) -> None:
+        """Tell every node's claims, for ``for_s``, that a call found missing may be one
+        the store lost (so a reconnect of it is not greeted as a new call)."""
+        try:
+            await self.client.set(self.loss_key, "1", px=max(1, int(for_s * 1000)))
+        except (RedisError, OSError) as exc:
+            raise self._unavailable(exc) from exc
 
     async def close(self) -> None:
         await self.health.close()
