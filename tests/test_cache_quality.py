@@ -1,7 +1,9 @@
 """Quality of the semantic tier on shipped pair lists: 0 unsafe hits, paraphrase recall reported.
 
 Each pair is decided exactly as a live lookup decides it: cosine of the two MiniLM vectors
-against the default threshold, then the guards. Run with ``-s`` to see the figures.
+against the default threshold, then the guards (the content check last). Run with ``-s`` to
+see the figures. The near-miss suite is also decided with no threshold at all: the guards alone
+must refuse every pair, which is what "safe by construction" means here.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from switchboard.cache.content import content_agrees
 from switchboard.cache.embedding import Embedder
 from switchboard.cache.guards import guard_refusal
 from switchboard.cache.policy import DEFAULT_THRESHOLD
@@ -33,17 +36,33 @@ def embedder() -> Embedder:
     return Embedder()
 
 
-def decide(embedder: Embedder, a: str, b: str) -> tuple[bool, str, float]:
+#: Paraphrase recall measured at the default threshold when the suite was grown (52/109);
+#: the floor sits a little below it, so a change that loses recall fails here.
+RECALL_FLOOR = 0.44
+
+
+def decide(
+    embedder: Embedder, a: str, b: str, threshold: float = DEFAULT_THRESHOLD
+) -> tuple[bool, str, float]:
     score = float(np.dot(embedder.embed(a), embedder.embed(b)))
-    if score < DEFAULT_THRESHOLD:
+    if score < threshold:
         return False, "below_threshold", score
     refusal = guard_refusal(a, b)
     return refusal is None, refusal or "hit", score
 
 
 def test_suites_are_big_enough() -> None:
-    assert len(pairs("must_not_hit.tsv")) >= 60
-    assert len(pairs("paraphrases.tsv")) >= 60
+    assert len(pairs("must_not_hit.tsv")) >= 200
+    assert len(pairs("paraphrases.tsv")) >= 100
+
+
+def test_suites_hold_no_duplicate_or_identical_pairs() -> None:
+    for name in ("must_not_hit.tsv", "paraphrases.tsv"):
+        seen = set()
+        for a, b in pairs(name):
+            assert a != b, (name, a)
+            assert frozenset((a, b)) not in seen, (name, a, b)
+            seen.add(frozenset((a, b)))
 
 
 def test_no_unsafe_pair_is_ever_a_hit(embedder: Embedder) -> None:
@@ -79,7 +98,32 @@ def test_paraphrase_recall_is_reported_and_precision_is_perfect(embedder: Embedd
     )
     assert fp == 0
     # Not a target: a regression alarm. Recall is a latency win; precision is correctness.
-    assert recall >= 0.25
+    assert recall >= RECALL_FLOOR
+
+
+def test_guards_alone_refuse_every_near_miss_pair() -> None:
+    """No threshold: the content check (with the named guards) must refuse all of them."""
+    served = [
+        (x, y)
+        for a, b in pairs("must_not_hit.tsv")
+        for x, y in ((a, b), (b, a))
+        if guard_refusal(x, y) is None
+    ]
+    assert served == []
+
+
+def test_the_content_check_alone_refuses_every_near_miss_pair() -> None:
+    """Even without the named guards: the contrast is always a differing content word.
+
+    Negation is the one class the content check leaves to its guard ("can't" -> "can"), so
+    pairs that differ only by a negation are excluded here and covered by the guard test.
+    """
+    served = [
+        (a, b)
+        for a, b in pairs("must_not_hit.tsv")
+        if content_agrees(a, b) and guard_refusal(a, b) != "negation"
+    ]
+    assert served == []
 
 
 def test_guards_never_refuse_a_line_compared_with_itself() -> None:

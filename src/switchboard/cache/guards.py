@@ -5,12 +5,18 @@ to "is it not open": similarity measures topic, not meaning. Before a semantic c
 is served, the caller's line and the stored line must agree on every class of word below;
 the first class that differs is the refusal reason (counted by guard in ``/metrics``).
 All checks are pure and cheap (a few microseconds), run only on a candidate.
+
+The named guards give a refusal its reason; the last one, ``content`` (``cache/content.py``),
+is what makes the tier safe by construction: the two lines must agree on every content word,
+so a contrast no list here names ("at the back" / "at the front") is refused as well.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+
+from switchboard.cache.content import content_agrees
 
 _TOKEN = re.compile(r"[A-Za-z0-9]+(?:'[A-Za-z]+)?")
 
@@ -251,6 +257,8 @@ def _features(text: str) -> dict[str, object]:
 
 
 GUARDS = ("number", "weekday", "date", "negation", "polarity", "name")
+#: Every reason ``guard_refusal`` can give (the ``guard`` label of the refusals counter).
+REASONS = (*GUARDS, "content")
 
 
 def guard_refusal(caller: str, stored: str) -> str | None:
@@ -266,4 +274,6 @@ def guard_refusal(caller: str, stored: str) -> str | None:
         _OPPOSITE[p] in poles_a for p in poles_b
     ):
         return "polarity"
+    if not content_agrees(caller, stored):
+        return "content"
     return None

@@ -1,0 +1,136 @@
+"""The content check and its lemmatiser: same content words in the same order, or no hit."""
+
+from __future__ import annotations
+
+import pytest
+
+from switchboard.cache.content import (
+    STOP_WORDS,
+    ContentWords,
+    EquivalenceError,
+    content_agrees,
+    content_words,
+    load_equivalences,
+    parse_equivalences,
+)
+from switchboard.cache.guards import guard_refusal
+from switchboard.cache.lemmas import lemma, tokens
+
+
+@pytest.mark.parametrize(
+    ("word", "expected"),
+    [
+        ("opens", "open"),
+        ("saturdays", "saturday"),
+        ("hours", "hour"),
+        ("babies", "baby"),
+        ("classes", "class"),
+        ("children", "child"),
+        ("nurses", "nurse"),
+        ("closing", "close+ing"),
+        ("closed", "close+ed"),
+        ("stopping", "stop+ing"),
+        ("booked", "book+ed"),
+        ("went", "go+ed"),
+        ("was", "be+ed"),
+        ("is", "be"),
+    ],
+)
+def test_inflections_are_reduced(word: str, expected: str) -> None:
+    assert lemma(word) == expected
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("parking", "park"),  # "is there parking" is not "is there a park"
+        ("evening", "even"),
+        ("closed", "close"),  # a state is not a habit: "are you closed" / "do you close"
+        ("booked", "book"),
+        ("was", "is"),  # tense is content
+        ("glasses", "glass"),
+        ("news", "new"),
+        ("cheaper", "cheap"),  # comparatives are content
+        ("best", "good"),
+    ],
+)
+def test_words_that_mean_different_things_are_never_merged(a: str, b: str) -> None:
+    assert lemma(a) != lemma(b)
+
+
+def test_contractions_are_split_into_their_words() -> None:
+    assert tokens("I'd like what's on, can't won't the clinic's") == [
+        "i",
+        "would",
+        "like",
+        "what",
+        "be",
+        "on",
+        "can",
+        "will",
+        "the",
+        "clinic",
+        "be",
+    ]
+
+
+def test_function_words_may_differ_content_words_may_not() -> None:
+    assert content_agrees("Is there parking at the back?", "Is there any parking at the back?")
+    assert content_agrees("Are you open on Saturdays?", "Are you open Saturday?")
+    assert not content_agrees("Is there parking at the back?", "Is there parking at the front?")
+    assert not content_agrees("Is the waiting room upstairs?", "Is the waiting room downstairs?")
+
+
+def test_an_unlisted_contrast_is_refused_by_default() -> None:
+    """No list names "turquoise" or "magenta": an unknown word is content."""
+    assert guard_refusal("Is the door turquoise?", "Is the door magenta?") == "content"
+
+
+def test_word_order_is_content() -> None:
+    assert not content_agrees("Can I call you back?", "Can you call me back?")
+    assert not content_agrees("Does the nurse call the doctor?", "Does the doctor call the nurse?")
+
+
+def test_a_word_added_on_one_side_is_refused() -> None:
+    assert not content_agrees("Can I bring my dog?", "Can I bring my dog inside?")
+    assert not content_agrees("Can I transfer my records to you?", "... from you?")
+
+
+def test_shipped_equivalences_apply_to_words_and_phrases() -> None:
+    assert content_agrees("Do you take walk-ins?", "Do you accept walk-ins?")
+    assert content_agrees("I'd like to book an appointment.", "I want to book an appointment.")
+    assert content_agrees("What time do you open?", "When do you open?")
+    assert content_agrees("Who am I speaking with?", "Who am I talking to?")
+    assert content_words("Where are you located, please?") == ("where", "you")
+
+
+def test_equivalences_do_not_reach_what_they_do_not_name() -> None:
+    # "what time do" = "when do", but "what time is it" asks the clock, not a schedule.
+    assert not content_agrees("What time is it?", "When is it?")
+    # "close to" is deliberately not "near": "closed to new patients".
+    assert not content_agrees("Is it near the station?", "Is it close to the station?")
+
+
+def test_every_shipped_entry_has_content_or_is_explicitly_dropped() -> None:
+    table = load_equivalences()
+    assert table
+    for phrase, head in table.items():
+        assert phrase
+        assert not (len(phrase) == 1 and phrase[0] in STOP_WORDS), phrase  # would be a no-op
+        if head == ():
+            assert len(phrase) == 1, phrase  # only single filler words are dropped
+
+
+def test_a_malformed_equivalence_list_is_a_clear_error() -> None:
+    with pytest.raises(EquivalenceError, match="line 2"):
+        parse_equivalences("take = accept\njust one entry\n")
+    with pytest.raises(EquivalenceError, match="already in another group"):
+        parse_equivalences("take = accept\ngive = accept\n")
+    with pytest.raises(EquivalenceError, match="line 1"):
+        parse_equivalences("take =  = accept\n")
+
+
+def test_a_table_of_its_own_is_used_instead_of_the_shipped_one() -> None:
+    words = ContentWords(parse_equivalences("doctor = physician\n"))
+    assert words.of("Can I see a physician?") == words.of("Can I see a doctor?")
+    assert words.of("Do you accept cards?") != words.of("Do you take cards?")
