@@ -134,3 +134,18 @@ def test_a_table_of_its_own_is_used_instead_of_the_shipped_one() -> None:
     words = ContentWords(parse_equivalences("doctor = physician\n"))
     assert words.of("Can I see a physician?") == words.of("Can I see a doctor?")
     assert words.of("Do you accept cards?") != words.of("Do you take cards?")
+
+
+def test_lines_without_content_words_never_agree() -> None:
+    """ "Is it?" and "Do you?" lean wholly on context: nothing to check, so no hit."""
+    assert content_words("Is it?") == ()
+    assert not content_agrees("Is it?", "Do you?")
+    assert not content_agrees("Is it?", "Is it?")
+    assert content_agrees("Yes.", "Yeah.")
+    assert not content_agrees("Yes.", "Okay.")
+
+
+def test_a_huge_line_is_checked_in_full() -> None:
+    huge = "is parking free " * 2000
+    assert content_words(huge) == ("park+ing", "free") * 2000
+    assert not content_agrees(huge, huge + " upstairs")

@@ -50,6 +50,8 @@ _PRONOUNS = {
 }
 
 DROP = "_"
+#: Lines longer than this are not memoised (the cache would hold them).
+_CACHED_CHARS = 512
 Phrase = tuple[str, ...]
 
 
@@ -58,7 +60,11 @@ class EquivalenceError(ValueError):
 
 
 def _lemmas(text: str) -> list[str]:
-    return [_PRONOUNS.get(word) or lemma(word) for word in tokens(text)]
+    return [_PRONOUNS.get(word) or _lemma(word) for word in tokens(text)]
+
+
+#: A caller's vocabulary is small; each word is reduced once.
+_lemma = lru_cache(maxsize=16384)(lemma)
 
 
 def parse_equivalences(text: str) -> dict[Phrase, Phrase]:
@@ -92,16 +98,26 @@ class ContentWords:
     """Turns a caller line into its content words, given an equivalence table."""
 
     def __init__(self, equivalences: dict[Phrase, Phrase]) -> None:
-        self._longest = max((len(p) for p in equivalences), default=0)
         self._table = equivalences
-        self.of = lru_cache(maxsize=8192)(self._compute)
+        sizes: dict[str, set[int]] = {}
+        for phrase in equivalences:
+            sizes.setdefault(phrase[0], set()).add(len(phrase))
+        #: For each word that starts a listed phrase, the phrase lengths to try, longest first.
+        self._starts = {word: sorted(n, reverse=True) for word, n in sizes.items()}
+        self._cached = lru_cache(maxsize=4096)(self._compute)
+
+    def of(self, text: str) -> Phrase:
+        """The content words of ``text``, in order (memoised: stored lines recur)."""
+        if len(text) > _CACHED_CHARS:
+            return self._compute(text)  # a huge line is not kept in memory
+        return self._cached(text)
 
     def _compute(self, text: str) -> Phrase:
         words = _lemmas(text)
         out: list[str] = []
         i = 0
         while i < len(words):
-            for size in range(min(self._longest, len(words) - i), 0, -1):
+            for size in self._starts.get(words[i], ()):
                 replaced = self._table.get(tuple(words[i : i + size]))
                 if replaced is not None:
                     out.extend(replaced)
@@ -122,5 +138,10 @@ def content_words(text: str) -> Phrase:
 
 
 def content_agrees(caller: str, stored: str) -> bool:
-    """Whether the two lines ask with the same content words (the semantic tier's last check)."""
-    return content_words(caller) == content_words(stored)
+    """Whether the two lines ask with the same content words (the semantic tier's last check).
+
+    A line with no content word at all ("is it?", "do you?") leans wholly on the agent's
+    line before it; two such lines agree on nothing that can be checked, so they never match.
+    """
+    words = content_words(caller)
+    return bool(words) and words == content_words(stored)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from functools import lru_cache
 
 from switchboard.cache.content import content_agrees
 
@@ -240,6 +241,13 @@ def _names(tokens: list[str]) -> frozenset[str]:
 
 
 def _features(text: str) -> dict[str, object]:
+    """The line's guard features; memoised, as a stored line is compared again and again."""
+    if len(text) > _CACHED_CHARS:
+        return _compute_features(text)
+    return _cached_features(text)
+
+
+def _compute_features(text: str) -> dict[str, object]:
     tokens = _tokens(text)
     words = [t.lower() for t in tokens]
     actions = {_ACTIONS[w] for w in words if w in _ACTIONS}
@@ -255,6 +263,10 @@ def _features(text: str) -> dict[str, object]:
         "name": _names(tokens),
     }
 
+
+_cached_features = lru_cache(maxsize=4096)(_compute_features)
+#: Lines longer than this are not memoised (the cache would hold them).
+_CACHED_CHARS = 512
 
 GUARDS = ("number", "weekday", "date", "negation", "polarity", "name")
 #: Every reason ``guard_refusal`` can give (the ``guard`` label of the refusals counter).
