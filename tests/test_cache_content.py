@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from switchboard.cache import verify_cost
 from switchboard.cache.content import (
     STOP_WORDS,
     ContentWords,
@@ -149,3 +152,27 @@ def test_a_huge_line_is_checked_in_full() -> None:
     huge = "is parking free " * 2000
     assert content_words(huge) == ("park+ing", "free") * 2000
     assert not content_agrees(huge, huge + " upstairs")
+
+
+def test_the_cost_benchmark_times_cold_and_warm_checks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("# a comment\nDo you take Visa?\tDo you accept Visa?\n", encoding="utf-8")
+    for rounds in ("1", "3"):
+        verify_cost.main(["--pairs", str(pairs), "--rounds", rounds])
+        out = capsys.readouterr().out
+        assert "guard_refusal cold" in out
+        assert "guard_refusal warm" in out
+        assert f"({rounds} checks)" in out
+
+
+def test_the_cost_benchmark_rejects_a_missing_or_empty_file(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        verify_cost.main(["--pairs", str(tmp_path / "absent.tsv")])
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("# nothing\n", encoding="utf-8")
+    with pytest.raises(SystemExit):
+        verify_cost.main(["--pairs", str(empty)])
+    with pytest.raises(SystemExit):
+        verify_cost.main(["--pairs", str(empty), "--rounds", "0"])

@@ -49,6 +49,8 @@ def measure(pairs: list[tuple[str, str]], rounds: int) -> dict[str, list[float]]
 
 
 def _p(values: list[float], q: int) -> float:
+    if len(values) < 2:
+        return values[0]
     return statistics.quantiles(values, n=100)[q - 1]
 
 
@@ -57,6 +59,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pairs", type=Path, default=Path("tests/cache_data/paraphrases.tsv"))
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     if not args.pairs.is_file():
         parser.error(f"no such pairs file: {args.pairs}")
     pairs = _pairs(args.pairs)
