@@ -176,3 +176,10 @@ def test_the_cost_benchmark_rejects_a_missing_or_empty_file(tmp_path: Path) -> N
         verify_cost.main(["--pairs", str(empty)])
     with pytest.raises(SystemExit):
         verify_cost.main(["--pairs", str(empty), "--rounds", "0"])
+
+
+def test_words_in_other_scripts_are_whole_words() -> None:
+    assert not content_agrees("Is Dr Müller in today?", "Is Dr Mäller in today?")
+    assert not content_agrees("¿Hablan español?", "¿Hablan inglés?")
+    assert not content_agrees("¿Hablan español?", "¿Hablan español, por favor?")
+    assert not content_agrees("你们几点开门", "你们几点关门")

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import re
 
-_TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+#: Letters and digits of any script: an ASCII-only pattern would cut "müller" and "mäller"
+#: into the same "m", "ller".
+_TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
 
 
 def _words(text: str) -> frozenset[str]:
