@@ -4,8 +4,10 @@ Guards that refuse known contrasts (weekdays, numbers, book/cancel, ...) are a l
 never complete: "parking at the back" and "... at the front" differ by a word no list named.
 This check turns the question around: two caller lines may share a cached reply only when
 every word that carries content agrees. A word is content unless it is on a short, closed
-list of function words (articles, the auxiliaries be/do/have, a few prepositions that never
-decide an answer: to, of, at, on, in, as) or is dropped by the reviewed equivalence list.
+list of function words (articles, the auxiliaries be/do/have, "to", "of", "as", "and", "but")
+or is dropped by the reviewed equivalence list. "at", "in", "on" count as one word (the list
+makes them equivalent) that must be present on both sides or neither: "sign in" is not "sign",
+"get on the list" is not "get the list".
 Nouns, verbs, adjectives, adverbs, numbers, names, pronouns, wh-words, modals and every
 other preposition (before/after, from, with, behind, ...) are content, so an unknown word is
 content by default: a new contrast is refused without anyone having listed it.
@@ -34,7 +36,7 @@ def _words(text: str) -> frozenset[str]:
 STOP_WORDS = _words(
     """
     a an the be do have it this that these those any
-    to of at on in into onto as and or but
+    to of as and but
     """
 )
 
