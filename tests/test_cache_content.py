@@ -109,6 +109,7 @@ def test_a_word_added_on_one_side_is_refused() -> None:
 
 def test_shipped_equivalences_apply_to_words_and_phrases() -> None:
     assert content_agrees("Do you take walk-ins?", "Do you accept walk-ins?")
+    assert content_agrees("Are you taking new patients?", "Are you accepting new patients?")
     assert content_agrees("I'd like to book an appointment.", "I want to book an appointment.")
     assert content_agrees("What time do you open?", "When do you open?")
     assert content_agrees("Who am I speaking with?", "Who am I talking to?")
@@ -139,6 +140,8 @@ def test_a_malformed_equivalence_list_is_a_clear_error() -> None:
         parse_equivalences("take = accept\ngive = accept\n")
     with pytest.raises(EquivalenceError, match="line 1"):
         parse_equivalences("take =  = accept\n")
+    with pytest.raises(EquivalenceError, match="not plain words"):
+        parse_equivalences("take+ing = accept+ing\n")
 
 
 def test_a_table_of_its_own_is_used_instead_of_the_shipped_one() -> None:

@@ -21,6 +21,7 @@ wrong answer. The result per line is cached, so a lookup costs a few microsecond
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from importlib import resources
 
@@ -52,6 +53,8 @@ _PRONOUNS = {
 }
 
 DROP = "_"
+#: An entry is words as a caller says them: letters, apostrophes, hyphens, single spaces.
+_ENTRY = re.compile(r"[^\W\d_]+(?:['-][^\W\d_]+)*(?: [^\W\d_]+(?:['-][^\W\d_]+)*)*")
 #: Lines longer than this are not memoised (the cache would hold them).
 _CACHED_CHARS = 512
 Phrase = tuple[str, ...]
@@ -81,6 +84,8 @@ def parse_equivalences(text: str) -> dict[Phrase, Phrase]:
             raise EquivalenceError(f"line {number}: expected 'word = word [= ...]': {raw!r}")
         head = () if entries[0] == DROP else tuple(_lemmas(entries[0]))
         for entry in entries[1:] if entries[0] == DROP else entries:
+            if not _ENTRY.fullmatch(entry):
+                raise EquivalenceError(f"line {number}: {entry!r} is not plain words")
             phrase = tuple(_lemmas(entry))
             if not phrase:
                 raise EquivalenceError(f"line {number}: {entry!r} has no words")

@@ -269,8 +269,6 @@ _cached_features = lru_cache(maxsize=4096)(_compute_features)
 _CACHED_CHARS = 512
 
 GUARDS = ("number", "weekday", "date", "negation", "polarity", "name")
-#: Every reason ``guard_refusal`` can give (the ``guard`` label of the refusals counter).
-REASONS = (*GUARDS, "content")
 
 
 def guard_refusal(caller: str, stored: str) -> str | None:
