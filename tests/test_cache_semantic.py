@@ -94,6 +94,18 @@ async def test_negated_line_is_refused(embedder: Embedder) -> None:
     assert inner.calls == 2
 
 
+async def test_a_contrast_no_guard_names_is_refused_by_the_content_check(
+    embedder: Embedder,
+) -> None:
+    """The reported incident: "at the back" was served the answer to "at the front"."""
+    inner = CountingAgent()
+    agent = await semantic(inner, MemoryResponseCache(), embedder)
+    await say(agent, turn("Is there parking at the front?"))
+    await agent.flush()
+    await asked_while_the_agent_waits(agent, inner, "Is there parking at the back?", "content")
+    assert inner.calls == 2
+
+
 async def test_semantic_candidates_are_only_compared_within_one_context(
     embedder: Embedder,
 ) -> None:
@@ -162,12 +174,12 @@ async def test_vectors_in_redis_serve_another_node(
         )
 
     one = await semantic(CountingAgent(), node(), embedder)
-    first, _ = await say(one, turn("Is there parking nearby?"))
+    first, _ = await say(one, turn("Is there any parking nearby?"))
     await one.flush()
     inner = CountingAgent()
     inner.gate = asyncio.Event()
     two = await semantic(inner, node(), embedder)  # loads the index from Redis
-    second, _ = await asyncio.wait_for(say(two, turn("Is there any parking near you?")), TIMEOUT)
+    second, _ = await asyncio.wait_for(say(two, turn("Is there parking nearby?")), TIMEOUT)
     assert second == first
     await one.cache.clear()
     await one.cache.close()

@@ -5,12 +5,19 @@ to "is it not open": similarity measures topic, not meaning. Before a semantic c
 is served, the caller's line and the stored line must agree on every class of word below;
 the first class that differs is the refusal reason (counted by guard in ``/metrics``).
 All checks are pure and cheap (a few microseconds), run only on a candidate.
+
+The named guards give a refusal its reason; the last one, ``content`` (``cache/content.py``),
+is what makes the tier safe by construction: the two lines must agree on every content word,
+so a contrast no list here names ("at the back" / "at the front") is refused as well.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+from functools import lru_cache
+
+from switchboard.cache.content import content_agrees
 
 _TOKEN = re.compile(r"[A-Za-z0-9]+(?:'[A-Za-z]+)?")
 
@@ -234,6 +241,13 @@ def _names(tokens: list[str]) -> frozenset[str]:
 
 
 def _features(text: str) -> dict[str, object]:
+    """The line's guard features; memoised, as a stored line is compared again and again."""
+    if len(text) > _CACHED_CHARS:
+        return _compute_features(text)
+    return _cached_features(text)
+
+
+def _compute_features(text: str) -> dict[str, object]:
     tokens = _tokens(text)
     words = [t.lower() for t in tokens]
     actions = {_ACTIONS[w] for w in words if w in _ACTIONS}
@@ -249,6 +263,10 @@ def _features(text: str) -> dict[str, object]:
         "name": _names(tokens),
     }
 
+
+_cached_features = lru_cache(maxsize=4096)(_compute_features)
+#: Lines longer than this are not memoised (the cache would hold them).
+_CACHED_CHARS = 512
 
 GUARDS = ("number", "weekday", "date", "negation", "polarity", "name")
 
@@ -266,4 +284,6 @@ def guard_refusal(caller: str, stored: str) -> str | None:
         _OPPOSITE[p] in poles_a for p in poles_b
     ):
         return "polarity"
+    if not content_agrees(caller, stored):
+        return "content"
     return None
