@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-stress fuzz lint bench serve clean lock system-packages
+.PHONY: demo test test-stress soak fuzz lint bench serve clean lock system-packages
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ test: $(STAMP) system-packages
 # Run it before you stop; a failure prints the example and a blob to reproduce it.
 fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests/test_fuzz_frames.py tests/test_protocol.py tests/test_websocket_frames.py
+
+# Long fault soaks and chaos schedules (minutes); make test runs a short version of each.
+soak: $(STAMP) system-packages
+	$(BIN)/python -m pytest -q -m soak
 
 # The suite three times with a busy process on every core: what a loaded CI runner looks like.
 # STRESS_ARGS narrows it, e.g. make test-stress STRESS_ARGS=tests/test_serve_drain.py

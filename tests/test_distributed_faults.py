@@ -392,12 +392,14 @@ async def test_a_call_whose_state_cannot_be_read_is_greeted_only_if_it_just_bega
         proxy.restore()
 
 
+@pytest.mark.parametrize("reconnect", ["after_write_back", "before_write_back"])
 async def test_a_call_dropped_just_before_redis_restarted_empty_resumes_with_its_state(
-    tmp_path: Path,
+    tmp_path: Path, reconnect: str
 ) -> None:
     """The socket drops (a load balancer restart), then Redis restarts empty before
     Retell's reconnect lands: the node that served the call writes its last state back,
-    so the reconnect on another node is not greeted again and its state is intact."""
+    so the reconnect on another node is not greeted again and its state is intact. A
+    reconnect that lands first waits for that write-back instead of starting fresh."""
     valkey = RestartableValkey(tmp_path / "valkey")
     ns = "dropped:"
     try:
@@ -416,6 +418,12 @@ async def test_a_call_dropped_just_before_redis_restarted_empty_resumes_with_its
             await eventually(watch.checked.is_set)
             valkey.kill()
             valkey.start()
+            if reconnect == "before_write_back":
+                async with retell(b.ws_url, "drop-1") as early:
+                    assert await begin(early) == ""
+                    await early.request(2, "hello again")
+                    assert turn_count(await early.complete(2), 2) == "2"
+                return
             await eventually(lambda: watch.losses == 1, timeout=30.0)
             store = RedisCallStore(redis_client(valkey.url), namespace=ns)
             try:

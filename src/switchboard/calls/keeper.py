@@ -35,6 +35,8 @@ from switchboard.state.base import (
 )
 
 _PENDING = "pending"
+#: how often a claim waiting for a lost call's state to be handed back looks for it
+_RESTORE_POLL_S = 0.1
 _CLAIMED = "claimed"
 _FAILED = "failed"
 
@@ -112,18 +114,23 @@ class StateKeeper:
         """Writes still under way: a save in flight, a save or claim held for the store."""
         return [t for t in (self._saving, self.pending_write) if t is not None and not t.done()]
 
-    async def claim(self, wait_s: float = 0.0) -> bool:
+    async def claim(self, wait_s: float = 0.0, lost_wait_s: float = 0.0) -> bool:
         """Claim the call, waiting up to ``wait_s`` for an unreachable store. ``False`` if
-        another claim fenced this socket meanwhile."""
+        another claim fenced this socket meanwhile.
+
+        A claim that finds nothing just after the store lost its data may be a call under
+        way whose node has not written it back yet: it waits up to ``lost_wait_s`` for that
+        node (``Node.reassert_calls``) to hand the state over, and is otherwise a new call."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         while True:
             try:
                 self.state = await self._store.claim(self.call_id, self._node_id)
-                self._suspect, self.state.lost = self.state.lost, False
-                if self._suspect:
-                    self._log.warning("call not found just after the store lost its data")
                 self._claim = _CLAIMED
+                if self.state.lost:
+                    self.state.lost = False
+                    async with self._lock:  # no write-back of this empty state meanwhile
+                        await self._await_restore(lost_wait_s)
                 break
             except StoreUnavailable:
                 remaining = deadline - loop.time()
@@ -145,6 +152,25 @@ class StateKeeper:
                 break
         self._settled.set()
         return not self.fenced
+
+    async def _await_restore(self, wait_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        version = self.state.version
+        while loop.time() < deadline:
+            await asyncio.sleep(_RESTORE_POLL_S)
+            try:
+                stored = await self._store.load(self.call_id)
+            except Exception:
+                break
+            if stored is None or stored.token != self.state.token:
+                break
+            if stored.version > version:
+                self.state = stored
+                self._log.warning("call state lost by the store was handed back; resuming")
+                return
+        self._suspect = True
+        self._log.warning("call not found just after the store lost its data; starting fresh")
 
     def claimed_elsewhere(self, epoch: int) -> None:
         """Another node announced a claim of this call: check the store, and fence this

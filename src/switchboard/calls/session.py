@@ -119,6 +119,9 @@ class SessionOptions(msgspec.Struct, frozen=True, kw_only=True):
     close_grace_s: float = 5.0
     #: how long a claim or a save waits for an unreachable store (``StateKeeper``)
     state_wait_s: float = 1.5
+    #: how long a claim that found nothing just after the store lost its data waits for
+    #: the call's last node to hand its state back (``StateKeeper.claim``)
+    lost_wait_s: float = 2.5
     #: a call whose state is unknown (store down, or lost by it) and whose
     #: ``call_details`` say it started longer ago than this is a reconnect: it is not
     #: greeted again (Retell opens a call's first socket within a second or two)
@@ -209,7 +212,7 @@ class CallSession:
         call is served anyway without its state: a caller must never hear silence
         because Redis is down (``StateKeeper``).
         """
-        if not await self._keeper.claim(self._options.state_wait_s):
+        if not await self._keeper.claim(self._options.state_wait_s, self._options.lost_wait_s):
             return
         self._events.call_started(self._state)
         with contextlib.suppress(_SocketGone):

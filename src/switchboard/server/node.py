@@ -47,6 +47,7 @@ def session_options(settings: Settings) -> SessionOptions:
         fallback_text=settings.fallback_text,
         max_frame_bytes=settings.max_frame_bytes,
         state_wait_s=settings.state_wait_ms / 1000,
+        lost_wait_s=2.5 * settings.heartbeat_ms / 1000,
     )
 
 

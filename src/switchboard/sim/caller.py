@@ -147,8 +147,7 @@ class SimulatedCall:
         self.stop = stop
         self.record = CallRecord(call_id=call_id)
         self.transcript = Transcript()
-        self._call = call
-        self._call_details = b""
+        self._call_details = _encoder.encode({"interaction_type": "call_details", "call": call})
         self.ledger = Ledger(call_id, metrics, options.stale_grace_ms / 1000.0)
         self._sock: _Socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -521,12 +520,6 @@ class SimulatedCall:
     def _configure(self, sock: _Socket, frame: Config) -> None:
         config = frame.config
         self.transcript.with_tool_calls = config.transcript_with_tool_calls
-        if not self._call_details:
-            # As Retell's call object says once the call is up: ongoing since the first
-            # socket (a reconnect carries the same start, so a server can tell it apart).
-            started = {"call_status": "ongoing", "start_timestamp": int(time.time() * 1000)}
-            call = {**self._call, **started}
-            self._call_details = _encoder.encode({"interaction_type": "call_details", "call": call})
         if config.call_details and sock.ws.write_text(self._call_details):
             self.metrics.frames_sent += 1
         if config.auto_reconnect and not sock.keepalive_on and sock.ws.open:

@@ -96,8 +96,10 @@ class CallStore(Protocol):
 
     async def restore(self, state: CallState) -> bool:
         """Write back the state of a call whose socket here has closed, if the store lost
-        it: data only, no owner and no live-call entry (no node holds the call now).
-        ``False`` if the call is stored (nothing to do)."""
+        it: data only, no owner and no live-call entry (no node holds the call now). If a
+        socket elsewhere claimed the call since and found nothing (``CallState.lost``),
+        the data goes under that claim, for it to resume from. ``False`` if the call is
+        stored (nothing to do)."""
         ...
 
     async def reclaim(self, state: CallState, owner: str) -> bool:

@@ -94,6 +94,7 @@ redis.call('PUBLISH', KEYS[3], ARGV[4] .. ' ' .. epoch .. ' ' .. ARGV[1])
 local lost = 0
 if not data and (redis.call('EXISTS', KEYS[4]) == 0 or redis.call('EXISTS', KEYS[5]) == 1) then
   lost = 1
+  redis.call('HSET', KEYS[1], 'lost', 1)
 end
 return {epoch, version, data or '', reset, lost}
 """
@@ -145,14 +146,27 @@ return {0, nv}
 """
 )
 
-# KEYS: call hash. ARGV: token, data, ttl ms, epoch, version. -> 1 written, 0 stored already
-_RESTORE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'epoch', ARGV[4], 'version', ARGV[5], 'token', ARGV[1],
-  'data', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return 1
+# KEYS: call hash. ARGV: token, data, ttl ms, epoch, version.
+# -> 1 written, 2 handed to a claim waiting for it (see ``claim``), 0 stored already
+_RESTORE = (
+    _COUNT
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'epoch', ARGV[4], 'version', ARGV[5], 'token', ARGV[1],
+    'data', ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return 1
+end
+local cur = redis.call('HMGET', KEYS[1], 'lost', 'data', 'version')
+if cur[1] and not cur[2] then
+  local version = count(cur[3]) or 0
+  redis.call('HSET', KEYS[1], 'data', ARGV[2], 'version', version + 1)
+  redis.call('HDEL', KEYS[1], 'lost')
+  return 2
+end
+return 0
 """
+)
 
 # KEYS: call hash, live set. ARGV: token, call id. -> 1 released, 0 another claim holds it
 _RELEASE = """
