@@ -51,6 +51,7 @@ class SwitchboardApp:
             store = MemoryCallStore(ttl_s=settings.state_ttl_s)
         self.node = Node(settings, agent, store, node_id=node_id)
         if self.shared is not None:
+            self.node.releases = self.shared.releases
             self.node.metrics.registry.register(RedisCollector(self.shared.health))
         api_key = settings.retell_api_key.get_secret_value() if settings.retell_api_key else None
         self.webhooks = WebhookReceiver(
@@ -86,7 +87,11 @@ class SwitchboardApp:
         shared, node = self.shared, self.node
         node.loop_health.start()
         if shared is not None:
-            shared.start(node.session_for, lambda: shared.node_info(node.active, node.draining))
+            shared.start(
+                node.session_for,
+                lambda: shared.node_info(node.active, node.draining),
+                lambda: list(node.sessions),
+            )
         if self.node.outbox is not None:
             self.node.outbox.start()
         if isinstance(self.node.agent, CachedAgent):
