@@ -290,3 +290,25 @@ def test_services_get_the_flags_they_take() -> None:
     rules = pods["switchboard-escalation"]["volumes"][0]["configMap"]["name"]
     assert rules == "switchboard-escalation-rules"
     assert "--db" in pods["switchboard-archive"]["containers"][0]["args"]
+
+
+def test_the_blueprints_redis_is_persistent_and_says_so(deployment: Deployment) -> None:
+    from switchboard.blueprint.render_summary import render_summary
+    from tests.fixtures.blueprints import decision_for
+
+    d = deployment
+    model = yaml.safe_load(yaml.safe_dump(compose_model(d)))
+    deployment_yaml = render_kubernetes(d)["deployment.yaml"]
+    summary = render_summary(decision_for(d.profile), d, ["docker-compose.yml"], "fixed")
+    if not d.shared_state:
+        assert "redis" not in model["services"]
+        assert "appendonly" not in deployment_yaml + summary
+        return
+    redis = model["services"]["redis"]
+    command = " ".join(redis["command"])
+    assert "--appendonly yes" in command
+    assert "--appendfsync everysec" in command
+    assert "redis-data:/data" in redis["volumes"]
+    assert "redis-data" in model["volumes"]
+    assert "appendonly yes" in deployment_yaml  # Redis is the user's: the file says how
+    assert "redis-server --appendonly yes --appendfsync everysec" in summary

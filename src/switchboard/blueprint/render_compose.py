@@ -16,6 +16,7 @@ from switchboard.blueprint.model import Deployment
 from switchboard.blueprint.render_haproxy import HAPROXY_FILE
 from switchboard.blueprint.render_prometheus import ALERTS_FILE, SCRAPE_FILE
 from switchboard.blueprint.render_settings import SETTINGS_FILE
+from switchboard.cluster.valkey import persistence_args
 
 COMPOSE_FILE = "docker-compose.yml"
 REDIS_IMAGE = "redis:7.4-alpine"
@@ -57,7 +58,9 @@ def compose_model(d: Deployment) -> dict[str, Any]:
     if d.shared_state:
         services["redis"] = {
             "image": REDIS_IMAGE,
-            "command": ["redis-server", "--save", "", "--appendonly", "no"],
+            # call state must survive a Redis restart (docs/distributed.md, "Redis use")
+            "command": ["redis-server", *persistence_args(True)],
+            "volumes": ["redis-data:/data"],
             "healthcheck": {
                 "test": ["CMD", "redis-cli", "ping"],
                 "interval": "5s",
@@ -151,7 +154,10 @@ def compose_model(d: Deployment) -> dict[str, Any]:
         },
         "restart": "unless-stopped",
     }
-    return {"name": d.name, "services": services}
+    model: dict[str, Any] = {"name": d.name, "services": services}
+    if d.shared_state:
+        model["volumes"] = {"redis-data": {}}
+    return model
 
 
 def render_compose(d: Deployment) -> str:
