@@ -194,7 +194,7 @@ class Directory:
         raw: Any = await self.client.zrange(self.live_key, 0, -1, withscores=True)
         return await self._sift(raw)
 
-    async def prune_page(self, offset: int, count: int = 256) -> int:
+    async def prune_page(self, offset: int, count: int = 1000) -> int:
         """Prune the ghosts among ``count`` entries of the live set from ``offset``;
         returns the offset of the next page (0 once the end is reached)."""
         raw: Any = await self.client.zrange(
