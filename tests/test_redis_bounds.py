@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httpx
 import msgspec
 import pytest
 from redis.asyncio import Redis
@@ -20,6 +21,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from switchboard.connections import PoolExhausted, RedisHealth, is_link_error, redis_client
 from switchboard.control.client import CallControl
+from switchboard.server.releases import ReleaseQueue
 from switchboard.state.base import CallState
 from switchboard.state.redis import RedisCallStore
 from tests.fixtures.agents import EchoAgent
@@ -38,7 +40,7 @@ async def test_thousands_of_concurrent_claims_saves_and_releases_share_the_pool(
     client = redis_client(redis_server_url)
     health = RedisHealth(client)
     store = RedisCallStore(client, namespace=redis_namespace, health=health)
-    ids = [f"call-{i}" for i in range(3 * BURST)]
+    ids = [f"call-{i}" for i in range(2 * BURST)]
     try:
         claimed = await asyncio.gather(
             *(store.claim(call_id, "a") for call_id in ids), return_exceptions=True
@@ -153,6 +155,10 @@ async def test_a_burst_of_reconnects_and_hangups_greets_no_call_twice_and_leaves
         await eventually_async(lambda: _live(control, 0), timeout=60)
         assert shared.health.outages == 0
         assert shared.health.errors == 0
+        async with httpx.AsyncClient(base_url=a.http_url, trust_env=False) as http:
+            metrics = (await http.get("/metrics")).text
+        assert "switchboard_redis_outages_total 0.0" in metrics
+        assert "switchboard_redis_busy_total" in metrics
     await control.aclose()
 
 
@@ -192,3 +198,30 @@ async def test_a_release_that_failed_in_an_outage_is_sent_once_redis_is_back(
         await eventually(lambda: shared.health.is_up, timeout=15)
         await eventually_async(lambda: _live(control, 0))
     await control.aclose()
+
+
+async def test_a_release_that_can_never_succeed_is_parked_and_counted(
+    redis_server_url: str, redis_namespace: str
+) -> None:
+    client = redis_client(redis_server_url)
+    health = RedisHealth(client)
+    store = RedisCallStore(client, namespace=redis_namespace, health=health)
+    queue = ReleaseQueue(store.release, health, max_attempts=3)
+    try:
+        await store.claim("call-1", "a")
+        await store.claim("call-2", "a")
+        # Someone wrote a string over the live set: every release's ZREM is refused.
+        await client.delete(store.live_key)
+        await client.set(store.live_key, b"not a sorted set")
+        queue.put("call-1", 1)
+        assert [await queue.flush() for _ in range(3)] == [0, 0, 0]
+        assert (queue.parked, len(queue)) == (1, 0)  # given up after three tries, counted
+        assert health.outages == 0
+        # The store is fine again: the next release goes through.
+        await client.delete(store.live_key)
+        queue.put("call-2", 1)
+        assert await queue.flush() == 1
+        assert (queue.released, queue.parked, len(queue)) == (1, 1, 0)
+    finally:
+        await health.close()
+        await client.aclose()
