@@ -61,13 +61,29 @@ class PoolExhausted(MaxConnectionsError):
 
 
 class BoundedPool(BlockingConnectionPool):
-    """redis-py's blocking pool, whose timed-out wait raises ``PoolExhausted``.
+    """redis-py's blocking pool, whose timed-out wait raises ``PoolExhausted``, with a fast
+    path: while nobody waits and a socket is free, a command takes it at once, without the
+    wait's timer and condition (the per-turn save costs what it cost with the plain pool).
 
     The base class raises a bare ``ConnectionError`` for both a wait that ran out and a
     connect that failed; only the second one says anything about the server.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._queued = 0
+
     async def get_connection(self, *_args: Any, **_options: Any) -> Any:
+        if self._queued == 0 and self.can_get_connection():
+            # nothing between the check and the take yields: no one can slip in between
+            connection = self.get_available_connection()  # type: ignore[no-untyped-call]
+            try:
+                await self.ensure_connection(connection)
+            except BaseException:
+                await self.release(connection)
+                raise
+            return connection
+        self._queued += 1
         try:
             return await super().get_connection()  # type: ignore[no-untyped-call]
         except RedisConnectionError as exc:
@@ -77,6 +93,8 @@ class BoundedPool(BlockingConnectionPool):
                     f"({self.max_connections} in use)"
                 ) from exc
             raise
+        finally:
+            self._queued -= 1
 
 
 def redis_client(
