@@ -341,3 +341,25 @@ def test_services_with_pod_local_state_are_singular_on_a_volume() -> None:
     assert any(v.startswith("archive-data:") for v in archive["volumes"])
     command = archive["command"]
     assert command[command.index("--db") + 1].startswith("/var/lib/switchboard/")
+
+
+def test_the_blueprints_redis_is_persistent_and_says_so(deployment: Deployment) -> None:
+    from switchboard.blueprint.render_summary import render_summary
+    from tests.fixtures.blueprints import decision_for
+
+    d = deployment
+    model = yaml.safe_load(yaml.safe_dump(compose_model(d)))
+    deployment_yaml = render_kubernetes(d)["deployment.yaml"]
+    summary = render_summary(decision_for(d.profile), d, ["docker-compose.yml"], "fixed")
+    if not d.shared_state:
+        assert "redis" not in model["services"]
+        assert "appendonly" not in deployment_yaml + summary
+        return
+    redis = model["services"]["redis"]
+    command = " ".join(redis["command"])
+    assert "--appendonly yes" in command
+    assert "--appendfsync everysec" in command
+    assert "redis-data:/data" in redis["volumes"]
+    assert "redis-data" in model["volumes"]
+    assert "appendonly yes" in deployment_yaml  # Redis is the user's: the file says how
+    assert "redis-server --appendonly yes --appendfsync everysec" in summary

@@ -24,6 +24,7 @@ from switchboard.blueprint.render_prometheus import (
     SERVICE_METRICS_PORT,
 )
 from switchboard.blueprint.render_settings import SETTINGS_FILE
+from switchboard.cluster.valkey import persistence_args
 
 COMPOSE_FILE = "docker-compose.yml"
 REDIS_IMAGE = "redis:7.4-alpine"
@@ -73,7 +74,9 @@ def compose_model(d: Deployment) -> dict[str, Any]:
     if d.shared_state:
         services["redis"] = {
             "image": REDIS_IMAGE,
-            "command": ["redis-server", "--save", "", "--appendonly", "no"],
+            # call state must survive a Redis restart (docs/distributed.md, "Redis use")
+            "command": ["redis-server", *persistence_args(True)],
+            "volumes": ["redis-data:/data"],
             "healthcheck": {
                 "test": ["CMD", "redis-cli", "ping"],
                 "interval": "5s",
@@ -175,6 +178,8 @@ def compose_model(d: Deployment) -> dict[str, Any]:
         "restart": "unless-stopped",
     }
     model: dict[str, Any] = {"name": d.name, "services": services}
+    if d.shared_state:
+        volumes["redis-data"] = {}
     if volumes:
         model["volumes"] = volumes
     return model

@@ -33,6 +33,12 @@ from switchboard.blueprint.render_settings import SETTINGS_FILE, render_settings
 
 SECRET = "switchboard-secrets"
 CONFIG_DIR = "/etc/switchboard"
+#: Redis is not deployed by these files: the nodes read its URL from the secret
+REDIS_NOTE = (
+    "# Redis is yours: SWITCHBOARD_REDIS_URL comes from the secret (key redis-url). Run it with\n"
+    "# persistence, appendonly yes and appendfsync everysec: a Redis that restarts empty loses\n"
+    "# every call's state and fencing, and each call in flight is greeted again.\n"
+)
 #: the Kubernetes release the manifests are written and validated for
 KUBERNETES_VERSION = "1.33.0"
 NODE_FILES = ("configmap.yaml", "deployment.yaml", "service.yaml", "pdb.yaml", "ingress.yaml")
@@ -388,7 +394,7 @@ def render_kubernetes(d: Deployment) -> dict[str, str]:
     no offline schema covers; every other file is core Kubernetes."""
     files = {
         "configmap.yaml": _docs(configmap(d)),
-        "deployment.yaml": _docs(node_deployment(d)),
+        "deployment.yaml": (REDIS_NOTE if d.shared_state else "") + _docs(node_deployment(d)),
         "service.yaml": _docs(service(d)),
         "pdb.yaml": _docs(pdb(d)),
         "ingress.yaml": _docs(ingress(d)),

@@ -30,7 +30,11 @@ FILE_ROLES: dict[str, str] = {
 
 STEPS: dict[str, list[tuple[str, str]]] = {
     "distributed": [
-        ("Run a Redis (or Valkey) every node can reach", "redis-server --save '' --appendonly no"),
+        (
+            "Run a Redis (or Valkey) every node can reach, with an append-only file fsynced "
+            "every second (a Redis that restarts empty greets every call in flight again)",
+            "redis-server --appendonly yes --appendfsync everysec --save ''",
+        ),
         (
             "Start each node with the shared state and its own id",
             "switchboard serve --config switchboard.toml --redis-url redis://REDIS:6379/0 "

@@ -54,6 +54,7 @@ class SwitchboardApp:
             store = MemoryCallStore(ttl_s=settings.state_ttl_s)
         self.node = Node(settings, agent, store, node_id=node_id)
         if self.shared is not None:
+            self.node.releases = self.shared.releases
             self.node.metrics.registry.register(RedisCollector(self.shared.health))
         api_key = settings.retell_api_key.get_secret_value() if settings.retell_api_key else None
         self.webhooks = WebhookReceiver(
@@ -90,7 +91,11 @@ class SwitchboardApp:
         node.loop_health.start()
         watch: StoreWatch | None = None
         if shared is not None:
-            shared.start(node.session_for, lambda: shared.node_info(node.active, node.draining))
+            shared.start(
+                node.session_for,
+                lambda: shared.node_info(node.active, node.draining),
+                lambda: list(node.sessions),
+            )
             watch = StoreWatch(
                 shared.store,
                 shared.health,

@@ -151,3 +151,8 @@ class RedisCollector(Collector):
         yield CounterMetricFamily(
             "switchboard_redis_errors", "Redis commands that failed on the link.", value=h.errors
         )
+        yield CounterMetricFamily(
+            "switchboard_redis_busy",
+            "Redis commands that found every pooled socket busy for the whole wait.",
+            value=h.busy,
+        )

@@ -24,6 +24,7 @@ from switchboard.log import get_logger
 from switchboard.server.guard import Network, parse_networks
 from switchboard.server.loop_health import LoopHealth
 from switchboard.server.metrics import NodeMetrics
+from switchboard.server.releases import ReleaseQueue
 from switchboard.state.base import CallState, CallStore, StoreUnavailable
 
 _log = get_logger("switchboard.node")
@@ -76,6 +77,9 @@ def event_publisher(settings: Settings, node_id: str) -> tuple[Outbox, CallEvent
 
 
 class Node:
+    #: where ended calls are released in the shared-state profiles (``SharedState``)
+    releases: ReleaseQueue | None = None
+
     def __init__(
         self, settings: Settings, agent: Agent, store: CallStore, *, node_id: str | None = None
     ) -> None:
@@ -168,8 +172,15 @@ class Node:
         return self.sessions.get(call_id)
 
     async def call_ended(self, session: CallSession) -> None:
-        """Retell closed the socket on purpose (1000): the call is over, not handed off."""
+        """Retell closed the socket on purpose (1000): the call is over, not handed off.
+
+        With a release queue (the shared-state profiles) the release is queued, so a burst
+        of hang-ups costs a few Redis sockets and a failed release is retried.
+        """
         if session.fenced or not session.token:
+            return
+        if self.releases is not None:
+            self.releases.put(session.call_id, session.token)
             return
         try:
             await self.store.release(session.call_id, session.token)

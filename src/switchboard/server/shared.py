@@ -4,7 +4,10 @@ One client and one ``RedisHealth`` per node serve all of them, so an outage is l
 once and every part waits on the same recovery:
 
 * ``store``: the ``RedisCallStore`` (claims, fenced saves);
-* ``directory``: this node's heartbeat (its calls turn *orphaned* three beats after it dies);
+* ``directory``: this node's heartbeat (its calls turn *orphaned* three beats after it dies,
+  and leave the live set three beats later); each beat also prunes one page of ghosts;
+* ``releases``: the queue through which ended calls leave the live set, flushed at once
+  and retried on every beat (docs/distributed.md, "Redis use");
 * ``listener``: the command channel and the claims of other nodes;
 * ``dedupe``: cluster-wide webhook dedupe.
 """
@@ -15,13 +18,14 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from switchboard.config import Settings
-from switchboard.connections import RedisHealth, redis_client
+from switchboard.connections import RedisHealth, is_link_error, redis_client
 from switchboard.control.directory import Directory, NodeInfo
 from switchboard.control.listener import CommandListener, LiveSession
 from switchboard.log import get_logger
+from switchboard.server.releases import ReleaseQueue
 from switchboard.server.shared_dedupe import SharedDedupe
 from switchboard.state.redis import RedisCallStore
 
@@ -45,15 +49,27 @@ class SharedState:
         self.store = RedisCallStore(
             self.client, namespace=ns, ttl_s=settings.state_ttl_s, health=self.health
         )
-        self.directory = Directory(self.client, ns)
+        #: the heartbeat and the pruning have sockets of their own: a node whose calls
+        #: fill the pool (a burst of claims) must not look dead for want of a socket
+        self.directory_client = redis_client(
+            settings.redis_url, timeout_ms=settings.redis_timeout_ms, max_connections=2
+        )
+        self.directory = Directory(self.directory_client, ns)
         self.dedupe = SharedDedupe(self.client, self.health, namespace=ns)
+        self.releases = ReleaseQueue(self.store.release, self.health)
+        self._prune_offset = 0
         self._listener: CommandListener | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self.started_at_ms = int(time.time() * 1000)
 
     def start(
-        self, sessions: Callable[[str], LiveSession | None], info: Callable[[], NodeInfo]
+        self,
+        sessions: Callable[[str], LiveSession | None],
+        info: Callable[[], NodeInfo],
+        held: Callable[[], Iterable[str]] = tuple,
     ) -> None:
+        """Start the listener, the release queue and the heartbeat; ``held`` lists the
+        ids of the calls this node serves (relisted after a stalled heartbeat)."""
         self._listener = CommandListener(
             self.client,
             namespace=self.settings.redis_namespace,
@@ -63,24 +79,51 @@ class SharedState:
             health=self.health,
         )
         self._listener.start()
+        self.releases.start()
         self._heartbeat = asyncio.get_running_loop().create_task(
-            self._beat(info), name="node-heartbeat"
+            self._beat(info, held), name="node-heartbeat"
         )
 
     @property
     def listener(self) -> CommandListener | None:
         return self._listener
 
-    async def _beat(self, info: Callable[[], NodeInfo]) -> None:
+    async def _beat(self, info: Callable[[], NodeInfo], held: Callable[[], Iterable[str]]) -> None:
+        """Beat every ``heartbeat_ms``. A beat that comes after a gap of three beats or
+        more (a stalled loop, an outage) relists this node's calls, which other nodes
+        may have pruned meanwhile."""
+        loop = asyncio.get_running_loop()
         interval = self.settings.heartbeat_ms / 1000
         ttl_ms = 3 * self.settings.heartbeat_ms
+        last_beat: float | None = None
         while True:
             if self.health.is_up:
                 try:
                     await self.directory.heartbeat(info(), ttl_ms)
+                    late = last_beat is not None and loop.time() - last_beat >= ttl_ms / 1000
+                    last_beat = loop.time()
+                    if late:
+                        await self._relist(list(held()))
                 except Exception as exc:
                     self.health.down(exc)
+                self.releases.retry()
+                await self._prune()
             await asyncio.sleep(interval)
+
+    async def _relist(self, call_ids: list[str]) -> None:
+        relisted = await self.directory.relist(self.node_id, call_ids)
+        if relisted:
+            _log.warning("heartbeat was late; calls listed again", calls=relisted)
+
+    async def _prune(self) -> None:
+        try:
+            self._prune_offset = await self.directory.prune_page(self._prune_offset)
+        except Exception as exc:
+            self._prune_offset = 0
+            if is_link_error(exc):
+                self.health.down(exc)
+            else:
+                _log.warning("pruning the live-call directory failed", error=str(exc)[:200])
 
     def node_info(self, active: int, draining: bool) -> NodeInfo:
         return NodeInfo(
@@ -103,9 +146,12 @@ class SharedState:
                 _log.warning("heartbeat task ignored cancellation")
         if self._listener is not None:
             await self._listener.stop()
+        await self.releases.stop(STOP_TIMEOUT_S)
         if self.health.is_up:
             with contextlib.suppress(Exception):
-                await self.directory.forget_node(self.node_id)
+                await self.directory.forget_node(self.node_id, 3 * self.settings.heartbeat_ms)
         await self.health.close()
         with contextlib.suppress(Exception):
             await self.client.aclose()
+        with contextlib.suppress(Exception):
+            await self.directory_client.aclose()
