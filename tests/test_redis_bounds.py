@@ -53,7 +53,7 @@ async def test_thousands_of_concurrent_claims_saves_and_releases_share_the_pool(
         assert [s for s in saved if s is not None] == []
         assert {s.version for s in states} == {1}
         released = await asyncio.gather(
-            *(store.release(s.call_id, s.epoch) for s in states), return_exceptions=True
+            *(store.release(s.call_id, s.token) for s in states), return_exceptions=True
         )
         assert [r for r in released if r is not None] == []
         assert await client.zcard(store.live_key) == 0
@@ -208,18 +208,18 @@ async def test_a_release_that_can_never_succeed_is_parked_and_counted(
     store = RedisCallStore(client, namespace=redis_namespace, health=health)
     queue = ReleaseQueue(store.release, health, max_attempts=3)
     try:
-        await store.claim("call-1", "a")
-        await store.claim("call-2", "a")
+        first = await store.claim("call-1", "a")
+        second = await store.claim("call-2", "a")
         # Someone wrote a string over the live set: every release's ZREM is refused.
         await client.delete(store.live_key)
         await client.set(store.live_key, b"not a sorted set")
-        queue.put("call-1", 1)
+        queue.put("call-1", first.token)
         assert [await queue.flush() for _ in range(3)] == [0, 0, 0]
         assert (queue.parked, len(queue)) == (1, 0)  # given up after three tries, counted
         assert health.outages == 0
         # The store is fine again: the next release goes through.
         await client.delete(store.live_key)
-        queue.put("call-2", 1)
+        queue.put("call-2", second.token)
         assert await queue.flush() == 1
         assert (queue.released, queue.parked, len(queue)) == (1, 1, 0)
     finally:
