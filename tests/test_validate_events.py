@@ -148,7 +148,13 @@ def test_the_escalation_line_follows_the_rules() -> None:
         'transfer_number: "+1555"\nrules: [{name: h, when: asks_for_human, count: 3}]'
     )
     line, asks = escalation_plan(default, None)
-    assert (line, asks) == ("Please, talk to a person.", 3)
+    # the default phrases ask for a manager, which the receptionist does not answer itself
+    assert (line, asks) == (ESCALATION_LINE, 3)
+    own = parse_rules(
+        'transfer_number: "+1555"\n'
+        "rules: [{name: h, when: asks_for_human, count: 2, phrases: [talk to a person]}]"
+    )
+    assert escalation_plan(own, None) == ("Please, talk to a person.", 2)
     assert escalation_plan(default, "Get me an operator") == ("Get me an operator", 3)
     only_says = parse_rules("rules: [{name: h, when: asks_for_human, action: say}]")
     assert "no asks_for_human rule that transfers" in str(escalation_plan(only_says, None))

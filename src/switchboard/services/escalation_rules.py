@@ -32,6 +32,9 @@ DEFAULT_PHRASES = {
         "speak to someone",
         "representative",
         "operator",
+        # asked for by rank: no receptionist handles these itself, so the service does
+        "manager",
+        "supervisor",
     ],
     "negative_language": [
         "angry",
