@@ -38,6 +38,12 @@ def store(redis_server_url: str, redis_namespace: str) -> RedisCallStore:
     return RedisCallStore(redis_client(redis_server_url), namespace=redis_namespace)
 
 
+async def proxy_to(fault_proxy: Any, redis_url: str) -> Any:
+    """A started fault proxy in front of the Redis at ``redis_url``."""
+    host, port = redis_url.removeprefix("redis://").split("/")[0].split(":")
+    return await fault_proxy(host, int(port)).start()
+
+
 def turn_count(frames: list[dict[str, Any]], response_id: int) -> str:
     return spoken(frames, response_id).rsplit("(turn ", 1)[-1].rstrip(")")
 
@@ -256,8 +262,7 @@ async def test_a_node_killed_with_its_save_in_the_network_never_told_retell_the_
     while Redis never got it: the next node greeted again or asked again. Now the save
     comes first: Retell still waits on that request, asks it again after reconnecting,
     and the next node resumes from everything Retell was told had ended."""
-    host, port = redis_server_url.removeprefix("redis://").split("/")[0].split(":")
-    proxy = await fault_proxy(host, int(port)).start()
+    proxy = await proxy_to(fault_proxy, redis_server_url)
     env = {
         "SWITCHBOARD_PROFILE": "distributed",
         "SWITCHBOARD_REDIS_URL": f"redis://{proxy.url_netloc}/0",
@@ -317,8 +322,7 @@ async def test_a_drain_waits_for_the_save_in_flight_before_the_process_exits(
 ) -> None:
     """SIGTERM while a turn's save is still on its way to Redis: the node hands the call
     off, then waits for that save (the Redis client stays open for it) before it exits."""
-    host, port = redis_server_url.removeprefix("redis://").split("/")[0].split(":")
-    proxy = await fault_proxy(host, int(port)).start()
+    proxy = await proxy_to(fault_proxy, redis_server_url)
     store = RedisCallStore(redis_client(redis_server_url), namespace=redis_namespace)
     env = {
         "SWITCHBOARD_PROFILE": "distributed",
@@ -365,8 +369,7 @@ async def test_a_call_whose_state_cannot_be_read_is_greeted_only_if_it_just_bega
     """Redis unreachable when a socket opens: the claim waits a moment, then the call is
     served without its state. A reconnect (Retell's call details show a call that began
     two minutes ago) is not greeted a second time; a call that just began is greeted."""
-    host, port = redis_server_url.removeprefix("redis://").split("/")[0].split(":")
-    proxy = await fault_proxy(host, int(port)).start()
+    proxy = await proxy_to(fault_proxy, redis_server_url)
     via_proxy = f"redis://{proxy.url_netloc}/0"
     async with node(
         EchoAgent(),

@@ -276,16 +276,9 @@ class RedisCallStore:
         return True
 
     async def load(self, call_id: str) -> CallState | None:
-        try:
-            fields = await self.client.hmget(
-                self.call_key(call_id), ["epoch", "version", "token", "data"]
-            )
-        except RedisError as exc:
-            if "WRONGTYPE" in str(exc):
-                return None
-            raise self._unavailable(exc) from exc
-        except OSError as exc:
-            raise self._unavailable(exc) from exc
+        fields = await self._fields(call_id, "epoch", "version", "token", "data")
+        if fields is None:
+            return None
         epoch, version, token, data = fields
         if epoch is None:
             return None
@@ -303,30 +296,27 @@ class RedisCallStore:
 
     async def owner(self, call_id: str) -> str | None:
         """The node that holds the call now, or ``None`` if none does."""
-        try:
-            value = await self.client.hget(self.call_key(call_id), "owner")
-        except RedisError as exc:
-            if "WRONGTYPE" in str(exc):
-                return None
-            raise self._unavailable(exc) from exc
-        except OSError as exc:
-            raise self._unavailable(exc) from exc
-        return text(value) or None
+        fields = await self._fields(call_id, "owner")
+        return text(fields[0]) or None if fields is not None else None
 
     async def holder(self, call_id: str) -> str | None:
         if not self.health.is_up:
             raise StoreUnavailable("redis is unreachable")
+        fields = await self._fields(call_id, "owner", "token")
+        if fields is None or fields[0] is None or fields[1] is None:
+            return None
+        return text(fields[1])
+
+    async def _fields(self, call_id: str, *names: str) -> list[Any] | None:
+        """Fields of the call's hash; ``None`` when the key holds something else."""
         try:
-            owner, token = await self.client.hmget(self.call_key(call_id), ["owner", "token"])
+            return list(await self.client.hmget(self.call_key(call_id), list(names)))
         except RedisError as exc:
             if "WRONGTYPE" in str(exc):
                 return None
             raise self._unavailable(exc) from exc
         except OSError as exc:
             raise self._unavailable(exc) from exc
-        if owner is None or token is None:
-            return None
-        return text(token)
 
     async def release(self, call_id: str, token: str) -> None:
         await self._run(self._release, [self.call_key(call_id), self.live_key], [token, call_id])
