@@ -10,7 +10,9 @@ failure), and can be pinned to a core with ``taskset`` where that exists.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import random
 import shutil
 import signal
 import socket
@@ -39,11 +41,40 @@ class ChildError(RuntimeError):
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    """A TCP port on 127.0.0.1 that nothing listens on right now.
+
+    Drawn *below* the kernel's ephemeral range: a port the kernel hands out (bind to 0)
+    can be taken again, as the source port of any outgoing connection, between this
+    call and the server's own bind; a port outside that range cannot.
+    """
+    low = _ephemeral_low()
+    for _ in range(64):
+        port = _rng.randrange(_PORTS_FROM, low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+        chosen: int = s.getsockname()[1]
+        return chosen
+
+
+_PORTS_FROM = 10_000
+_rng = random.SystemRandom()
+
+
+@functools.cache
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (Linux; 32768 elsewhere)."""
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        low = int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32_768
+    return max(low, _PORTS_FROM + 1_000)
 
 
 def pin_prefix(cpu: int | None) -> list[str]:
