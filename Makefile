@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-stress soak fuzz lint bench serve clean lock system-packages
+.PHONY: demo test test-stress soak fuzz lint bench serve clean lock system-packages image
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,9 +39,17 @@ system-packages:
 	@sh scripts/ensure-system-packages.sh
 
 lint: $(STAMP)
+	$(BIN)/hadolint Dockerfile
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
+
+# The container image the blueprint's compose and Kubernetes files run (docker or podman).
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+ENGINE  ?= $(shell command -v docker || command -v podman)
+image:
+	@test -n "$(ENGINE)" || { echo "make image: no container engine (docker or podman) on PATH"; exit 1; }
+	$(ENGINE) build --build-arg VERSION=$(VERSION) -t switchboard:$(VERSION) .
 
 bench: $(STAMP)
 	$(BIN)/switchboard bench

@@ -279,11 +279,11 @@ def test_services_get_the_flags_they_take() -> None:
     d = deployment_for("event-driven")
     services = compose_model(d)["services"]
     escalation = services["escalation"]["command"]
-    assert escalation[:3] == ["switchboard", "service", "escalation"]
+    assert escalation[:2] == ["service", "escalation"]  # the image's entrypoint is switchboard
     assert "--rules" in escalation
     assert "--redis-url" in escalation
     assert any(v.startswith("./escalation.yaml:") for v in services["escalation"]["volumes"])
-    assert services["archive"]["command"][3:5] == ["--bus", "kafka://kafka:9092"]
+    assert services["archive"]["command"][2:4] == ["--bus", "kafka://kafka:9092"]
     pods = {
         doc["metadata"]["name"]: doc["spec"]["template"]["spec"]
         for doc in _manifests(d)["services.yaml"]

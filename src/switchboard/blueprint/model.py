@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from switchboard import __version__
 from switchboard.blueprint.matrix import Decision
 
 #: A draining node waits this much past the longest call before handing calls off.
@@ -94,12 +95,16 @@ class Deployment:
         return None
 
 
+#: the tag ``make image`` builds from the Dockerfile; every generated file runs it
+IMAGE = f"switchboard:{__version__}"
+
+
 def build_deployment(
     decision: Decision,
     *,
     name: str = "switchboard",
     namespace: str = "switchboard",
-    image: str = "switchboard:0.1.0",
+    image: str = IMAGE,
     longest_call_s: int = 3600,
     bus: str = "kafka",
 ) -> Deployment:

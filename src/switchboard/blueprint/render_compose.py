@@ -20,6 +20,7 @@ from switchboard.blueprint.model import Deployment
 from switchboard.blueprint.render_haproxy import HAPROXY_FILE
 from switchboard.blueprint.render_prometheus import (
     ALERTS_FILE,
+    ANALYTICS_PORT,
     SCRAPE_FILE,
     SERVICE_METRICS_PORT,
 )
@@ -42,8 +43,9 @@ STATEFUL_SERVICES = ("archive", "analytics", "escalation")
 
 
 def service_command(service: str, bus_url: str, redis_url: str) -> list[str]:
-    """``switchboard service NAME`` with the flags that service takes (docs/services.md)."""
-    argv = ["switchboard", "service", service, "--bus", bus_url, "--name", f"{service}-1"]
+    """The image's arguments for ``switchboard service NAME`` with the flags that service takes
+    (docs/services.md); the image's entrypoint is ``switchboard`` itself (Dockerfile)."""
+    argv = ["service", service, "--bus", bus_url, "--name", f"{service}-1"]
     if service in STATEFUL_SERVICES:
         argv += ["--db", f"{DATA_DIR}/{service}.db"]
     if service == "analytics":
@@ -53,6 +55,10 @@ def service_command(service: str, bus_url: str, redis_url: str) -> list[str]:
     if service == "escalation":
         argv += ["--redis-url", redis_url, "--rules", f"{CONFIG_DIR}/{ESCALATION_RULES}"]
     return argv
+
+
+def _service_port(service: str) -> int:
+    return ANALYTICS_PORT if service == "analytics" else SERVICE_METRICS_PORT
 
 
 def _http_check(port: int, path: str) -> dict[str, Any]:
@@ -122,7 +128,7 @@ def compose_model(d: Deployment) -> dict[str, Any]:
             mounts.append(f"{node}-outbox:{OUTBOX_DIR}")
         services[node] = {
             "image": d.image,
-            "command": ["switchboard", "serve", "--config", CONFIG_PATH, "--node-id", node],
+            "command": ["serve", "--config", CONFIG_PATH, "--node-id", node],
             "environment": env,
             "volumes": mounts,
             "healthcheck": _http_check(d.port, "/healthz"),
@@ -158,6 +164,8 @@ def compose_model(d: Deployment) -> dict[str, Any]:
             services[service] = {
                 "image": d.image,
                 "command": service_command(service, d.bus_url, "redis://redis:6379/0"),
+                # the image's own check asks a node's /readyz; a service answers on its own port
+                "healthcheck": _http_check(_service_port(service), "/healthz"),
                 "restart": "unless-stopped",
                 "depends_on": dict(depends),
                 **({"volumes": mounts} if mounts else {}),
@@ -188,6 +196,7 @@ def compose_model(d: Deployment) -> dict[str, Any]:
 def render_compose(d: Deployment) -> str:
     header = (
         f"# docker compose for the {d.profile} profile: {d.nodes} node(s).\n"
-        "# Needs SWITCHBOARD_RETELL_API_KEY in the environment. Build the image from the repo.\n"
+        "# Needs SWITCHBOARD_RETELL_API_KEY in the environment.\n"
+        f"# Build {d.image} from the repository with `make image`.\n"
     )
     return header + yaml.safe_dump(compose_model(d), sort_keys=False, width=100)

@@ -44,6 +44,14 @@ KUBERNETES_VERSION = "1.33.0"
 NODE_FILES = ("configmap.yaml", "deployment.yaml", "service.yaml", "pdb.yaml", "ingress.yaml")
 #: where the outbox's spill file lives (``outbox_dir`` in the settings file)
 OUTBOX_DIR = "/var/lib/switchboard/outbox"
+#: the image's user (Dockerfile); fsGroup makes the spill and data volumes writable by it
+IMAGE_UID = 10001
+POD_SECURITY: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": IMAGE_UID,
+    "runAsGroup": IMAGE_UID,
+    "fsGroup": IMAGE_UID,
+}
 #: where a singular service keeps its SQLite state
 SERVICE_DATA_DIR = "/var/lib/switchboard"
 #: services whose state is pod-local: one replica, a persistent volume, no autoscaler
@@ -131,6 +139,7 @@ def node_deployment(d: Deployment) -> dict[str, Any]:
             "metadata": {"labels": _labels(d, "node")},
             "spec": {
                 "terminationGracePeriodSeconds": d.grace_period_s,
+                "securityContext": POD_SECURITY,
                 "containers": [container],
                 "volumes": [{"name": "config", "configMap": {"name": f"{d.name}-config"}}],
             },
@@ -310,7 +319,11 @@ def service_deployment(d: Deployment, name: str) -> dict[str, Any]:
         "env": env,
         "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}},
     }
-    pod: dict[str, Any] = {"terminationGracePeriodSeconds": 60, "containers": [container]}
+    pod: dict[str, Any] = {
+        "terminationGracePeriodSeconds": 60,
+        "securityContext": POD_SECURITY,
+        "containers": [container],
+    }
     mounts: list[dict[str, Any]] = []
     if name == "escalation":
         # kubectl create configmap switchboard-escalation-rules --from-file=escalation.yaml
