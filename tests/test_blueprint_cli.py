@@ -14,7 +14,7 @@ from switchboard.blueprint.writer import OutputError, write_blueprint
 from switchboard.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
-BENCH = str(REPO / "bench" / "reference.json")
+BENCH = str(REPO / "src" / "switchboard" / "blueprint" / "data" / "reference.json")
 
 
 def run(*args: str) -> tuple[int, str, str]:
@@ -119,3 +119,25 @@ def test_a_replaced_directory_is_swapped_whole(tmp_path: Path) -> None:
     assert (out / "a.yml").read_text() == "v: 2\n"
     assert not (out / "sub").exists()
     assert os.stat(out).st_ino != inode
+
+
+def test_blueprint_runs_from_any_directory_on_the_shipped_figures_and_says_so(
+    tmp_path: Path,
+) -> None:
+    """A user who installed the package has no bench/ directory: the reference run shipped
+    inside the package is used, and the output names it."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "switchboard", "blueprint", "--calls", "50", "--budget-ms", "500"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    said = " ".join(done.stdout.split())
+    assert "reference figures shipped with switchboard" in said
+    assert "distributed" in said
+    assert not (tmp_path / "bench").exists()

@@ -15,6 +15,7 @@ from switchboard.blueprint.capacity import (
     default_calibration,
     measurements_from_bench,
     node_capacity,
+    reference_calibration,
 )
 from switchboard.blueprint.matrix import (
     Decision,
@@ -192,10 +193,10 @@ def test_durations_nest_longest_call_drain_grace_tunnel() -> None:
 
 
 def test_the_reference_bench_file_calibrates() -> None:
-    cal = measurements_from_bench(REPO / "bench" / "reference.json")
+    cal = reference_calibration()
     names = {m.name for m in cal.measurements}
     assert {"openai-0ms-100", "openai-0ms-300"} <= names
-    assert default_calibration(REPO).measurements
+    assert "shipped" in cal.source
 
 
 def test_an_unreadable_bench_file_is_a_calibration_error(tmp_path: Path) -> None:
@@ -203,7 +204,12 @@ def test_an_unreadable_bench_file_is_a_calibration_error(tmp_path: Path) -> None
     bad.write_text("{not json")
     with pytest.raises(CalibrationError, match="cannot read"):
         measurements_from_bench(bad)
-    with pytest.raises(CalibrationError, match="no bench results"):
+    # a working directory without bench results falls back to the shipped figures
+    assert default_calibration(tmp_path).source == reference_calibration().source
+    # one with its own last run uses it, and a broken one is an error, not a silent fallback
+    (tmp_path / "bench" / "results").mkdir(parents=True)
+    (tmp_path / "bench" / "results" / "latest.json").write_text("{not json")
+    with pytest.raises(CalibrationError, match="cannot read"):
         default_calibration(tmp_path)
 
 

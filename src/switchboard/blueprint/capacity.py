@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 from switchboard.sim.verdict import JUDGED_KINDS
@@ -30,8 +31,10 @@ TARGET_UTILISATION = 0.6
 DEFAULT_TURN_INTERVAL_S = 5.0
 #: Calls one node may hold: its loss sends this many reconnects to the others at once.
 DEFAULT_MAX_CALLS_PER_NODE = 200
-#: Where ``make bench`` leaves its last run, and the reference run kept in the repo.
-BENCH_FILES = (Path("bench/results/latest.json"), Path("bench/reference.json"))
+#: Where ``make bench`` leaves its last run, relative to the directory blueprint runs in.
+LATEST_BENCH = Path("bench/results/latest.json")
+#: A full ``make bench`` run shipped inside the package, so blueprint works from anywhere.
+REFERENCE_BENCH = "data/reference.json"
 
 
 class CalibrationError(ValueError):
@@ -132,9 +135,10 @@ def _safe_rate(m: Measurement) -> float:
     return m.turns_per_core_s * min(TARGET_UTILISATION, m.cpu_fraction)
 
 
-def measurements_from_bench(path: Path) -> Calibration:
+def measurements_from_bench(path: Path, source: str | None = None) -> Calibration:
     """The sound cases of a ``make bench`` JSON file as measurements: no failed call and no
-    violation. A case judged slow is kept: its p99 is the measurement (it fits fewer budgets)."""
+    violation. A case judged slow is kept: its p99 is the measurement (it fits fewer budgets).
+    ``source`` names the figures for the reader (default: the path)."""
     from msgspec import DecodeError, ValidationError
 
     from switchboard.sim.bench import load_bench
@@ -166,16 +170,29 @@ def measurements_from_bench(path: Path) -> Calibration:
         )
     if not found:
         raise CalibrationError(f"{path} has no sound case with server CPU figures")
-    return Calibration(source=str(path), measurements=tuple(found))
+    return Calibration(source=source or str(path), measurements=tuple(found))
 
 
 def default_calibration(root: Path = Path(".")) -> Calibration:
-    """The last ``make bench`` run, else the reference run kept in the repo."""
-    for candidate in BENCH_FILES:
-        path = root / candidate
-        if path.is_file():
-            return measurements_from_bench(path)
-    raise CalibrationError(
-        "no bench results (bench/results/latest.json or bench/reference.json): "
-        "run `make bench` or `switchboard blueprint --calibrate`"
-    )
+    """This machine's last ``make bench`` run when there is one under ``root``, else the
+    reference run shipped with the package; the calibration's source says which."""
+    latest = root / LATEST_BENCH
+    if latest.is_file():
+        return measurements_from_bench(latest)
+    return reference_calibration()
+
+
+def reference_calibration() -> Calibration:
+    """The reference figures shipped in the package: a 2-core x86_64 machine, server pinned to
+    one core (docs/benchmarks.md). ``--calibrate`` measures the machine at hand instead."""
+    from switchboard import __version__
+
+    ref = resources.files("switchboard.blueprint").joinpath(REFERENCE_BENCH)
+    with resources.as_file(ref) as path:
+        return measurements_from_bench(
+            path,
+            source=(
+                f"the reference figures shipped with switchboard {__version__} "
+                "(2-core x86_64; `switchboard blueprint --calibrate` measures this machine)"
+            ),
+        )
