@@ -11,7 +11,9 @@ What counts, per call (a call is the same call in both runs: same index, same sc
   caller already gave: state lost in the fault.
 - **reply differing from control**: a turn both runs answered, with different words.
 - **unanswered turn**: a turn asked and never completed, or a turn a call that neither
-  failed nor was hung up never reached (it ended early).
+  failed nor was hung up never reached (it ended early). A call handed over (a transfer,
+  by the agent or by the escalation service) owes no more turns, and the turn in flight
+  when it was handed over is not owed an answer.
 - **time to recover**, per fault: from the fault's start until every call it touched had
   a turn answered again. A call is touched when it lost a socket after the fault began
   (and before the next fault): it recovers when its new socket is open and the first
@@ -142,10 +144,15 @@ def _differing(call: CallResult, twin: CallResult | None, f: Findings) -> int:
     return count
 
 
+def _owed(call: CallResult) -> list[bool]:
+    """``completed`` of the turns owed an answer: all, but the last of a handed-over call."""
+    return call.completed[:-1] if call.transferred else call.completed
+
+
 def _unanswered(call: CallResult, twin: CallResult | None, f: Findings) -> int:
-    asked_not_done = sum(1 for done in call.completed if not done)
+    asked_not_done = sum(1 for done in _owed(call) if not done)
     missing = 0
-    if not call.failed and not call.hung_up:
+    if not call.failed and not call.hung_up and not call.transferred:
         expected = len(twin.replies) if twin is not None else call.planned_turns
         missing = max(0, expected - len(call.replies))
     if asked_not_done or missing:
@@ -226,7 +233,7 @@ def _recovery(
 
 def control_clean(control: History) -> bool:
     """Every control call ended well and had every turn it asked answered."""
-    return not any(c.failed or not all(c.completed) for c in control.calls)
+    return not any(c.failed or not all(_owed(c)) for c in control.calls)
 
 
 def _served_again(socket: SocketEvent, turns: list[TurnEvent]) -> float | None:
