@@ -54,9 +54,10 @@ OWNER_REFRESH_S = 0.2
 SPILL_WAIT_S = 30.0
 TRIM_WAIT_S = 30.0
 POLL_S = 0.05
-#: The ``oversized`` caller's line: far above the 16,384 characters a turn event keeps
-#: and, uncapped, above the outbox's 512 KiB event limit; under the 1 MiB frame limit.
-OVERSIZED_CHARS = 600_000
+#: The ``oversized`` caller's line: far above the 16,384 characters a turn event keeps;
+#: its request frame (which carries the line twice, in ``transcript`` and its tool-call
+#: twin) stays under the node's 1 MiB frame limit.
+OVERSIZED_CHARS = 300_000
 #: The ``poison`` message: a turn event by its headers whose value is not UTF-8.
 POISON_VALUE = b'{"response_id": 1, "kind": "response", "caller_line": "\xff\xfe"}'
 _SPILLING = re.compile(rb"^switchboard_outbox_spilling\s+([0-9.]+)", re.MULTILINE)
@@ -258,9 +259,10 @@ class Nemesis:
     def _oversized(self, event: FaultEvent) -> None:
         """A call of the nemesis's own whose one caller line is ``OVERSIZED_CHARS`` long:
         it must be answered, and archived once with its line cut to the cap."""
-        line = ("This is a very long caller utterance. " * (OVERSIZED_CHARS // 38 + 1))[
-            :OVERSIZED_CHARS
-        ]
+        # Few words: the simulator streams a line as one update_only frame per word,
+        # each with the whole line so far.
+        head = "Hello, I have a long question about "
+        line = head + "la" * ((OVERSIZED_CHARS - len(head)) // 2)
         self._began(event)
         future = asyncio.run_coroutine_threadsafe(
             self.generator.extra_call([CallerTurn(say=line)]), self.loop
