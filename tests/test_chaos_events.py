@@ -27,7 +27,9 @@ SHORT_FAULTS = "archive-stop:3,poison,oversized,bus-stop:2,kill-while-spilling:2
 SMALL_BUS_MAX_LEN = "20"
 
 
-def assert_pipeline_held(report: ChaosReport, *, escalations: int) -> None:
+def assert_pipeline_held(report: ChaosReport, *, escalations: int | None) -> None:
+    """What the event soak must show. ``escalations``: the decisions expected (``None``:
+    any number; a turn replayed late from a spill is too stale to act on, by design)."""
     faults = {e.kind: e for e in report.history.faults}
     assert all(e.ok for e in faults.values()), report.history.faults
     f = report.findings
@@ -41,8 +43,9 @@ def assert_pipeline_held(report: ChaosReport, *, escalations: int) -> None:
     assert (e.not_archived, e.archived_twice) == (0, 0)
     assert e.oversized_capped == 1
     # the escalating calls were handed over once each, by the service
-    assert e.escalations_decided == escalations
-    assert e.escalations_done + e.escalations_failed == escalations
+    if escalations is not None:
+        assert e.escalations_decided == escalations
+    assert e.escalations_done + e.escalations_failed == e.escalations_decided
     assert e.escalations_done >= 1  # seed 1 kills analytics, not escalation
     assert e.escalations_pending == 0
     assert e.handoffs_heard == e.escalations_done
@@ -81,5 +84,41 @@ def test_a_short_event_soak_archives_every_answered_turn_once_on_each_bus(
             stop = next(e for e in report.history.faults if e.kind == "archive-stop")
             # the stream grew past its trim threshold while the archive was stopped
             assert stop.figures["stream_entries"] > stop.figures["bus_max_len"]
+        assert code == 0
+    assert cluster.left_behind == set()
+
+
+#: the issue's soak: the archive stopped 30 s (past a 200-entry trim threshold on Redis
+#: Streams), a poison message, an oversized turn, the bus down 60 s, a node killed with
+#: SIGKILL while spilling (the bus down 10 s for it), a service killed and restarted
+SOAK_FAULTS = "archive-stop:30,poison,oversized,bus-stop:60,kill-while-spilling:10,service-kill"
+
+
+@pytest.mark.soak
+@pytest.mark.parametrize("bus", ["kafka", "redis"])
+def test_the_event_soak_300_calls_of_10_turns_archives_every_answered_turn_once(
+    tmp_path: Path, bus: str
+) -> None:
+    escalations = 30
+    with chaos_cluster(
+        tmp_path,
+        profile="event-driven",
+        extra_args=["--bus", bus],
+        SWITCHBOARD_BUS_MAX_LEN="200",
+        SWITCHBOARD_MAX_CALLS="700",
+    ) as cluster:
+        code, report = run_chaos(
+            tmp_path,
+            cluster.state_file,
+            *("--seed", "1", "--calls", "300", "--turns", "10", "--duration", "240"),
+            *("--faults", SOAK_FAULTS, "--escalations", str(escalations)),
+            *("--settle", "300", "--max-recovery", "30"),
+            deadline_s=1800.0,
+        )
+        e = report.events
+        assert e is not None
+        print(f"event soak on {bus}: {e}")
+        assert_pipeline_held(report, escalations=None)
+        assert e.answered_turns >= 2500
         assert code == 0
     assert cluster.left_behind == set()

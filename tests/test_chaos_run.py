@@ -24,13 +24,15 @@ from tests.fixtures.cluster import running_cluster
 CHAOS_DEADLINE_S = 240.0
 
 
-def run_chaos(tmp_path: Path, state_file: Path, *args: str) -> tuple[int, ChaosReport]:
+def run_chaos(
+    tmp_path: Path, state_file: Path, *args: str, deadline_s: float = CHAOS_DEADLINE_S
+) -> tuple[int, ChaosReport]:
     out = tmp_path / "chaos.json"
     argv = [*SWITCHBOARD_ARGV, "chaos", "--state", str(state_file), "--json-out", str(out)]
     argv += ["--report", str(tmp_path / "chaos.html"), *args]
     child = Child("chaos", argv, log_path=tmp_path / "chaos.log")
     try:
-        code = child.wait(CHAOS_DEADLINE_S)
+        code = child.wait(deadline_s)
     finally:
         child.stop()
     assert out.exists(), child.log_tail(40)
