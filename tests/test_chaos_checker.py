@@ -281,3 +281,18 @@ def test_a_call_handed_over_owes_no_more_turns_nor_the_one_in_flight() -> None:
     early = call(0, ["A?", "", "C."], transferred=True)
     early.completed[1] = False
     assert check(history([early]), full).unanswered_turns == 1
+
+
+def test_a_repeat_past_the_turn_where_the_control_call_was_handed_over_is_not_judged() -> None:
+    """The escalation service handed the control call over after its second turn; the
+    chaos call, handed over later, repeats the agent's fallback question at turn 4. The
+    control run cannot say whether the agent repeats itself there."""
+    fallback = "Sorry, I didn't quite get that. What would you like to do?"
+    chaos_call = call(0, [fallback, fallback, HOURS, fallback], transferred=True)
+    twin = call(0, [fallback, fallback], transferred=True)
+    findings = check(history([chaos_call]), history([twin]))
+    assert findings.repeated_questions == 0, findings.samples
+    assert findings.passed, findings.reasons
+    # a control call that was not handed over still judges the turns it never reached
+    short = call(0, [fallback, fallback])
+    assert check(history([chaos_call]), history([short])).repeated_questions == 1

@@ -8,7 +8,8 @@ What counts, per call (a call is the same call in both runs: same index, same sc
 - **repeated question**: a reply that asks something (it ends with ``?``) and equals an
   earlier reply of the same call, where the control run did not repeat it at that turn.
   With the shipped receptionist that is a form asking again for a name or a day the
-  caller already gave: state lost in the fault.
+  caller already gave: state lost in the fault. A turn the control call never reached
+  because it was handed over (an escalation lands when it lands) is not judged.
 - **reply differing from control**: a turn both runs answered, with different words.
 - **unanswered turn**: a turn asked and never completed, or a turn a call that neither
   failed nor was hung up never reached (it ended early). A call handed over (a transfer,
@@ -123,6 +124,8 @@ def _repeated_questions(call: CallResult, twin: CallResult | None, f: Findings) 
             continue
         if twin is not None and reply in twin.replies[:i] and twin.replies[i : i + 1] == [reply]:
             continue  # the agent repeats itself here without any fault
+        if twin is not None and twin.transferred and len(twin.replies) <= i:
+            continue  # the control call was handed over before this turn: it cannot say
         count += 1
         _sample(f, f"call {call.call} turn {i + 1}: asked again: {reply[:60]!r}")
     return count
