@@ -22,6 +22,7 @@ import sqlite3
 import subprocess
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -167,8 +168,10 @@ def gather(
             time.sleep(POLL_S)
         evidence.settle_s = time.monotonic() - started
         log(f"event pipeline read {evidence.settle_s:.1f} s after the calls ended")
-        for group, store in parts.dead_letters.items():
-            listed = list_letters(store)
+        groups = list(parts.dead_letters)
+        with ThreadPoolExecutor(max_workers=max(1, len(groups))) as pool:
+            listings = list(pool.map(list_letters, [parts.dead_letters[g] for g in groups]))
+        for group, listed in zip(groups, listings, strict=True):
             metrics = counted.get(group, {})
             evidence.dead_letters.append(
                 DeadLetterTally(
