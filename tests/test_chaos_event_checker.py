@@ -3,6 +3,10 @@ double or hide something fails the verdict with its reason; clean evidence passe
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from switchboard.chaos.event_checker import (
     CAPPED_CHARS,
     ArchivedTurn,
@@ -179,3 +183,60 @@ def test_latency_percentiles_are_nearest_rank() -> None:
     e.archived = rows(e.answered[:5], 0.01) + rows(e.answered[5:], 2.0)
     f = check_events(e)
     assert (f.latency_p50_ms, f.latency_p99_ms, f.latency_max_ms) == (10.0, 2000.0, 2000.0)
+
+
+def test_the_poison_message_is_ours_by_its_headers_and_never_decodes() -> None:
+    from switchboard.chaos.nemesis import poison_message
+    from switchboard.events.codec import MalformedEvent, decode
+
+    message = poison_message("chaos-poison-1")
+    assert message.key == b"chaos-poison-1"
+    with pytest.raises(MalformedEvent) as caught:
+        decode(message)
+    assert caught.value.reason == "malformed"
+
+
+def test_the_evidence_is_read_where_the_services_argv_says(tmp_path: Path) -> None:
+    from switchboard.chaos.event_evidence import EvidenceError, pipeline_parts
+    from switchboard.chaos.processes import ClusterProcess
+    from switchboard.cluster.plan import ClusterState, NodeInfo, ProcessInfo
+
+    def proc(name: str, *argv: str) -> ClusterProcess:
+        return ClusterProcess(
+            name=name, pid=1, argv=["switchboard", *argv], env={}, cwd=str(tmp_path)
+        )
+
+    state = ClusterState(
+        url="ws://127.0.0.1:1/llm-websocket",
+        webhook_url="http://127.0.0.1:1/webhook",
+        redis_url=None,
+        profile="event-driven",
+        nodes=[NodeInfo(pid=1, port=9001, node_id="node-1")],
+        haproxy=ProcessInfo(pid=1, port=1),
+        service_metrics={"analytics": "http://127.0.0.1:8090/metrics"},
+    )
+    processes = {
+        "archive": proc(
+            "archive", "service", "archive", "--db", "a/archive.db", "--metrics-port", "9101"
+        ),
+        "analytics": proc("analytics", "service", "analytics", "--db", "/abs/analytics.db"),
+        "escalation": proc(
+            "escalation", "service", "escalation", "--db", "e.db", "--dead-letters", "/dl/esc.db"
+        ),
+    }
+    parts = pipeline_parts(state, processes)
+    assert parts.archive_db == tmp_path / "a" / "archive.db"
+    assert parts.escalation_db == tmp_path / "e.db"
+    assert parts.dead_letters == {
+        "archive": tmp_path / "a" / "archive-dead-letters.db",
+        "analytics": Path("/abs/analytics-dead-letters.db"),
+        "escalation": Path("/dl/esc.db"),
+    }
+    assert parts.service_metrics == {
+        "archive": "http://127.0.0.1:9101/metrics",
+        "analytics": "http://127.0.0.1:8090/metrics",
+    }
+    assert parts.node_metrics == ["http://127.0.0.1:9001/metrics"]
+    processes["archive"] = proc("archive", "service", "archive", "--db", "postgresql://db/x")
+    with pytest.raises(EvidenceError, match="SQLite archive"):
+        pipeline_parts(state, processes)
