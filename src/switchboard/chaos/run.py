@@ -166,7 +166,7 @@ def _bus_port(bus_url: str | None) -> int | None:
 def make_schedule(options: ChaosOptions, state: ClusterState) -> list[ScheduledFault]:
     has_broker = "tansu" in state.services
     has_bus = has_broker or _bus_on_own_redis(state)
-    spec = options.faults or default_spec(state.profile, has_bus)
+    spec = options.faults or default_spec(state.profile, has_broker)
     if options.faults is None and state.valkey is None:
         spec = ",".join(k for k in spec.split(",") if not k.startswith("redis-"))
     try:

@@ -39,7 +39,8 @@ EVENT_DRIVEN_ONLY: frozenset[str] = frozenset(
     {"bus-stop", "service-kill", "archive-stop", "poison", "oversized", "kill-while-spilling"}
 )
 #: Faults aimed at the event pipeline: a run with any of them also judges the archive,
-#: the escalations and the dead letters (``chaos/event_checker.py``).
+#: the escalations and the dead letters (``chaos/event_checker.py``). Not in the default
+#: spec: asked for by name.
 EVENT_PIPELINE: frozenset[str] = frozenset(
     {"archive-stop", "poison", "oversized", "kill-while-spilling"}
 )
@@ -107,12 +108,14 @@ def parse_spec(spec: str) -> list[FaultRequest]:
 
 def default_spec(profile: str, bus_is_broker: bool) -> str:
     """One fault of each kind that applies to ``profile`` (``bus_is_broker``: the
-    cluster runs a bus the nemesis can stop)."""
+    cluster runs a bus the nemesis can stop). The event pipeline's faults are asked for by
+    name: they judge the archive too, which a plain SIGKILL of a node with the bus up may
+    leave a few milliseconds of events short (docs/outbox.md)."""
     kinds = [k for k in FAULT_KINDS if k not in EVENT_DRIVEN_ONLY]
     if profile == "event-driven":
-        kinds += ["service-kill", "archive-stop", "poison", "oversized"]
+        kinds.append("service-kill")
         if bus_is_broker:
-            kinds += ["bus-stop", "kill-while-spilling"]
+            kinds.append("bus-stop")
     return ",".join(kinds)
 
 
