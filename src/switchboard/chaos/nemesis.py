@@ -55,8 +55,8 @@ SPILL_WAIT_S = 30.0
 TRIM_WAIT_S = 30.0
 POLL_S = 0.05
 #: The ``oversized`` caller's line: far above the 16,384 characters a turn event keeps;
-#: its request frame (which carries the line twice, in ``transcript`` and its tool-call
-#: twin) stays under the node's 1 MiB frame limit.
+#: its request frame (which carries the line twice: as the content and in the word
+#: timings) stays under the node's 1 MiB frame limit.
 OVERSIZED_CHARS = 300_000
 #: The ``poison`` message: a turn event by its headers whose value is not UTF-8.
 POISON_VALUE = b'{"response_id": 1, "kind": "response", "caller_line": "\xff\xfe"}'
