@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -51,7 +51,7 @@ MetricsPortOption = Annotated[
 ]
 
 
-def _run_service(service: str, run: Callable[[], Awaitable[None]]) -> None:
+def _run_service(service: str, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Run a service to its end; a state file it cannot open is one line and exit 2."""
     import sqlite3
 
