@@ -39,6 +39,7 @@ from switchboard.services.analytics_model import (
     totals,
     ttfb_buckets,
 )
+from switchboard.services.analytics_history import History
 from switchboard.services.analytics_store import AnalyticsStore
 from switchboard.services.archive_db import ArchiveDb
 from switchboard.services.service_metrics import ServiceCollector, ServiceStats
@@ -50,10 +51,12 @@ class Analytics:
     def __init__(self, store: AnalyticsStore) -> None:
         self.store = store
         self.window = Window()
+        self.history = History()
 
     async def handle(self, batch: Batch) -> None:
         fresh = await self.store.apply(batch.events, skipped=sum(batch.skipped.values()))
         self.window.add(fresh)
+        self.history.add(fresh)
 
     def summary(self, now: float | None = None) -> dict[str, Any]:
         counters = self.store.counters
@@ -142,6 +145,9 @@ def create_app(
     async def summary(_request: Request) -> Response:
         return JSONResponse(analytics.summary())
 
+    async def history(_request: Request) -> Response:
+        return JSONResponse(analytics.history.points())
+
     async def calls(request: Request) -> Response:
         if archive is None:
             return JSONResponse({"archive": False, "calls": []})
@@ -179,6 +185,7 @@ def create_app(
         routes=[
             Route("/", index),
             Route("/api/summary", summary),
+            Route("/api/history", history),
             Route("/api/calls", calls),
             Route("/metrics", metrics),
             Route("/healthz", healthz),
