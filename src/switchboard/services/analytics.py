@@ -31,6 +31,7 @@ from starlette.routing import Route
 
 from switchboard.events.bus import Batch
 from switchboard.services import archive_queries as q
+from switchboard.services.analytics_history import History
 from switchboard.services.analytics_model import (
     MAX_BUCKET,
     Window,
@@ -39,7 +40,6 @@ from switchboard.services.analytics_model import (
     totals,
     ttfb_buckets,
 )
-from switchboard.services.analytics_history import History
 from switchboard.services.analytics_store import AnalyticsStore
 from switchboard.services.archive_db import ArchiveDb
 from switchboard.services.service_metrics import ServiceCollector, ServiceStats
