@@ -19,6 +19,7 @@ an attribute; the Redis save carries ``db.system.name = redis``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections.abc import Iterator, Mapping
@@ -110,6 +111,10 @@ def start_turn(call: Span | None, response_id: int, kind: str) -> Span | None:
     )
 
 
+#: What a hook uses instead of ``child`` when tracing is off: one shared object, no span.
+NO_SPAN: contextlib.nullcontext[None] = contextlib.nullcontext()
+
+
 def end(span: Span | None, **attributes: Any) -> None:
     """End ``span`` (if any) with ``attributes`` set first."""
     if span is None:
@@ -141,6 +146,10 @@ def child(parent: Span | None, name: str, **attributes: Any) -> Iterator[Span | 
     )
     try:
         yield span
+    except (GeneratorExit, asyncio.CancelledError):
+        # a barge-in or a hang-up: the turn was superseded, nothing failed
+        span.set_attribute("switchboard.cancelled", True)
+        raise
     except BaseException as err:
         span.record_exception(err)
         from opentelemetry.trace import Status, StatusCode
