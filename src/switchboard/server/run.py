@@ -47,21 +47,6 @@ class StartupError(RuntimeError):
     """The server cannot start; the message is one line a person can act on."""
 
 
-def check_shared_parts(settings: Settings) -> None:
-    """Refuse to start a shared-state node whose Redis does not answer: it would serve
-    calls that no other node could resume."""
-    from switchboard.connections import check_reachable, describe
-
-    if not settings.redis_url:
-        raise StartupError(
-            f"profile {settings.profile!r} needs Redis: pass --redis-url or set "
-            "SWITCHBOARD_REDIS_URL (e.g. redis://127.0.0.1:6379/0)"
-        )
-    problem = asyncio.run(check_reachable(settings.redis_url))
-    if problem is not None:
-        raise StartupError(f"Redis at {describe(settings.redis_url)} is unreachable ({problem})")
-
-
 class DrainingServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, app: SwitchboardApp, drain_timeout_s: float):
         super().__init__(config)
@@ -145,7 +130,7 @@ def run_server(
     """Load everything, then serve until signalled. A configuration problem (settings,
     agent file, log level) is printed as a few lines on stderr and exits with status 2."""
     from switchboard.agents.loader import AgentFileError, load_agent
-    from switchboard.cache.wiring import with_cache
+    from switchboard.server.compose import check_redis, compose, with_cache
 
     try:
         settings = load_settings(
@@ -159,10 +144,11 @@ def run_server(
             bus_url=bus_url,
         )
         configure(settings.log_level, settings.log_json)
-        if settings.profile != "single":
-            check_shared_parts(settings)
+        problem = check_redis(settings)
+        if problem is not None:
+            raise StartupError(problem)
         agent = with_cache(load_agent(settings.agent_file), settings)
-        app = SwitchboardApp(settings, agent)
+        app = SwitchboardApp(settings, agent, parts=compose(settings))
     except SpillLocked as err:
         raise StartupError(f"{err} (--node-id or SWITCHBOARD_OUTBOX_DIR)") from None
     except (ConfigError, AgentFileError, ValueError) as err:

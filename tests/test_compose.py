@@ -1,0 +1,69 @@
+"""The composition root: what each profile is made of, decided from settings alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from switchboard.config import Settings
+from switchboard.server.compose import cache_backend, compose, uses_redis
+from switchboard.state.memory import MemoryCallStore
+from switchboard.state.redis import RedisCallStore
+
+REDIS = "redis://127.0.0.1:1/0"  # never connected: composing opens no connection
+
+
+def test_single_is_process_memory_and_in_process_hooks() -> None:
+    parts = compose(Settings(profile="single", node_id="n1"))
+    assert isinstance(parts.store, MemoryCallStore)
+    assert parts.redis is None
+    assert parts.outbox is None
+    assert parts.publisher is None
+    assert parts.node_id == "n1"
+    assert cache_backend(Settings(profile="single")) == "memory"
+
+
+async def test_distributed_keeps_state_directory_and_dedupe_in_one_redis() -> None:
+    parts = compose(Settings(profile="distributed", redis_url=REDIS))
+    assert isinstance(parts.store, RedisCallStore)
+    assert parts.redis is not None
+    assert parts.redis.store is parts.store
+    assert parts.outbox is None
+    assert cache_backend(Settings(profile="distributed", redis_url=REDIS)) == "redis"
+    await parts.redis.client.aclose()
+    await parts.redis.directory_client.aclose()
+
+
+async def test_event_driven_adds_an_outbox_on_the_bus(tmp_path: Path) -> None:
+    settings = Settings(
+        profile="event-driven", redis_url=REDIS, bus_url=REDIS, outbox_dir=tmp_path / "outbox"
+    )
+    parts = compose(settings)
+    assert parts.redis is not None
+    assert parts.outbox is not None
+    assert parts.publisher is not None
+    assert uses_redis(settings)
+    await parts.outbox.bus.close()
+    await parts.redis.client.aclose()
+    await parts.redis.directory_client.aclose()
+
+
+def test_a_store_given_replaces_the_profiles_own() -> None:
+    store = MemoryCallStore()
+    assert compose(Settings(profile="single"), store).store is store
+
+
+def test_shared_state_profiles_need_redis() -> None:
+    with pytest.raises(ValueError, match="needs Redis"):
+        compose(Settings(profile="distributed"))
+
+
+def test_event_driven_needs_a_bus() -> None:
+    with pytest.raises(ValueError, match="needs an event bus"):
+        compose(Settings(profile="event-driven", redis_url=REDIS))
+
+
+def test_an_explicit_cache_backend_wins_over_the_profile() -> None:
+    assert cache_backend(Settings(profile="distributed", cache="off")) == "off"
+    assert cache_backend(Settings(profile="single", cache="redis")) == "redis"
