@@ -1,7 +1,7 @@
 """The ASGI application: the call socket, webhooks, health, readiness and metrics.
 
 The call socket never reaches ASGI: uvicorn hands every WebSocket upgrade to
-``server.llm_socket.CallSocket`` (its ``ws`` protocol class, see ``run.uvicorn_config``).
+``server.call_socket.CallSocket`` (its ``ws`` protocol class, see ``run.uvicorn_config``).
 What arrives here is plain HTTP, an ordinary Starlette app with a lifespan.
 """
 

@@ -17,10 +17,10 @@ from switchboard.events.outbox import Outbox
 from switchboard.events.publisher import CallEventPublisher
 from switchboard.log import get_logger
 from switchboard.server.compose import Parts
-from switchboard.server.guard import Network, parse_networks
 from switchboard.server.loop_health import LoopHealth
 from switchboard.server.metrics import NodeMetrics
 from switchboard.server.releases import ReleaseQueue
+from switchboard.server.socket_access import Network, parse_networks
 from switchboard.state.base import CallState, CallStore, StoreUnavailable
 
 _log = get_logger("switchboard.node")

@@ -28,8 +28,8 @@ from switchboard.config import ConfigError, Settings, load_settings, unknown_env
 from switchboard.events.spill import SpillLocked
 from switchboard.log import configure, get_logger
 from switchboard.server.app import SwitchboardApp
-from switchboard.server.llm_socket import Keepalive, call_socket_protocol
-from switchboard.server.timeouts import guarded_http
+from switchboard.server.call_socket import Keepalive, call_socket_protocol
+from switchboard.server.http_protocol import guarded_http
 
 _log = get_logger("switchboard.run")
 
