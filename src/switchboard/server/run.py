@@ -2,7 +2,7 @@
 
 First SIGTERM/SIGINT: readiness goes false, new calls get 503, live calls may finish
 until ``drain_timeout_s``; the rest are dropped without a close frame so Retell
-reconnects them to another node (spec section 9), then the process exits.
+reconnects them to another node, then the process exits.
 
 A second signal cuts the drain short: every remaining call is dropped the same way
 (1006, never a close code, which Retell would take as the end of the call), and the

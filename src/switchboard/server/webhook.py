@@ -11,7 +11,7 @@ durable); until then a retry gets 503, and a failed delivery releases the claim.
 
 Without an API key nothing can be verified, so every request is refused with 401 (and a
 warning is logged at start): accepting unsigned webhooks would let anyone forge call
-events. The inbound-call webhook (spec 3.4) is answered inline, ``{}`` by default.
+events. The inbound-call webhook is answered inline, ``{}`` by default.
 """
 
 from __future__ import annotations
