@@ -63,12 +63,11 @@ def admit(
 ) -> Admission:
     """Decide what reading request ``response_id`` of ``kind`` does, given the generation
     still open (``None`` or completed: nothing open) and the call's last saved reply."""
-    open_now = open_gen is not None and not open_gen.completed
+    current = open_gen if open_gen is not None and not open_gen.completed else None
     if (
-        open_now
-        and open_gen is not None
-        and open_gen.response_id == response_id
-        and open_gen.kind is kind
+        current is not None
+        and current.response_id == response_id
+        and current.kind is kind
         and not undecodable
     ):
         return DROP
@@ -77,12 +76,10 @@ def admit(
         if last_reply is not None and last_reply.response_id == response_id and not undecodable
         else None
     )
-    if not open_now or open_gen is None:
+    if current is None:
         return START if replay is None else Admission(replay=replay)
-    greeted = open_gen.kind is TurnKind.GREETING
-    close_first = (
-        open_gen.response_id if not greeted and response_id < open_gen.response_id else None
-    )
+    greeted = current.kind is TurnKind.GREETING
+    close_first = current.response_id if not greeted and response_id < current.response_id else None
     if replay is None and close_first is None:
         return SUPERSEDE_GREETING if greeted else SUPERSEDE
     return Admission(replay=replay, supersede=True, greeted=greeted, close_first=close_first)
