@@ -181,15 +181,26 @@ def test_alert_rules_pass_promtool_check_and_their_unit_tests(
         assert done.returncode == 0, f"promtool {' '.join(args)}:\n{done.stdout}{done.stderr}"
 
 
-def test_kubernetes_scrape_config_keeps_only_the_node_pods(deployment: Deployment) -> None:
-    """Debian's promtool is built without Kubernetes discovery, so this one is read here."""
+def test_kubernetes_scrape_config_keeps_the_node_pods_and_the_services(
+    deployment: Deployment,
+) -> None:
+    """Debian's promtool is built without Kubernetes discovery, so this one is read here
+    (test_blueprint_autoscaling.py derives the targets it would keep)."""
     config = yaml.safe_load(render_prometheus(deployment)["prometheus-kubernetes.yml"])
-    (job,) = config["scrape_configs"]
-    assert job["kubernetes_sd_configs"] == [
-        {"role": "pod", "namespaces": {"names": [deployment.namespace]}}
-    ]
-    keep = [r for r in job["relabel_configs"] if r.get("action") == "keep"]
-    assert {r["regex"] for r in keep} == {deployment.name, "http"}
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == (
+        {"switchboard", "switchboard-services"} if deployment.bus else {"switchboard"}
+    )
+    for job in jobs.values():
+        assert job["kubernetes_sd_configs"] == [
+            {"role": "pod", "namespaces": {"names": [deployment.namespace]}}
+        ]
+        keep = [r for r in job["relabel_configs"] if r.get("action") == "keep"]
+        assert deployment.name in {r["regex"] for r in keep}
+        targets = {r.get("target_label") for r in job["relabel_configs"]}
+        assert {"namespace", "pod"} <= targets
+    keep = [r for r in jobs["switchboard"]["relabel_configs"] if r.get("action") == "keep"]
+    assert {r["regex"] for r in keep} == {deployment.name, "node", "http"}
     assert config["rule_files"] == ["alerts.yml"]
 
 

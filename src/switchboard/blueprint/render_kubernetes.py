@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from switchboard.blueprint.model import PRESTOP_SLEEP_S, Deployment
+from switchboard.blueprint.render_prometheus import ANALYTICS_PORT, SERVICE_METRICS_PORT
 from switchboard.blueprint.render_settings import SETTINGS_FILE, render_settings
 
 SECRET = "switchboard-secrets"
@@ -300,8 +301,13 @@ def service_deployment(d: Deployment, name: str) -> dict[str, Any]:
     if name == "archive":
         env.append(_secret_env("ARCHIVE_DB_URL", "archive-db-url"))
         args += ["--db", "$(ARCHIVE_DB_URL)"]
+    # Every service serves /metrics (lag, dead letters, gaps) where Prometheus scrapes it.
+    args += ["--host", "0.0.0.0"]
     if name == "analytics":
-        args += ["--host", "0.0.0.0"]
+        port = {"name": "http", "containerPort": ANALYTICS_PORT, "protocol": "TCP"}
+    else:
+        args += ["--metrics-port", str(SERVICE_METRICS_PORT)]
+        port = {"name": "metrics", "containerPort": SERVICE_METRICS_PORT, "protocol": "TCP"}
     if name == "escalation":
         args += [
             "--redis-url",
@@ -316,6 +322,7 @@ def service_deployment(d: Deployment, name: str) -> dict[str, Any]:
         "name": name,
         "image": d.image,
         "args": args,
+        "ports": [port],
         "env": env,
         "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}},
     }
@@ -354,7 +361,7 @@ def governing_service(d: Deployment, name: str) -> dict[str, Any]:
     """The headless Service a singular service's StatefulSet names (its pod's DNS)."""
     spec: dict[str, Any] = {"clusterIP": "None", "selector": _labels(d, name)}
     if name == "analytics":
-        spec["ports"] = [{"name": "http", "port": 8090, "targetPort": 8090}]
+        spec["ports"] = [{"name": "http", "port": ANALYTICS_PORT, "targetPort": "http"}]
     return {
         "apiVersion": "v1",
         "kind": "Service",

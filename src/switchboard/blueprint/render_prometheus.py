@@ -70,29 +70,48 @@ def service_jobs(d: Deployment) -> list[dict[str, Any]]:
 
 
 def scrape_config_kubernetes(d: Deployment) -> dict[str, Any]:
-    """Pods found through the API: every ready pod of the node Deployment is scraped."""
+    """Pods found through the API: the node pods (job ``switchboard``) and, event-driven,
+    the services' pods (job ``switchboard-services``). Every target carries ``namespace``
+    and ``pod``: the Prometheus Adapter maps a series to its pod through exactly those two
+    labels, so without them the HPA never gets its metric."""
+    jobs = [_kubernetes_job(d, JOB, component="node", port_name="http")]
+    if d.bus is not None:
+        jobs.append(
+            _kubernetes_job(
+                d, SERVICES_JOB, component="|".join(d.services), port_name="metrics|http"
+            )
+        )
     return {
         "global": {"scrape_interval": "15s", "evaluation_interval": "15s"},
         "rule_files": [ALERTS_FILE],
-        "scrape_configs": [
+        "scrape_configs": jobs,
+    }
+
+
+def _kubernetes_job(d: Deployment, job: str, *, component: str, port_name: str) -> dict[str, Any]:
+    meta = "__meta_kubernetes_pod_"
+    return {
+        "job_name": job,
+        "metrics_path": "/metrics",
+        "kubernetes_sd_configs": [{"role": "pod", "namespaces": {"names": [d.namespace]}}],
+        "relabel_configs": [
             {
-                "job_name": JOB,
-                "metrics_path": "/metrics",
-                "kubernetes_sd_configs": [{"role": "pod", "namespaces": {"names": [d.namespace]}}],
-                "relabel_configs": [
-                    {
-                        "source_labels": ["__meta_kubernetes_pod_label_app_kubernetes_io_name"],
-                        "regex": d.name,
-                        "action": "keep",
-                    },
-                    {
-                        "source_labels": ["__meta_kubernetes_pod_container_port_name"],
-                        "regex": "http",
-                        "action": "keep",
-                    },
-                    {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
-                ],
-            }
+                "source_labels": [f"{meta}label_app_kubernetes_io_name"],
+                "regex": d.name,
+                "action": "keep",
+            },
+            {
+                "source_labels": [f"{meta}label_app_kubernetes_io_component"],
+                "regex": component,
+                "action": "keep",
+            },
+            {
+                "source_labels": [f"{meta}container_port_name"],
+                "regex": port_name,
+                "action": "keep",
+            },
+            {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+            {"source_labels": [f"{meta}name"], "target_label": "pod"},
         ],
     }
 
@@ -406,7 +425,8 @@ def render_prometheus(d: Deployment) -> dict[str, str]:
     return {
         SCRAPE_FILE: _dump(scrape_config(d), "Prometheus for docker-compose: scrape every node."),
         SCRAPE_K8S_FILE: _dump(
-            scrape_config_kubernetes(d), "Prometheus in Kubernetes: scrape the node pods."
+            scrape_config_kubernetes(d),
+            "Prometheus in Kubernetes: node pods and services, with namespace and pod.",
         ),
         ALERTS_FILE: _dump(alert_rules(d), f"Alerts for the {d.profile} profile."),
         ALERTS_TEST_FILE: _dump(alert_tests(d), "promtool test rules alerts.test.yml"),

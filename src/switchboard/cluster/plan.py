@@ -71,6 +71,9 @@ def plan_cluster(
         bind_host=bind_host,
         port=port,
         longest_call_ms=longest_call_ms,
+        # A second cluster on the same port must fail to bind, not share it: with
+        # SO_REUSEPORT the kernel would split new calls between two unrelated stacks.
+        extra_global=("noreuseport",),
     )
     return ClusterPlan(profile=profile, nodes=plans, load_balancer=lb)
 

@@ -45,6 +45,7 @@ from switchboard.cluster.services import BusKind, EventStack, start_event_stack
 from switchboard.cluster.valkey import redis_url as valkey_url
 from switchboard.cluster.valkey import start_valkey
 from switchboard.config import Profile
+from switchboard.ports import ensure_free
 from switchboard.sim.processes import (
     SWITCHBOARD_ARGV,
     Child,
@@ -123,8 +124,48 @@ def stop_children(
         valkey.stop()
 
 
+def registry_path(port: int) -> Path:
+    """Where the cluster on ``port`` leaves its pid and state file, so a second one started
+    on the same port can say which cluster holds it."""
+    return Path(tempfile.gettempdir()) / f"switchboard-cluster-{port}.json"
+
+
+def _holder(port: int) -> str | None:
+    """The running cluster that registered ``port``, described for a person, if any."""
+    try:
+        entry = msgspec.json.decode(registry_path(port).read_bytes(), type=dict[str, object])
+        pid = int(str(entry["pid"]))
+        if "cluster" not in psutil.Process(pid).cmdline():
+            return None  # the pid was reused by something else
+    except (OSError, ValueError, KeyError, msgspec.DecodeError, psutil.Error):
+        return None
+    where = entry.get("state_file")
+    detail = f"state file {where}" if where else f"logs in {entry.get('log_dir')}"
+    return f"switchboard cluster pid {pid} ({detail})"
+
+
+def check_ports(options: ClusterOptions) -> None:
+    """Refuse to start anything when a port the cluster listens on is taken
+    (``PortInUse`` names the port and, for another cluster, its state file)."""
+    ensure_free(options.bind_host, options.port, _holder(options.port))
+    if options.dashboard_port is not None:
+        ensure_free("127.0.0.1", options.dashboard_port)
+
+
+def register(options: ClusterOptions, cluster: Cluster) -> Path:
+    path = registry_path(options.port)
+    entry = {
+        "pid": os.getpid(),
+        "state_file": str(options.state_file.resolve()) if options.state_file else None,
+        "log_dir": cluster.state.log_dir,
+    }
+    path.write_bytes(msgspec.json.encode(entry))
+    return path
+
+
 def start_cluster(options: ClusterOptions, log: Callable[[str], None] = print) -> Cluster:
     """Start everything and return once a request through HAProxy reaches a ready node."""
+    check_ports(options)
     log_dir = options.log_dir or Path(tempfile.mkdtemp(prefix="switchboard-cluster-"))
     log_dir.mkdir(parents=True, exist_ok=True)
     plan = plan_cluster(
@@ -241,7 +282,9 @@ def run_cluster(
         except KeyboardInterrupt:
             log("interrupted while starting; stopped what had started")
             return 130
+        registered: Path | None = None
         try:
+            registered = register(options, cluster)
             if options.state_file is not None:
                 write_state(cluster.state, options.state_file)
             announce(cluster.state.url)
@@ -263,6 +306,8 @@ def run_cluster(
             stop_adopted(last, STOP_GRACE_S, log)
             if options.state_file is not None:
                 options.state_file.unlink(missing_ok=True)
+            if registered is not None:
+                registered.unlink(missing_ok=True)
     log("stopped")
     return 0
 

@@ -27,6 +27,7 @@ import uvicorn
 from switchboard.config import ConfigError, Settings, load_settings, unknown_environment
 from switchboard.events.spill import SpillLocked
 from switchboard.log import configure, get_logger
+from switchboard.ports import PortError, bind_listener
 from switchboard.server.app import SwitchboardApp
 from switchboard.server.call_socket import Keepalive, call_socket_protocol
 from switchboard.server.http_protocol import guarded_http
@@ -144,15 +145,28 @@ def run_server(
             bus_url=bus_url,
         )
         configure(settings.log_level, settings.log_json)
+    except (ConfigError, ValueError) as err:
+        raise StartupError(str(err)) from None
+    # The port first: nothing is loaded, opened or logged as ready on a port we cannot have.
+    try:
+        listener = bind_listener(settings.host, settings.port)
+    except PortError as err:
+        raise StartupError(f"{err}; pass --port or stop the other server") from None
+    try:
         problem = check_redis(settings)
         if problem is not None:
             raise StartupError(problem)
         agent = with_cache(load_agent(settings.agent_file), settings)
         app = SwitchboardApp(settings, agent, parts=compose(settings))
     except SpillLocked as err:
+        listener.close()
         raise StartupError(f"{err} (--node-id or SWITCHBOARD_OUTBOX_DIR)") from None
     except (ConfigError, AgentFileError, ValueError) as err:
+        listener.close()
         raise StartupError(str(err)) from None
+    except BaseException:
+        listener.close()
+        raise
     for name, _ in unknown_environment():
         _log.warning("environment variable names no setting; ignored", variable=name)
     server = DrainingServer(uvicorn_config(app, settings), app, settings.drain_timeout_s)
@@ -167,4 +181,4 @@ def run_server(
         url=f"ws://{settings.host}:{settings.port}/llm-websocket/{{call_id}}",
         agent_file=str(settings.agent_file),
     )
-    server.run()
+    server.run(sockets=[listener])

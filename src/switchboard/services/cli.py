@@ -45,6 +45,19 @@ MetricsPortOption = Annotated[
 ]
 
 
+def _claim_port(service: str, host: str, port: int | None) -> None:
+    """Refuse to start a service whose HTTP port is taken, before it opens anything."""
+    from switchboard.ports import PortError, ensure_free
+
+    if port is None:
+        return
+    try:
+        ensure_free(host, port)
+    except PortError as err:
+        typer.echo(f"{service}: {err}; pass another port", err=True)
+        raise typer.Exit(2) from None
+
+
 @service_app.command("archive")
 def service_archive(
     bus: BusOption,
@@ -63,6 +76,7 @@ def service_archive(
     from switchboard.services.process import ServiceOptions, run_consumer, serve_metrics
     from switchboard.services.service_metrics import ServiceStats
 
+    _claim_port("archive", host, metrics_port)
     configure()
     options = ServiceOptions(
         bus_url=bus,
@@ -111,6 +125,7 @@ def service_analytics(
     from switchboard.services.process import ServiceOptions, run_consumer, serve_http
     from switchboard.services.service_metrics import ServiceStats
 
+    _claim_port("analytics", host, port)
     configure()
     options = ServiceOptions(
         bus_url=bus,
@@ -184,6 +199,7 @@ def service_escalation(
     from switchboard.services.process import ServiceOptions, run_consumer, serve_metrics
     from switchboard.services.service_metrics import ServiceStats
 
+    _claim_port("escalation", host, metrics_port)
     configure()
     try:
         rules_file = load_rules(rules)

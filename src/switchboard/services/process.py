@@ -19,6 +19,7 @@ import uvicorn
 
 from switchboard.events.bus import EventBus, open_bus
 from switchboard.log import get_logger
+from switchboard.ports import bind_listener
 from switchboard.services.dead_letters import DeadLetterStore
 from switchboard.services.http_guard import (
     BODY_TIMEOUT_S,
@@ -87,8 +88,9 @@ async def serve_http(
         http=guarded_protocol(header_timeout_s, body_timeout_s),
     )
     server = _QuietServer(config)
+    listener = bind_listener(host, port)  # PortInUse names the port; never a shared one
     async with stop_on_signals() as stop:
-        task = asyncio.create_task(server.serve())
+        task = asyncio.create_task(server.serve(sockets=[listener]))
         while not server.started:
             if task.done():
                 await task  # raises why it could not start (port taken ...)
