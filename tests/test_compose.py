@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
+import switchboard
 from switchboard.config import Settings
 from switchboard.server.compose import cache_backend, compose, uses_redis
 from switchboard.state.memory import MemoryCallStore
@@ -67,3 +69,15 @@ def test_event_driven_needs_a_bus() -> None:
 def test_an_explicit_cache_backend_wins_over_the_profile() -> None:
     assert cache_backend(Settings(profile="distributed", cache="off")) == "off"
     assert cache_backend(Settings(profile="single", cache="redis")) == "redis"
+
+
+def test_only_the_composition_root_reads_the_profile() -> None:
+    """The node's packages receive parts; none of them branches on the profile."""
+    root = Path(switchboard.__file__).parent
+    readers = [
+        str(path.relative_to(root))
+        for package in ("server", "calls", "cache", "state", "control", "events")
+        for path in sorted((root / package).rglob("*.py"))
+        if re.search(r"settings\.profile\b", path.read_text())
+    ]
+    assert readers == ["server/compose.py"]

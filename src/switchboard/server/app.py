@@ -45,6 +45,7 @@ class SwitchboardApp:
         parts: Parts | None = None,
     ) -> None:
         parts = parts or compose(settings, store)
+        self.profile = parts.profile
         #: the Redis-backed parts of the shared-state profiles (``None`` for ``single``)
         self.shared: RedisParts | None = parts.redis
         #: notices Redis losing its data (shared-state profiles, once started)
@@ -107,7 +108,7 @@ class SwitchboardApp:
             self.node.agent.start()
         _log.info(
             "switchboard ready",
-            profile=self.node.settings.profile,
+            profile=self.profile,
             node_id=self.node.node_id,
             max_calls=self.node.settings.max_calls,
         )
