@@ -288,13 +288,9 @@ class CallSession:
         *,
         undecodable: bool = False,
     ) -> None:
-        """Supersede the current generation and start a new one. Synchronous on purpose:
-        the old generation is no longer current before the reader awaits anything.
-
-        A request whose id is *lower* than the open one (ids only grow, so Retell should
-        never send it) is served like any newer request, but the open id is first closed
-        with an empty ``content_complete``: whichever of the two Retell listens to ends
-        properly, and the other's frames are dropped silently (docs/decisions.md)."""
+        """Carry out what ``supersession.admit`` decides for the request just read.
+        Synchronous on purpose: the old generation is no longer current before the reader
+        awaits anything."""
         if self.closed:
             return
         previous = self.current
@@ -318,13 +314,12 @@ class CallSession:
                     open_response_id=previous.response_id,
                 )
                 previous.completed = True
-        close_first = admission.close_first
-        replay = admission.replay
         generation = Generation(response_id, kind, transcript=transcript)
         self.current = generation
+        close_first = admission.close_first
         work = (
-            self._replay(generation, replay, close_first)
-            if replay is not None
+            self._replay(generation, admission.replay, close_first)
+            if admission.replay is not None
             else self._run(generation, transcript, with_tools, close_first, undecodable)
         )
         task = asyncio.get_running_loop().create_task(work, name=f"turn-{response_id}")
