@@ -201,6 +201,26 @@ async def test_a_reconnect_on_any_node_resumes_the_call_and_fences_the_old_owner
             assert "(turn 3)" in spoken(await new.complete(3), 3)  # custom state intact
 
 
+async def test_a_completed_request_resent_after_a_reconnect_is_answered_once(
+    rig: ProfileRig,
+) -> None:
+    agent = EchoAgent()
+    async with rig.cluster(agent) as nodes:
+        async with retell(nodes[0].ws_url, "resent") as old:
+            await begin(old)
+            await talk(old, ["hello", "book me in"])
+            first = spoken(old.frames, 2)
+            session = nodes[0].app.node.sessions["resent"]
+            await eventually(lambda: not session.unsaved())
+        asked = len(agent.turns_seen)
+        # Retell re-sends the request it last sent after reconnecting, here to the last node.
+        async with retell(nodes[-1].ws_url, "resent") as new:
+            assert await begin(new) == ""
+            await new.request(2, "book me in")
+            assert spoken(await new.complete(2), 2) == first
+        assert len(agent.turns_seen) == asked  # answered from the saved reply, not again
+
+
 # ---------------------------------------------------------------- 5. events once in effect
 
 
@@ -240,7 +260,7 @@ async def test_every_completed_turn_reaches_the_consumer_once_in_effect(
 
 async def test_bad_input_on_one_call_harms_neither_it_nor_another_call(rig: ProfileRig) -> None:
     async with (
-        rig.cluster(EchoAgent()) as nodes,
+        rig.cluster(EchoAgent(), max_frame_bytes=4096) as nodes,
         retell(nodes[0].ws_url, "garbage") as bad,
         retell(nodes[0].ws_url, "bystander") as good,
     ):
@@ -250,6 +270,12 @@ async def test_bad_input_on_one_call_harms_neither_it_nor_another_call(rig: Prof
         await bad.send_raw(b"\x00\x01binary")
         await bad.send(interaction_type="no_such_thing", response_id=9)
         await bad.send(interaction_type="response_required", response_id="x", transcript=3)
+        async with retell(nodes[0].ws_url, "oversized") as huge:
+            await begin(huge)
+            await huge.send_raw("x" * 8192)
+            closed = (await huge.closed()).rcvd
+            assert closed is not None
+            assert closed.code == 1009  # "message too big": that socket only
         await bad.request(1, "still there?")
         assert "still there?" in spoken(await bad.complete(1), 1)
         await good.request(1, "hello")
