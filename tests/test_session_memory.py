@@ -3,6 +3,13 @@ what it sends, in which order, and what it stops sending. No socket, no server."
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from switchboard.agents.base import Action, Agent, Turn, TurnKind
 from switchboard.state.memory import MemoryCallStore
 from tests.fixtures.agents import EchoAgent, FailingAgent, GatedAgent
 from tests.fixtures.memory_transport import memory_call
@@ -138,3 +145,67 @@ async def test_a_ping_is_answered_inline_while_a_turn_is_open() -> None:
         assert call.transport.frames[-1] == {"response_type": "ping_pong", "timestamp": 123}
         agent.release.set()
         await call.transport.complete(1)
+
+
+class ChunkyAgent(Agent):
+    """Three chunks with a loop turn between each: room for a newer request to land."""
+
+    async def respond(self, turn: Turn) -> AsyncIterator[str | Action]:
+        if turn.kind is TurnKind.GREETING:
+            yield "Hi."
+            return
+        for part in ("one ", "two ", "three"):
+            yield part
+            await asyncio.sleep(0)
+
+
+REQUESTS = st.lists(
+    st.tuples(
+        st.integers(1, 5),
+        st.sampled_from(["response_required", "reminder_required"]),
+        st.integers(0, 4),  # loop turns before the next request is read
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@given(REQUESTS)
+def test_after_a_request_is_read_only_its_id_is_answered(
+    steps: list[tuple[int, str, int]],
+) -> None:
+    """Invariant 2 over interleavings: once a request is read, every response frame is for
+    its id, except the empty close of an id that a lower one superseded (ids went
+    backwards; the newer generation's task sends it first). The last request completes."""
+    asyncio.run(_interleaved(steps))
+
+
+async def _interleaved(steps: list[tuple[int, str, int]]) -> None:
+    async with memory_call(ChunkyAgent()) as call:
+        await call.transport.complete(0)
+        windows: list[tuple[int, int, int | None]] = []
+        for rid, kind, pause in steps:
+            current = call.session.current
+            open_id = current.response_id if current and not current.completed else None
+            windows.append((len(call.transport.frames), rid, open_id))
+            call.request(rid, "hello", kind)
+            for _ in range(pause):
+                await asyncio.sleep(0)
+        last = steps[-1][0]
+        await call.transport.complete(last)
+        frames = call.transport.frames
+        closed_first: set[int] = set()  # open ids that a lower one superseded
+        for k, (start, rid, open_id) in enumerate(windows):
+            if open_id is not None and rid < open_id:
+                closed_first.add(open_id)
+            end = windows[k + 1][0] if k + 1 < len(windows) else len(frames)
+            for frame in frames[start:end]:
+                if frame.get("response_type") != "response" or frame["response_id"] == rid:
+                    continue
+                assert frame["response_id"] in closed_first
+                assert frame == {
+                    "response_type": "response",
+                    "response_id": frame["response_id"],
+                    "content": "",
+                    "content_complete": True,
+                }
