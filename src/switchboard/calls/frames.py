@@ -19,6 +19,8 @@ What may not change (Retell's protocol; docs/architecture.md, invariant 1):
 
 from __future__ import annotations
 
+import functools
+
 from switchboard.agents.base import (
     Action,
     EndCall,
@@ -49,8 +51,9 @@ from switchboard.protocol.outbound import (
 from switchboard.state.base import LastReply
 
 
+@functools.cache
 def config_frame(auto_reconnect: bool, call_details: bool, with_tools: bool) -> str:
-    """The first frame on every socket."""
+    """The first frame on every socket (the same for every call of a process)."""
     options = ConfigOptions(
         auto_reconnect=auto_reconnect,
         call_details=call_details,
