@@ -81,3 +81,31 @@ def test_only_the_composition_root_reads_the_profile() -> None:
         if re.search(r"settings\.profile\b", path.read_text())
     ]
     assert readers == ["server/compose.py"]
+
+
+async def test_a_fresh_node_writes_its_store_marker_before_its_first_call(
+    redis_server_url: str, redis_namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without the marker a first claim reads as "the store lost this call" and waits for
+    a hand-back before greeting (seconds of silence on a freshly started node)."""
+    from tests.fixtures.agents import EchoAgent
+    from tests.fixtures.distributed import begin
+    from tests.fixtures.server import retell, running_server
+
+    async with (
+        running_server(
+            EchoAgent(),
+            profile="distributed",
+            redis_url=redis_server_url,
+            redis_namespace=redis_namespace,
+            node_id="fresh",
+            call_details=False,
+        ) as srv,
+        retell(srv.ws_url, "first-call") as peer,
+    ):
+        shared = srv.app.shared
+        assert shared is not None
+        marker = shared.store.marker_key("fresh")
+        assert await shared.client.exists(marker) == 1
+        assert await begin(peer) == "Hello from the clinic."
+    assert "lost its data" not in caplog.text  # claimed as a new call

@@ -7,6 +7,7 @@ What arrives here is plain HTTP, an ordinary Starlette app with a lifespan.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -101,6 +102,11 @@ class SwitchboardApp:
                 interval_s=node.settings.heartbeat_ms / 1000,
             )
             self.store_watch = watch
+            # The node's store marker before its first call: a claim that found no marker
+            # would take a fresh call for one the store lost, and wait for a hand-back.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(node.settings.redis_timeout_ms / 1000 * 4):
+                    await watch.check()
             watch.start()
         if self.node.outbox is not None:
             self.node.outbox.start()
