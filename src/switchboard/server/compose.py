@@ -13,7 +13,9 @@ app, the node and the runner receive the parts and never ask which profile they 
 An outbox is built whenever a bus is configured (a distributed node may publish too);
 the event-driven profile refuses to start without one. Nothing here connects: the parts
 start with the app's lifespan (``SwitchboardApp``), and ``check_redis`` is the one
-network probe, run by ``switchboard serve`` before it builds anything.
+network probe, run by ``switchboard serve`` before it builds anything. The command
+listener is the one Redis part made at start (``RedisParts.start``): it needs the node's
+live sessions to route commands to.
 """
 
 from __future__ import annotations
