@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,13 +24,15 @@ from tests.fixtures.cluster import running_cluster
 CHAOS_DEADLINE_S = 240.0
 
 
-def run_chaos(tmp_path: Path, state_file: Path, *args: str) -> tuple[int, ChaosReport]:
+def run_chaos(
+    tmp_path: Path, state_file: Path, *args: str, deadline_s: float = CHAOS_DEADLINE_S
+) -> tuple[int, ChaosReport]:
     out = tmp_path / "chaos.json"
     argv = [*SWITCHBOARD_ARGV, "chaos", "--state", str(state_file), "--json-out", str(out)]
     argv += ["--report", str(tmp_path / "chaos.html"), *args]
     child = Child("chaos", argv, log_path=tmp_path / "chaos.log")
     try:
-        code = child.wait(CHAOS_DEADLINE_S)
+        code = child.wait(deadline_s)
     finally:
         child.stop()
     assert out.exists(), child.log_tail(40)
@@ -63,14 +65,21 @@ class ChaosCluster:
 
 
 @contextlib.contextmanager
-def chaos_cluster(tmp_path: Path, profile: str = "distributed") -> Iterator[ChaosCluster]:
+def chaos_cluster(
+    tmp_path: Path,
+    profile: str = "distributed",
+    extra_args: Sequence[str] = (),
+    **env: str,
+) -> Iterator[ChaosCluster]:
     """A 3-node cluster. Its stop must also stop what the chaos runner restarted (the
     state file lists them); whatever outlives it is recorded, then killed, pass or fail."""
     restarted: set[int] = set()
     ports: set[int] = set()
     cluster = ChaosCluster(state_file=tmp_path / "cluster" / "cluster.json")
     try:
-        with running_cluster(tmp_path / "cluster", nodes=3, profile=profile) as (_, state):
+        with running_cluster(
+            tmp_path / "cluster", nodes=3, profile=profile, extra_args=extra_args, **env
+        ) as (_, state):
             ports = cluster_ports(state)
             started_by_cluster = set(state.pids)
             services = set(state.services.values())
