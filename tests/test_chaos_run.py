@@ -299,3 +299,34 @@ def test_no_fault_is_run_against_a_cluster_that_fails_its_control_run(tmp_path: 
         assert stand_in.poll() is None
     finally:
         stand_in.stop()
+
+
+def test_a_chaos_run_killed_half_way_leaves_no_restarted_process_behind(tmp_path: Path) -> None:
+    """The state file names a restarted node as soon as it is restarted, not at the end of
+    the run: a runner killed with SIGKILL after a restart leaves the cluster's stop a
+    complete list (it used to leave the new node running)."""
+    import signal
+    import time
+
+    with chaos_cluster(tmp_path) as cluster:
+        before = read_state(cluster.state_file)
+        node_pids = {n.pid for n in before.nodes}
+        argv = [*SWITCHBOARD_ARGV, "chaos", "--state", str(cluster.state_file)]
+        argv += ["--seed", "5", "--calls", "3", "--turns", "4", "--duration", "10"]
+        argv += ["--faults", "kill", "--json-out", str(tmp_path / "half.json")]
+        child = Child("chaos", argv, log_path=tmp_path / "chaos-half.log")
+        try:
+            deadline = time.monotonic() + CHAOS_DEADLINE_S
+            while {n.pid for n in read_state(cluster.state_file).nodes} == node_pids:
+                assert child.poll() is None, child.log_tail(40)
+                assert time.monotonic() < deadline, "no restart was recorded"
+                time.sleep(0.1)
+            child.send_signal(signal.SIGKILL)
+            child.wait(30)
+        finally:
+            child.stop()
+        after = read_state(cluster.state_file)
+        new = {n.pid for n in after.nodes} - node_pids
+        assert len(new) == 1
+        assert new <= set(after.pids)
+    assert cluster.left_behind == set()

@@ -214,12 +214,12 @@ def alert_rules(d: Deployment) -> dict[str, Any]:
     return {"groups": [{"name": "switchboard", "rules": rules}]}
 
 
-def _new_or_increased(counter: str, window: str = "15m") -> str:
-    """Per instance, what ``counter`` gained in ``window``. A labelled counter has no
+def _new_or_increased(counter: str, window: str = "15m", by: str = "instance") -> str:
+    """Per ``by``, what ``counter`` gained in ``window``. A labelled counter has no
     series until its first increment, so ``increase`` alone never sees that one: a
     series that did not exist ``window`` ago counts with its whole value."""
     return (
-        f"sum by (instance) (({counter} unless {counter} offset {window})"
+        f"sum by ({by}) (({counter} unless {counter} offset {window})"
         f" or increase({counter}[{window}]))"
     )
 
@@ -277,7 +277,8 @@ def consumer_rules() -> list[dict[str, Any]]:
         {
             "alert": "SwitchboardDeadLetters",
             "expr": (
-                "sum by (group) (increase(switchboard_service_dead_letters_parked_total[15m])) > 0"
+                f"{_new_or_increased('switchboard_service_dead_letters_parked_total', by='group')}"
+                " > 0"
             ),
             "labels": {"severity": "warning"},
             "annotations": {
@@ -289,7 +290,9 @@ def consumer_rules() -> list[dict[str, Any]]:
         },
         {
             "alert": "SwitchboardBusGap",
-            "expr": "sum by (group) (increase(switchboard_service_bus_gap_entries_total[15m])) > 0",
+            "expr": (
+                f"{_new_or_increased('switchboard_service_bus_gap_entries_total', by='group')} > 0"
+            ),
             "labels": {"severity": "page"},
             "annotations": {
                 "summary": "{{ $labels.group }} lost bus entries it had not read",
@@ -467,6 +470,15 @@ def alert_tests(d: Deployment) -> dict[str, Any]:
         group_alert(
             "SwitchboardDeadLetters",
             _series("switchboard_service_dead_letters_parked_total", "0x10 1x10", **by_group),
+        )
+        group_alert(  # the first letter of a new reason: its series appears with that count
+            "SwitchboardDeadLetters",
+            _series(
+                "switchboard_service_dead_letters_parked_total",
+                "_x5 1x15",
+                reason="undecodable",
+                **by_group,
+            ),
         )
         group_alert(
             "SwitchboardBusGap",

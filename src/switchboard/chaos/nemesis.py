@@ -91,8 +91,12 @@ class Nemesis:
         log: Callable[[str], None] = lambda _: None,
         bus_url: str | None = None,
         bus_max_len: int | None = None,
+        on_restart: Callable[[], None] = lambda: None,
     ) -> None:
         self.processes = processes
+        #: called after each restart, so the state file names the new pid at once: a run
+        #: that dies half-way must not leave a process nobody knows to stop
+        self.on_restart = on_restart
         self.generator = generator
         self.loop = loop
         self.log_dir = log_dir
@@ -181,6 +185,7 @@ class Nemesis:
     def _restart(self, target: ClusterProcess, event: FaultEvent) -> None:
         target.wait_gone(EXIT_DEADLINE_S)
         target.start_again(self.log_dir)
+        self.on_restart()
         target.wait_ready(READY_DEADLINE_S)
         event.ended_at = time.time()
         self.log(f"{target.name} restarted as pid {target.pid}")

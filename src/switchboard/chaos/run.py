@@ -204,7 +204,9 @@ def run_chaos(options: ChaosOptions, log: Callable[[str], None] = print) -> Chao
     if control_clean(control):
         log(f"chaos run: {len(schedule)} faults over {options.duration_s:g} s")
         generator = Generator(state.url, options.seed, planned, options.duration_s, state.profile)
-        history, faults = asyncio.run(_chaos(generator, schedule, processes, state, log))
+        history, faults = asyncio.run(
+            _chaos(generator, schedule, processes, state, log, options.state_file)
+        )
         history.faults = faults
     else:
         log("the control run was not clean: no fault is run against an unhealthy cluster")
@@ -268,6 +270,7 @@ async def _chaos(
     processes: dict[str, ClusterProcess],
     state: ClusterState,
     log: Callable[[str], None],
+    state_file: Path,
 ) -> tuple[History, list[FaultEvent]]:
     loop = asyncio.get_running_loop()
     namespace = _namespace(processes, state)
@@ -281,6 +284,7 @@ async def _chaos(
         log=log,
         bus_url=state.bus_url,
         bus_max_len=bus_max_len(processes, state),
+        on_restart=lambda: _update_state_file(state_file, processes),
     )
     t0 = time.time()
     thread = threading.Thread(target=nemesis.run, args=(schedule, t0), name="nemesis", daemon=True)
