@@ -314,7 +314,12 @@ def simulate(
     from switchboard.sim.report import print_summary, write_html, write_json
     from switchboard.sim.runner import run_simulation
     from switchboard.sim.scenario import ScenarioError, load_scenarios
-    from switchboard.sim.server_metrics import cache_counters, metrics_url
+    from switchboard.sim.server_metrics import (
+        cache_counters,
+        metrics_url,
+        segment_buckets,
+        turn_breakdown,
+    )
     from switchboard.sim.verdict import judge
 
     console = Console()
@@ -346,13 +351,17 @@ def simulate(
             typer.echo(f"simulate: cannot reach {url}: {problem}", err=True)
             raise typer.Exit(2)
         live = console.is_terminal and not quiet
+        before = segment_buckets(metrics_url(url))
         if workers > 1:
             from switchboard.sim.workers import run_workers
 
             result = judge(run_workers(options, workers))
         else:
             result = judge(run_simulation(options, console if live else None))
-        result = msgspec.structs.replace(result, cache=cache_counters(metrics_url(url)))
+        timings = turn_breakdown(before, segment_buckets(metrics_url(url)))
+        result = msgspec.structs.replace(
+            result, cache=cache_counters(metrics_url(url)), server_timings=timings
+        )
     except (ValueError, ScenarioError) as exc:
         typer.echo(f"simulate: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -29,8 +29,9 @@ class SessionObserver(Protocol):
     def replayed(self) -> None:
         """A completed request re-sent by Retell was answered from the saved reply."""
 
-    def not_durable(self) -> None:
-        """A turn's ``content_complete`` went out before its state could be saved."""
+    def persisted(self, durable: bool, elapsed_ns: int) -> None:
+        """A completed turn's save, before its ``content_complete``: how long it held the
+        turn, and whether it made it (``False``: the store did not answer in time)."""
 
 
 class _NullObserver:
@@ -55,7 +56,7 @@ class _NullObserver:
     def replayed(self) -> None:
         pass
 
-    def not_durable(self) -> None:
+    def persisted(self, durable: bool, elapsed_ns: int) -> None:
         pass
 
 

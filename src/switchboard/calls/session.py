@@ -187,9 +187,8 @@ class CallSession:
         if self._span is not None:
             turn_trace.end_call(self._span, self._state.turns, self.fenced)
         if self.current is not None:
-            # A cancelled turn's task holds its CancelledError, whose traceback holds the
-            # frames that hold this session: a cycle only a garbage collection would free
-            # (see ``keeper.weakly``). The call is over; nothing awaits that task any more.
+            # A cancelled turn's task holds its CancelledError, whose traceback holds this
+            # session: a cycle only a collection frees (``keeper.weakly``). Nothing awaits it.
             self.current.task = None
 
     def abort(self) -> None:
@@ -463,10 +462,11 @@ class CallSession:
             self._observer.fallback(failure)
         content = closing_words(gen, failure, self._options.fallback_text)
         gen.completed = True
-        self._events.turn_ended(self.call_id, gen, failure, time.perf_counter_ns())
+        ended_ns = time.perf_counter_ns()
+        self._events.turn_ended(self.call_id, gen, failure, ended_ns)
         commit(self._state, gen, working, failure)
-        if not await asyncio.shield(self._keeper.persist(self._options.state_wait_s)):
-            self._observer.not_durable()
+        durable = await asyncio.shield(self._keeper.persist(self._options.state_wait_s))
+        self._observer.persisted(durable, time.perf_counter_ns() - ended_ns)
         if self.current is not gen or self.closed:
             return
         with contextlib.suppress(SocketGone):

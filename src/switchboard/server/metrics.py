@@ -42,6 +42,12 @@ class NodeMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.save_seconds = Histogram(
+            "switchboard_turn_save_seconds",
+            "Last chunk sent -> the turn's state saved (what content_complete waits for).",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self._first_chunk = {k: first_chunk.labels(k.value) for k in TurnKind}
         self._completed = {k: completed.labels(k.value) for k in TurnKind}
         self.superseded_total = Counter(
@@ -89,8 +95,10 @@ class NodeMetrics:
     def replayed(self) -> None:
         self.replayed_total.inc()
 
-    def not_durable(self) -> None:
-        self.unsaved_turns_total.inc()
+    def persisted(self, durable: bool, elapsed_ns: int) -> None:
+        self.save_seconds.observe(elapsed_ns / 1e9)
+        if not durable:
+            self.unsaved_turns_total.inc()
 
 
 class _LogCollector(Collector):

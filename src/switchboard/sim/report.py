@@ -122,6 +122,12 @@ def _run_rows(report: RunReport) -> Iterator[tuple[str, str]]:
         from switchboard.sim.server_metrics import cache_text
 
         yield "response cache", cache_text(report.cache)
+    if report.server_timings:
+        from switchboard.sim.server_metrics import breakdown_text
+
+        response = next((k for k in report.per_kind if k.kind == "response"), None)
+        client_p50 = response.ttfb.p50_ms if response is not None else 0.0
+        yield "latency breakdown", breakdown_text(report.server_timings, client_p50)
     yield "violations", _violations_text(report)
     if report.frames_sent or report.frames_received:
         frames = f"{report.frames_sent} sent, {report.frames_received} received"

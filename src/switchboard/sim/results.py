@@ -149,6 +149,9 @@ class RunReport(msgspec.Struct, kw_only=True):
     server: ProcessStats | None = None
     #: the server's response-cache counters from its ``/metrics`` (empty: none exposed)
     cache: dict[str, float] = msgspec.field(default_factory=dict)
+    #: the server's own timings of this run's response turns, from its ``/metrics``
+    #: histograms (``server_metrics.turn_breakdown``; empty: none exposed)
+    server_timings: dict[str, float] = msgspec.field(default_factory=dict)
     #: server turns per second per core of server CPU (bench only, when the pid is known)
     turns_per_core_s: float | None = None
 

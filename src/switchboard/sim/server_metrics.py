@@ -99,6 +99,75 @@ def cache_text(cache: dict[str, float]) -> str:
     )
 
 
+#: The server's histograms behind a turn's latency breakdown (``server/metrics.py``), by
+#: the segment each times: request read -> first chunk sent, -> content_complete sent, and
+#: last chunk -> state saved (what content_complete waits for).
+SEGMENTS = {
+    "first_chunk": ("switchboard_first_chunk_seconds", {"kind": "response"}),
+    "turn": ("switchboard_turn_seconds", {"kind": "response"}),
+    "save": ("switchboard_turn_save_seconds", {}),
+}
+
+Buckets = dict[str, list[tuple[float, float]]]
+
+
+def segment_buckets(url: str, timeout_s: float = 5.0) -> Buckets:
+    """The cumulative bucket counts of each segment's histogram, now."""
+    out: Buckets = {}
+    for family in _scrape(url, timeout_s):
+        for segment, (name, labels) in SEGMENTS.items():
+            if family.name != name:
+                continue
+            for sample in family.samples:
+                if not sample.name.endswith("_bucket"):
+                    continue
+                if any(sample.labels.get(k) != v for k, v in labels.items()):
+                    continue
+                out.setdefault(segment, []).append((float(sample.labels["le"]), sample.value))
+    return out
+
+
+def turn_breakdown(before: Buckets, after: Buckets) -> dict[str, float]:
+    """Per segment, the run's own p50 and p99 bucket bounds in ms (``after`` minus
+    ``before``, so earlier traffic on the server does not count) and the turn count:
+    ``first_chunk_p50_le_ms``, ..., ``save_p99_le_ms``, ``turns``. ``{}`` if absent."""
+    out: dict[str, float] = {}
+    for segment, points in after.items():
+        earlier = dict(before.get(segment, []))
+        run = sorted((le, count - earlier.get(le, 0.0)) for le, count in points)
+        total = run[-1][1] if run else 0.0
+        if total <= 0:
+            continue
+        if segment == "turn":
+            out["turns"] = total
+        for q in (0.5, 0.99):
+            bound = next(le for le, count in run if count >= q * total)
+            out[f"{segment}_p{round(q * 100)}_le_ms"] = (
+                -1.0 if bound == float("inf") else bound * 1e3
+            )
+    return out
+
+
+def breakdown_text(timings: dict[str, float], client_ttfb_p50_ms: float) -> str:
+    """One line for reports: where a response turn's time went, by the server's clock."""
+
+    def le(key: str) -> str:
+        value = timings.get(key)
+        return "-" if value is None else ("past the last bucket" if value < 0 else f"<= {value:g}")
+
+    parts = [
+        f"server first chunk p50 {le('first_chunk_p50_le_ms')} ms, "
+        f"p99 {le('first_chunk_p99_le_ms')} ms",
+        f"save before content_complete p50 {le('save_p50_le_ms')} ms, "
+        f"p99 {le('save_p99_le_ms')} ms",
+    ]
+    server_p50 = timings.get("first_chunk_p50_le_ms")
+    if server_p50 is not None and server_p50 >= 0:
+        outside = max(0.0, client_ttfb_p50_ms - server_p50)
+        parts.append(f"network, load balancer and queueing at p50 >= {outside:.1f} ms")
+    return "; ".join(parts)
+
+
 def loop_health(url: str, timeout_s: float = 5.0) -> dict[str, float]:
     """The server's event-loop lag and GC pauses from its ``/metrics``
     (``server.loop_health``): ``lag_samples``, ``lag_p99_le_ms``, ``lag_max_le_ms``, and
