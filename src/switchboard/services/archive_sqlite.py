@@ -8,6 +8,7 @@ never block it.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +38,14 @@ class SqliteArchive:
         await db.execute("PRAGMA busy_timeout=10000")
         for statement in sql.SCHEMA:
             await db.execute(statement)
+        for table, column, kind in sql.ADDED_COLUMNS:
+            cursor = await db.execute(f"PRAGMA table_info({table})")
+            if column not in {row[1] for row in await cursor.fetchall()}:
+                try:
+                    await db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                except sqlite3.OperationalError as err:  # another process added it first
+                    if "duplicate column" not in str(err):
+                        raise
         return cls(db)
 
     async def apply(self, events: Sequence[Event], skipped: int = 0) -> Applied:
