@@ -11,12 +11,14 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from switchboard.replay.compare import DEFAULT_SIMILARITY, Summary, TextMatcher, compare
 from switchboard.replay.report import write_html, write_json, write_junit
 from switchboard.replay.run import ReplayOptions, ReplayRun, replay_calls
-from switchboard.replay.source import SourceError, load_source
+from switchboard.replay.source import SourceError, read_source
+
+T = TypeVar("T")
 
 #: differences printed on the terminal (the JSON and HTML have them all)
 SHOWN = 20
@@ -79,17 +81,23 @@ def _check(request: ReplayRequest) -> tuple[ReplayOptions, TextMatcher, float]:
 
 
 def run_replay(request: ReplayRequest, echo: Callable[[str], None] = print) -> tuple[int, Summary]:
+    """``replay`` in a fresh event loop (uvloop when installed)."""
+    return _run_loop(replay(request, echo))
+
+
+async def replay(
+    request: ReplayRequest, echo: Callable[[str], None] = print
+) -> tuple[int, Summary]:
     """Replay ``request.source``; return the exit status and the summary. Raises
     ``ReplayInputError`` for bad input (exit status 2)."""
     options, matcher, budget_ms = _check(request)
     try:
-        calls = load_source(request.source)
+        calls = await read_source(request.source)
     except SourceError as err:
         raise ReplayInputError(str(err)) from None
     if not calls:
         raise ReplayInputError(f"{request.source}: no calls to replay")
-
-    async def play() -> ReplayRun:
+    try:
         async with _target(request) as url:
             opts = ReplayOptions(
                 url=url,
@@ -97,10 +105,7 @@ def run_replay(request: ReplayRequest, echo: Callable[[str], None] = print) -> t
                 concurrency=options.concurrency,
                 turn_timeout_s=options.turn_timeout_s,
             )
-            return await replay_calls(calls, opts)
-
-    try:
-        run = _run_loop(play)
+            run = await replay_calls(calls, opts)
     except (OSError, ValueError) as err:  # an agent file that does not load, a bind
         where = str(request.agent_file or request.url)
         message = str(err) if str(err).startswith(where) else f"{where}: {err}"
@@ -117,7 +122,7 @@ def run_replay(request: ReplayRequest, echo: Callable[[str], None] = print) -> t
     return (1 if summary.differences else 0), summary
 
 
-def _run_loop(play: Callable[[], Coroutine[Any, Any, ReplayRun]]) -> ReplayRun:
+def _run_loop(main: Coroutine[Any, Any, T]) -> T:
     """In a fresh event loop, uvloop when installed (as the simulator runs)."""
     try:
         import uvloop
@@ -126,7 +131,7 @@ def _run_loop(play: Callable[[], Coroutine[Any, Any, ReplayRun]]) -> ReplayRun:
     except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
         factory = None
     with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(play())
+        return runner.run(main)
 
 
 def _print(summary: Summary, run: ReplayRun, echo: Callable[[str], None]) -> None:

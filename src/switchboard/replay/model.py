@@ -47,6 +47,8 @@ class RecordedCall:
     metadata: Any = None
     greeting: RecordedReply | None = None
     turns: tuple[RecordedTurn, ...] = ()
+    #: when the call started (ms since the epoch), when known
+    start_timestamp: int | None = None
     #: where the call came from, for messages ("calls.json: call 3")
     origin: str = field(default="", compare=False)
 

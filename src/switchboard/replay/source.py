@@ -45,25 +45,36 @@ def is_archive_url(source: str) -> bool:
 
 
 def load_source(source: str, since: str | None = None) -> list[RecordedCall]:
+    """``read_source`` in a fresh event loop."""
+    return asyncio.run(read_source(source, since))
+
+
+async def read_source(source: str, since: str | None = None) -> list[RecordedCall]:
     """Every call of ``source`` (a JSON file, a SQLite archive or a PostgreSQL URL).
     ``since`` (RFC 3339) keeps only archived calls started at or after it."""
     if is_archive_url(source):
-        return asyncio.run(load_archive(source, since))
+        return await load_archive(source, since)
+    text = await asyncio.to_thread(_read_file, source)
+    if text is None:
+        return await load_archive(source, since)
+    return parse_calls_json(text, source)
+
+
+def _read_file(source: str) -> str | None:
+    """The JSON text of ``source``, or ``None`` when it is a SQLite archive."""
     path = Path(source)
     if not path.is_file():
         raise SourceError(f"{source}: no such file")
     try:
         with path.open("rb") as f:
             head = f.read(len(_SQLITE_MAGIC))
+        if head == _SQLITE_MAGIC:
+            return None
+        return path.read_text(encoding="utf-8")
     except OSError as err:
         raise SourceError(f"{source}: cannot read: {err.strerror or err}") from None
-    if head == _SQLITE_MAGIC:
-        return asyncio.run(load_archive(source, since))
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise SourceError(f"{source}: cannot read: {err}") from None
-    return parse_calls_json(text, source)
+    except UnicodeDecodeError as err:
+        raise SourceError(f"{source}: not UTF-8 text: {err.reason}") from None
 
 
 # ---------------------------------------------------------------- Retell call objects
@@ -133,6 +144,7 @@ def parse_call_object(obj: Any, where: str = "call") -> RecordedCall:
         metadata=call.metadata,
         greeting=greeting,
         turns=tuple(turns),
+        start_timestamp=call.start_timestamp,
         origin=where,
     )
 
@@ -290,12 +302,13 @@ async def load_archive(url: str, since: str | None = None) -> list[RecordedCall]
     for row in turns:
         by_call.setdefault(row[0], []).append(row)
     out = []
-    for call_id, _started, end_how, variables, metadata in calls:
+    for call_id, started, end_how, variables, metadata in calls:
         rows = by_call.get(call_id)
         if rows:
-            out.append(
-                _archived_call(call_id, end_how, variables, metadata, rows, f"{url}: {call_id}")
-            )
+            call = _archived_call(call_id, end_how, variables, metadata, rows, f"{url}: {call_id}")
+            if started:
+                call = replace(call, start_timestamp=round(_instant(started) * 1000))
+            out.append(call)
     return out
 
 
