@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from switchboard.blueprint.matrix import PROFILES, Decision, tier
 from switchboard.blueprint.model import Deployment
+from switchboard.blueprint.render_runbook import COMPOSE_ENV, SECRETS_ENV, runbook
 
 SUMMARY_FILE = "SUMMARY.md"
 
@@ -25,43 +26,32 @@ FILE_ROLES: dict[str, str] = {
         "alerts: TTFB p99 over budget, fallback rate, calls refused, Redis, bus backlog"
     ),
     "prometheus/alerts.test.yml": "`promtool test rules` cases: each alert fires, none if healthy",
+    COMPOSE_ENV: "the variables docker compose needs, to copy to `.env`",
+    SECRETS_ENV: "the keys of the `switchboard-secrets` Secret, to copy to `secrets.env`",
+    "escalation.yaml": "the escalation rules (the shipped example), for compose and Kubernetes",
     "SUMMARY.md": "this file",
 }
 
-STEPS: dict[str, list[tuple[str, str]]] = {
+#: How each profile is reached from the one below it while calls are live: the new parts
+#: start beside the old, the load balancer moves, the old drains (its live calls finish).
+MIGRATION: dict[str, list[str]] = {
     "distributed": [
-        (
-            "Run a Redis (or Valkey) every node can reach, with an append-only file fsynced "
-            "every second (a Redis that restarts empty greets every call in flight again)",
-            "redis-server --appendonly yes --appendfsync everysec --save ''",
-        ),
-        (
-            "Start each node with the shared state and its own id",
-            "switchboard serve --config switchboard.toml --redis-url redis://REDIS:6379/0 "
-            "--node-id node-1",
-        ),
-        (
-            "Put HAProxy in front of the nodes",
-            "haproxy -c -f haproxy.cfg && haproxy -f haproxy.cfg",
-        ),
-        ("Point Retell's Custom LLM URL at the load balancer", "wss://LB/llm-websocket"),
+        "Run Redis with persistence (the Kubernetes steps above say how).",
+        "Start the new nodes beside the old one: `switchboard serve --config switchboard.toml "
+        "--redis-url redis://REDIS:6379/0 --node-id node-1` (one id each).",
+        "Put them behind the load balancer with the old node (`haproxy.cfg` lists the new "
+        "nodes; add the old one as one more `server` line), so new calls reach every node.",
+        "Drain the old node with one SIGTERM: its `/readyz` answers 503 at once, so the load "
+        "balancer sends it no new call (HAProxy checks every 200 ms), and its live calls "
+        "finish on it within `drain_timeout_s`; then it exits by itself.",
+        "Remove the old node's `server` line and reload HAProxy.",
     ],
     "event-driven": [
-        ("Run the bus (Kafka, or Redis Streams on the same Redis)", "docker compose up -d kafka"),
-        (
-            "Restart the nodes with the event-driven settings (bus_url), one at a time",
-            "kubectl apply -f kubernetes/ && kubectl rollout status deployment/switchboard",
-        ),
-        (
-            "Write the escalation rules next to docker-compose.yml (example: "
-            "examples/escalation.yaml; in Kubernetes, the switchboard-escalation-rules ConfigMap)",
-            "kubectl create configmap switchboard-escalation-rules --from-file=escalation.yaml",
-        ),
-        ("Start the services", "switchboard service archive --bus kafka://kafka:9092"),
-        (
-            "Install Prometheus Adapter with prometheus-adapter.yaml, then the HPA",
-            "kubectl apply -f kubernetes/hpa.yaml",
-        ),
+        "Run the bus and start the services (archive, analytics, escalation) first: they "
+        "read from the bus, and nothing is published yet.",
+        "Restart the nodes one at a time with `bus_url` set (a rolling update: "
+        "`kubectl -n NAMESPACE rollout status` between nodes); each drains first, and a call "
+        "it hands off resumes on another node from Redis.",
     ],
 }
 
@@ -172,17 +162,19 @@ def render_summary(decision: Decision, d: Deployment, files: list[str], source: 
         key = "kubernetes/" if name.startswith("kubernetes/") else name
         if key in roles:
             out.append(f"| `{key}` | {roles.pop(key)} |")
-    out += ["", "## Migration path", ""]
+    out += ["", *runbook(d, files), "", "## Migration path", ""]
     current = "single"
     if tier(d.profile) == tier(current):
         out.append("Nothing to add: run `switchboard serve --config switchboard.toml`.")
     else:
-        out.append(f"From the current profile ({current}), in this order:")
+        out.append(
+            f"From the current profile ({current}) without dropping a live call, in this order:"
+        )
         out.append("")
         n = 1
         for profile in PROFILES[1 : tier(d.profile) + 1]:
-            for what, command in STEPS[profile]:
-                out.append(f"{n}. {what}: `{command}`")
+            for step in MIGRATION[profile]:
+                out.append(f"{n}. {step}")
                 n += 1
     out += [
         "",
