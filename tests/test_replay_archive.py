@@ -93,7 +93,7 @@ def _call(call_id: str, start: datetime, *, digits: bool = False) -> list[Event]
     ]
 
 
-async def _archive(path: Path) -> str:
+async def _archive(path: Path | str) -> str:
     now = datetime.now(UTC)
     db = await open_archive(str(path))
     try:
@@ -104,8 +104,58 @@ async def _archive(path: Path) -> str:
     return str(path)
 
 
-async def test_archived_calls_read_as_recorded_calls(tmp_path: Path) -> None:
-    url = await _archive(tmp_path / "archive.db")
+def test_tool_calls_and_digits_come_from_transcript_with_tool_calls() -> None:
+    def words(text: str, start: float) -> list[dict[str, object]]:
+        return [
+            {"word": w, "start": start + i * 0.3, "end": start + i * 0.3 + 0.2}
+            for i, w in enumerate(text.split())
+        ]
+
+    items = [
+        {"role": "agent", "content": "Hi.", "words": words("Hi.", 0)},
+        {"role": "user", "content": "Book me in", "words": words("Book me in", 2)},
+        {"role": "tool_call_invocation", "tool_call_id": "t1", "name": "book", "arguments": "{}"},
+        {"role": "tool_call_result", "tool_call_id": "t1", "content": "ok"},
+        {
+            "role": "agent",
+            "content": "Booked.",
+            "words": words("Booked.", 4),
+            "metadata": {"response_id": 1},
+        },
+        {
+            "role": "agent",
+            "content": "Press one.",
+            "words": words("Press one.", 5),
+            "metadata": {"response_id": 1},
+        },
+        {"role": "dtmf", "digit": "1"},
+    ]
+    call = {
+        "call_id": "x",
+        "call_type": "web_call",
+        "access_token": "",
+        "agent_id": "a",
+        "agent_version": 1,
+        "call_status": "ended",
+        "transcript_with_tool_calls": items,
+    }
+    [parsed] = parse_calls_json(json.dumps(call))
+    [turn] = parsed.turns  # one response_id: one reply, not a reminder
+    assert turn.reply == RecordedReply("Booked. Press one.", digits="1", tool_calls=("book",))
+    assert turn.pause_s == pytest.approx(2 - 0.2)
+    assert turn.word_gaps_s == pytest.approx((0.3, 0.3))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def archive_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return str(tmp_path / "archive.db")
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+async def test_archived_calls_read_as_recorded_calls(archive_url: str) -> None:
+    url = await _archive(archive_url)
     calls = await load_archive(url)
     assert [c.call_id for c in calls] == ["old", "new"]
     new = calls[1]
