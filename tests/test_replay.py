@@ -166,9 +166,15 @@ def test_a_changed_agent_differs_in_exactly_the_changed_turns(
         if HOURS in reply
     }
     assert len(expected) >= 2  # the recordings ask for the hours more than once
-    code, summary = _replay(source, agent)
+    html, junit = tmp_path / "replay.html", tmp_path / "replay.xml"
+    code, summary = _replay(source, agent, report=html, junit=junit)
     assert code == 1
     got = {(d["call_id"], d["turn"], d["kind"]) for d in summary["differences"]}
+    page = html.read_text()
+    assert "FAIL" in page
+    assert page.count("Our doors are open Tuesday to Friday") == len(expected)
+    suite = ET.parse(junit).getroot()
+    assert suite.get("failures") == str(len({c for c, _t, _k in expected}))
     assert got == expected
     assert summary["turns_differing"] == len({(c, t) for c, t, _ in expected})
     for d in summary["differences"]:
@@ -300,6 +306,8 @@ def test_a_renamed_or_missing_field_fails_loudly(
     _source, calls = recorded
     renamed = dict(calls[0])
     renamed["transcript_objects"] = renamed.pop("transcript_object")
+    later = dict(calls[1], brand_new_field=1)
+    assert "brand_new_field" in parse_calls_json(json.dumps(later))[0].unknown_fields
     with pytest.raises(SourceError, match=r"call 2 \(\w+\): no transcript_object"):
         parse_calls_json(json.dumps([calls[1], renamed]), "calls.json")
     retyped = json.loads(json.dumps(calls[0]))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,16 +81,24 @@ def _check(request: ReplayRequest) -> tuple[ReplayOptions, TextMatcher, float]:
     return options, matcher, float(BUDGET_MS[request.profile])
 
 
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
 def run_replay(request: ReplayRequest, echo: Callable[[str], None] = print) -> tuple[int, Summary]:
     """``replay`` in a fresh event loop (uvloop when installed)."""
     return _run_loop(replay(request, echo))
 
 
 async def replay(
-    request: ReplayRequest, echo: Callable[[str], None] = print
+    request: ReplayRequest,
+    echo: Callable[[str], None] = print,
+    warn: Callable[[str], None] = _stderr,
 ) -> tuple[int, Summary]:
     """Replay ``request.source``; return the exit status and the summary. Raises
-    ``ReplayInputError`` for bad input (exit status 2)."""
+    ``ReplayInputError`` for bad input (exit status 2). A field of Retell's objects that
+    the SDK's types do not know is ignored with a warning (Retell adds fields faster than
+    the SDK is pinned; a renamed field the replay needs fails on its own)."""
     options, matcher, budget_ms = _check(request)
     try:
         calls = await read_source(request.source)
@@ -97,6 +106,12 @@ async def replay(
         raise ReplayInputError(str(err)) from None
     if not calls:
         raise ReplayInputError(f"{request.source}: no calls to replay")
+    unknown = sorted({name for call in calls for name in call.unknown_fields})
+    if unknown:
+        warn(
+            f"replay: warning: {request.source}: fields retell-sdk does not know, ignored: "
+            + ", ".join(unknown)
+        )
     try:
         async with _target(request) as url:
             opts = ReplayOptions(

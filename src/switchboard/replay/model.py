@@ -47,6 +47,9 @@ class RecordedCall:
     metadata: Any = None
     greeting: RecordedReply | None = None
     turns: tuple[RecordedTurn, ...] = ()
+    #: top-level fields of a Retell call object that retell-sdk's types do not know (a
+    #: newer API, or a renamed field): ignored, and named in a warning
+    unknown_fields: tuple[str, ...] = ()
     #: when the call started (ms since the epoch), when known
     start_timestamp: int | None = None
     #: where the call came from, for messages ("calls.json: call 3")

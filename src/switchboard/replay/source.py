@@ -145,6 +145,7 @@ def parse_call_object(obj: Any, where: str = "call") -> RecordedCall:
         greeting=greeting,
         turns=tuple(turns),
         start_timestamp=call.start_timestamp,
+        unknown_fields=tuple(sorted(call.model_extra or {})),
         origin=where,
     )
 
