@@ -178,3 +178,50 @@ async def test_dashboard_shows_live_numbers_and_recent_transcripts(
                 )
         finally:
             await browser.close()
+
+
+async def test_dashboard_draws_the_last_hour_on_a_time_axis(analytics: Any) -> None:
+    """Turns from 40 to 5 minutes ago, sent before the page is opened, are on its charts:
+    the history is the service's, not the page's, and the x axis is labelled in time."""
+    import re
+    import time
+    from datetime import UTC, datetime
+
+    import msgspec
+    from playwright.async_api import async_playwright
+
+    process, bus = analytics
+    now = time.time()
+    events = [
+        msgspec.structs.replace(event, time=datetime.fromtimestamp(now - 60 * (5 + i // 4), UTC))
+        for i, event in enumerate(_calls(36, 1)[:144])
+    ]
+    slots = {int(e.time.timestamp() // 10) for e in events if isinstance(e.data, TurnCompleted)}
+    child = process.start()
+    await bus.send(encode_all(events))
+
+    async def applied() -> bool:
+        return (await process.summary())["events_applied"] == len(events)
+
+    await until(applied, child=child)
+    async with httpx.AsyncClient(trust_env=False) as client:
+        body = (await client.get(f"{process.base}/api/history")).json()
+    busy = [p for p in body["points"] if p["turns_per_s"] > 0]
+    assert len(busy) == len(slots)
+    assert len(body["points"]) == 360
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = await browser.new_page(viewport={"width": 1400, "height": 900})
+            await page.goto(process.base + "/")
+            await page.wait_for_function(
+                "Number(document.getElementById('chart-turns').dataset.points || 0) > 0",
+                timeout=15_000,
+            )
+            drawn = await page.get_attribute("#chart-turns", "data-points")
+            assert drawn == str(len(slots))
+            labels = await page.locator("#axis-turns span").all_text_contents()
+            assert 5 <= len(labels) <= 7  # one every ten minutes across the hour
+            assert all(re.fullmatch(r"\d\d:\d\d", label) for label in labels), labels
+        finally:
+            await browser.close()

@@ -220,7 +220,10 @@ def _exported_names() -> set[str]:
     node = NodeMetrics()
     node.fallback("timeout")  # labelled families export samples once a child exists
     node.rejected_total.labels("at_capacity").inc()
-    outbox = OutboxCollector(Outbox(MemoryBus()))
+    box = Outbox(MemoryBus())
+    box.stats.dropped_by_reason["spill_full"] = 1  # labelled: exported once counted
+    box.stats.parked_by_reason["too_large"] = 1
+    outbox = OutboxCollector(box)
     service = ServiceCollector(ServiceStats("archive", parked=Counter(malformed=1), lag=0))
     collectors = [node.registry, RedisCollector(RedisHealth(Redis())), outbox, service]
     for collector in collectors:

@@ -3,7 +3,7 @@ clean history passes. No cluster, no sockets: the checker is a pure function."""
 
 from __future__ import annotations
 
-from switchboard.chaos.checker import Limits, check, is_question, recoveries
+from switchboard.chaos.checker import Limits, check, control_clean, is_question, recoveries
 from switchboard.chaos.history import CallResult, FaultEvent, History, SocketEvent, TurnEvent
 
 ASK_NAME = "What is the patient's full name?"
@@ -262,3 +262,37 @@ def test_a_second_greeting_is_put_down_to_the_fault_that_lost_its_socket() -> No
     )
     kill, restart = recoveries(run)
     assert (kill.second_greetings, restart.second_greetings) == (0, 1)
+
+
+def test_a_call_handed_over_owes_no_more_turns_nor_the_one_in_flight() -> None:
+    """The escalation service transfers a call while its third turn is in flight: that
+    turn and the rest of the script are not owed, in the chaos run or in the control."""
+    handed = call(0, ["A?", "B."], transferred=True, handoffs=1)
+    handed.replies.append("")
+    handed.completed.append(False)
+    full = history([call(0, ["A?", "B.", "C.", "D."])])
+    findings = check(history([handed]), full)
+    assert findings.unanswered_turns == 0, findings.samples
+    assert findings.passed, findings.reasons
+    twin = call(0, ["A?", ""], transferred=True)
+    twin.completed[-1] = False
+    assert control_clean(history([twin]))
+    # an unanswered turn before the handover still counts
+    early = call(0, ["A?", "", "C."], transferred=True)
+    early.completed[1] = False
+    assert check(history([early]), full).unanswered_turns == 1
+
+
+def test_a_repeat_past_the_turn_where_the_control_call_was_handed_over_is_not_judged() -> None:
+    """The escalation service handed the control call over after its second turn; the
+    chaos call, handed over later, repeats the agent's fallback question at turn 4. The
+    control run cannot say whether the agent repeats itself there."""
+    fallback = "Sorry, I didn't quite get that. What would you like to do?"
+    chaos_call = call(0, [fallback, fallback, HOURS, fallback], transferred=True)
+    twin = call(0, [fallback, fallback], transferred=True)
+    findings = check(history([chaos_call]), history([twin]))
+    assert findings.repeated_questions == 0, findings.samples
+    assert findings.passed, findings.reasons
+    # a control call that was not handed over still judges the turns it never reached
+    short = call(0, [fallback, fallback])
+    assert check(history([chaos_call]), history([short])).repeated_questions == 1

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,13 +24,15 @@ from tests.fixtures.cluster import running_cluster
 CHAOS_DEADLINE_S = 240.0
 
 
-def run_chaos(tmp_path: Path, state_file: Path, *args: str) -> tuple[int, ChaosReport]:
+def run_chaos(
+    tmp_path: Path, state_file: Path, *args: str, deadline_s: float = CHAOS_DEADLINE_S
+) -> tuple[int, ChaosReport]:
     out = tmp_path / "chaos.json"
     argv = [*SWITCHBOARD_ARGV, "chaos", "--state", str(state_file), "--json-out", str(out)]
     argv += ["--report", str(tmp_path / "chaos.html"), *args]
     child = Child("chaos", argv, log_path=tmp_path / "chaos.log")
     try:
-        code = child.wait(CHAOS_DEADLINE_S)
+        code = child.wait(deadline_s)
     finally:
         child.stop()
     assert out.exists(), child.log_tail(40)
@@ -63,14 +65,21 @@ class ChaosCluster:
 
 
 @contextlib.contextmanager
-def chaos_cluster(tmp_path: Path, profile: str = "distributed") -> Iterator[ChaosCluster]:
+def chaos_cluster(
+    tmp_path: Path,
+    profile: str = "distributed",
+    extra_args: Sequence[str] = (),
+    **env: str,
+) -> Iterator[ChaosCluster]:
     """A 3-node cluster. Its stop must also stop what the chaos runner restarted (the
     state file lists them); whatever outlives it is recorded, then killed, pass or fail."""
     restarted: set[int] = set()
     ports: set[int] = set()
     cluster = ChaosCluster(state_file=tmp_path / "cluster" / "cluster.json")
     try:
-        with running_cluster(tmp_path / "cluster", nodes=3, profile=profile) as (_, state):
+        with running_cluster(
+            tmp_path / "cluster", nodes=3, profile=profile, extra_args=extra_args, **env
+        ) as (_, state):
             ports = cluster_ports(state)
             started_by_cluster = set(state.pids)
             services = set(state.services.values())
@@ -290,3 +299,34 @@ def test_no_fault_is_run_against_a_cluster_that_fails_its_control_run(tmp_path: 
         assert stand_in.poll() is None
     finally:
         stand_in.stop()
+
+
+def test_a_chaos_run_killed_half_way_leaves_no_restarted_process_behind(tmp_path: Path) -> None:
+    """The state file names a restarted node as soon as it is restarted, not at the end of
+    the run: a runner killed with SIGKILL after a restart leaves the cluster's stop a
+    complete list (it used to leave the new node running)."""
+    import signal
+    import time
+
+    with chaos_cluster(tmp_path) as cluster:
+        before = read_state(cluster.state_file)
+        node_pids = {n.pid for n in before.nodes}
+        argv = [*SWITCHBOARD_ARGV, "chaos", "--state", str(cluster.state_file)]
+        argv += ["--seed", "5", "--calls", "3", "--turns", "4", "--duration", "10"]
+        argv += ["--faults", "kill", "--json-out", str(tmp_path / "half.json")]
+        child = Child("chaos", argv, log_path=tmp_path / "chaos-half.log")
+        try:
+            deadline = time.monotonic() + CHAOS_DEADLINE_S
+            while {n.pid for n in read_state(cluster.state_file).nodes} == node_pids:
+                assert child.poll() is None, child.log_tail(40)
+                assert time.monotonic() < deadline, "no restart was recorded"
+                time.sleep(0.1)
+            child.send_signal(signal.SIGKILL)
+            child.wait(30)
+        finally:
+            child.stop()
+        after = read_state(cluster.state_file)
+        new = {n.pid for n in after.nodes} - node_pids
+        assert len(new) == 1
+        assert new <= set(after.pids)
+    assert cluster.left_behind == set()

@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 
 from switchboard.chaos.schedule import (
+    EVENT_DRIVEN_ONLY,
+    EVENT_PIPELINE,
     FAULT_KINDS,
     ScheduleError,
     default_spec,
@@ -76,8 +78,43 @@ def test_a_service_kill_never_aims_at_the_broker() -> None:
 
 def test_the_default_spec_has_one_fault_of_each_kind_that_applies() -> None:
     distributed = parse_spec(default_spec("distributed", bus_is_broker=False))
-    assert {r.kind for r in distributed} == set(FAULT_KINDS) - {"bus-stop", "service-kill"}
+    assert {r.kind for r in distributed} == set(FAULT_KINDS) - EVENT_DRIVEN_ONLY
     event = parse_spec(default_spec("event-driven", bus_is_broker=True))
-    assert {r.kind for r in event} == set(FAULT_KINDS)
+    assert {r.kind for r in event} == set(FAULT_KINDS) - EVENT_PIPELINE
     streams = parse_spec(default_spec("event-driven", bus_is_broker=False))
     assert "bus-stop" not in {r.kind for r in streams}
+
+
+def test_the_event_pipeline_faults_aim_at_their_parts_and_need_an_event_driven_cluster() -> None:
+    services = ["archive", "analytics", "escalation", "tansu"]
+    spec = parse_spec("archive-stop,poison,oversized,kill-while-spilling:4")
+    schedule = plan_schedule(
+        spec, seed=5, duration_s=40, nodes=NODES, services=services, has_broker=True
+    )
+    by_kind = {f.kind: f for f in schedule}
+    assert by_kind["archive-stop"].target == "archive"
+    assert by_kind["archive-stop"].param == 5.0
+    assert by_kind["poison"].target == "bus"
+    assert by_kind["oversized"].target == "calls"
+    assert by_kind["kill-while-spilling"].target in NODES
+    assert by_kind["kill-while-spilling"].param == 4.0
+    # --bus redis: the cluster's own valkey-server is the bus that can be stopped
+    on_streams = plan_schedule(
+        parse_spec("bus-stop,kill-while-spilling"),
+        seed=5,
+        duration_s=40,
+        nodes=NODES,
+        services=services[:3],
+        has_bus=True,
+    )
+    assert {f.kind for f in on_streams} == {"bus-stop", "kill-while-spilling"}
+    with pytest.raises(ScheduleError, match="services"):
+        plan_schedule(parse_spec("poison"), seed=1, duration_s=10, nodes=NODES)
+    with pytest.raises(ScheduleError, match="can stop"):
+        plan_schedule(
+            parse_spec("kill-while-spilling"),
+            seed=1,
+            duration_s=10,
+            nodes=NODES,
+            services=services[:3],
+        )

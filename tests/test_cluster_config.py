@@ -230,6 +230,18 @@ def test_event_driven_nodes_get_the_bus_and_services_share_the_archive(tmp_path:
     assert by_name["escalation"]["--redis-url"] == "redis://r:1/0"
     assert by_name["escalation"]["--rules"] == str(builtin_example("escalation.yaml"))
     assert len({f["--db"] for f in by_name.values()}) == 3  # each service its own state
+    assert all("--metrics-port" not in a for a in argvs.values())
+    served = service_argvs(
+        bus_url="kafka://k:2",
+        redis_url="redis://r:1/0",
+        data_dir=tmp_path,
+        dashboard_port=8090,
+        metrics_ports={"archive": 9101, "escalation": 9102},
+    )
+    ports = {
+        n: dict(zip(a[2::2], a[3::2], strict=True)).get("--metrics-port") for n, a in served.items()
+    }
+    assert ports == {"archive": "9101", "analytics": None, "escalation": "9102"}
 
 
 def test_event_driven_state_round_trips_with_the_bus_and_services(tmp_path: Path) -> None:

@@ -728,3 +728,41 @@ def test_agent_file_errors_name_the_field(
         load_agent(path)
     assert raised.value.field == field
     assert reason in raised.value.reason
+
+
+# Tracing
+
+
+async def test_the_llm_request_is_a_gen_ai_span_under_the_turn_with_its_first_token(
+    agent: OpenAIAgent, fake_llm: FakeLLMServer
+) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from switchboard import tracing
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.use_provider(provider)
+    try:
+        fake_llm.config = FakeLLMConfig(reply=REPLY)
+        turn_span = tracing.start_turn(None, 1, "response")
+        token = tracing.current.set(turn_span)
+        try:
+            await collect(agent, turn("Can I see a doctor?"))
+        finally:
+            tracing.current.reset(token)
+        tracing.end(turn_span)
+    finally:
+        tracing.shutdown()
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    llm = spans["chat fake-model"]
+    assert llm.parent is not None
+    assert llm.parent.span_id == spans["turn response"].context.span_id
+    assert llm.attributes is not None
+    assert llm.attributes["gen_ai.operation.name"] == "chat"
+    assert llm.attributes["gen_ai.request.model"] == "fake-model"
+    assert llm.attributes["gen_ai.server.time_to_first_token"] > 0
+    assert [e.name for e in llm.events] == ["gen_ai.first_token"]

@@ -1,6 +1,8 @@
-"""``switchboard validate --cluster`` on ``switchboard cluster --profile event-driven``: the
-archive and escalation checks pass on the real stack (valkey, Streams bus, the three
-services, two nodes, HAProxy), read through the cluster's own state file."""
+"""``switchboard validate --cluster`` on ``switchboard cluster --profile event-driven`` with
+its defaults (the default agent and escalation rules): the archive and escalation checks
+pass on the real stack (valkey, Streams bus, the three services, two nodes, HAProxy),
+read through the cluster's own state file, and so does the shipped event-driven scenario
+(the default rules and the default agent agree on who hands a caller over)."""
 
 from __future__ import annotations
 
@@ -22,12 +24,7 @@ def test_validate_an_event_driven_cluster(tmp_path: Path) -> None:
         profile="event-driven",
         agent_file=builtin_example("receptionist.yaml"),
         env={"SWITCHBOARD_MAX_CALLS": "6", "SWITCHBOARD_DRAIN_TIMEOUT_S": "5"},
-        extra_args=[
-            "--bus",
-            "redis",
-            "--escalation-rules",
-            str(builtin_example("escalation-demo.yaml")),
-        ],
+        extra_args=["--bus", "redis"],
     )
     try:
         assert state.archive_db is not None
@@ -40,6 +37,19 @@ def test_validate_an_event_driven_cluster(tmp_path: Path) -> None:
         ]
         args += ["--calls", "4", "--duration", "2", "--budget-ms", "10000"]
         result = CliRunner().invoke(app, [*args, "--report", str(tmp_path / "v.html")])
+        scenario = CliRunner().invoke(
+            app,
+            [
+                "simulate",
+                "--url",
+                state.url,
+                "--scenario",
+                str(builtin_example("scenarios/event-driven")),
+                "--quiet",
+                "--json",
+                str(tmp_path / "scenario.json"),
+            ],
+        )
     finally:
         stop_cluster_child(cluster)
     report = load_report(tmp_path / "v.json")
@@ -48,3 +58,4 @@ def test_validate_an_event_driven_cluster(tmp_path: Path) -> None:
     assert by_name[ESCALATION].passed, by_name[ESCALATION]
     assert by_name[ESCALATION].figures["transfer number"] == "+15550100"
     assert result.exit_code == 0, result.output
+    assert scenario.exit_code == 0, (tmp_path / "scenario.json").read_text()

@@ -5,6 +5,8 @@ Each subcommand is a thin shell: it parses options and calls into the package.
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +18,7 @@ app = typer.Typer(
     name="switchboard",
     help="A backend for Retell AI custom-LLM voice agents.",
     no_args_is_help=True,
+    rich_markup_mode="markdown",
     add_completion=False,
 )
 app.add_typer(cache_app)
@@ -145,6 +148,11 @@ def cluster(
     raise typer.Exit(code)
 
 
+def demo_report_path(profile: str) -> Path:
+    """Each profile's demo keeps its own report, so running all three leaves all three."""
+    return Path("reports") / f"demo-{profile}.html"
+
+
 @app.command()
 def demo(
     calls: Annotated[
@@ -160,7 +168,10 @@ def demo(
             "event-driven: the bus, archive, analytics and escalation services too."
         ),
     ] = "single",
-    html: Annotated[Path, typer.Option(help="HTML report to write.")] = Path("reports/demo.html"),
+    html: Annotated[
+        Path | None,
+        typer.Option(help="HTML report to write (default: reports/demo-PROFILE.html)."),
+    ] = None,
 ) -> None:
     """Start a server, play the receptionist scenarios and random calls, judge the run."""
     from rich.console import Console
@@ -172,6 +183,7 @@ def demo(
     if profile not in BUDGET_MS:
         raise typer.BadParameter(f"profile must be one of {', '.join(BUDGET_MS)}, got {profile!r}")
     single = profile == "single"
+    html = html or demo_report_path(profile)
     options = DemoOptions(
         calls=calls or (20 if single else FAILOVER_CALLS),
         turns=turns or (4 if single else FAILOVER_TURNS),
@@ -298,9 +310,10 @@ def simulate(
     from rich.console import Console
 
     from switchboard.sim.options import SimOptions
+    from switchboard.sim.reachability import unreachable
     from switchboard.sim.report import print_summary, write_html, write_json
     from switchboard.sim.runner import run_simulation
-    from switchboard.sim.scenario import ScenarioError
+    from switchboard.sim.scenario import ScenarioError, load_scenarios
     from switchboard.sim.server_metrics import cache_counters, metrics_url
     from switchboard.sim.verdict import judge
 
@@ -326,6 +339,12 @@ def simulate(
             seed=seed,
             label=label,
         )
+        if scenario is not None:
+            load_scenarios(scenario)  # a bad file is bad input, whatever the URL
+        problem = unreachable(url, open_timeout)
+        if problem is not None:
+            typer.echo(f"simulate: cannot reach {url}: {problem}", err=True)
+            raise typer.Exit(2)
         live = console.is_terminal and not quiet
         if workers > 1:
             from switchboard.sim.workers import run_workers
@@ -386,5 +405,12 @@ def _add_subcommands() -> None:
 _add_subcommands()
 
 
+#: Help laid out for a file or a pipe (CI logs, ``| less``): wider than Rich's 80-column
+#: fallback, so descriptions and option help are not wrapped mid-sentence.
+HELP_COLUMNS = "120"
+
+
 def main() -> None:
+    if not sys.stdout.isatty():
+        os.environ.setdefault("COLUMNS", HELP_COLUMNS)
     app()

@@ -25,6 +25,7 @@ and the environment: ``OPENAI_API_KEY`` (or the variable named by ``api_key_env`
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -51,6 +52,7 @@ from openai.types.chat import (
 )
 from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall
 
+from switchboard import tracing
 from switchboard.agents import sse
 from switchboard.agents.base import (
     Action,
@@ -277,29 +279,37 @@ class OpenAIAgent(Agent):
             # plain JSON dicts like ours.
             # The SDK sends the request (transport, auth, retries, status errors) and hands
             # back the unread response; ``sse.chunks`` decodes the stream (see there why).
-            response = await client.post(
-                "/chat/completions", body=body, cast_to=httpx2.Response, stream=True
-            )
-            try:
-                async for chunk in sse.chunks(response.aiter_bytes()):
-                    if not chunk.choices:
-                        continue
-                    delta = chunk.choices[0].delta
-                    if delta.content:
-                        said.append(delta.content)
-                        for piece in chunker.feed(delta.content):
-                            yield piece
-                    if delta.tool_calls:
-                        typed = [ChoiceDeltaToolCall.model_validate(f) for f in delta.tool_calls]
-                        _accumulate(calls, typed)
-            except httpx2.TimeoutException as err:
-                # The SDK maps transport errors while it owns the response; the body is
-                # read here, so map them the same way.
-                raise APITimeoutError(request=response.request) from err
-            except httpx2.TransportError as err:
-                raise APIConnectionError(request=response.request) from err
-            finally:
-                await response.aclose()
+            with self._llm_span(rounds) if tracing.ENABLED else tracing.NO_SPAN as span:
+                sent = time.perf_counter()
+                response = await client.post(
+                    "/chat/completions", body=body, cast_to=httpx2.Response, stream=True
+                )
+                try:
+                    async for chunk in sse.chunks(response.aiter_bytes()):
+                        if not chunk.choices:
+                            continue
+                        delta = chunk.choices[0].delta
+                        if delta.content:
+                            if span is not None and not said:
+                                _first_token(span, time.perf_counter() - sent)
+                            said.append(delta.content)
+                            for piece in chunker.feed(delta.content):
+                                yield piece
+                        if delta.tool_calls:
+                            typed = [
+                                ChoiceDeltaToolCall.model_validate(f) for f in delta.tool_calls
+                            ]
+                            _accumulate(calls, typed)
+                except httpx2.TimeoutException as err:
+                    # The SDK maps transport errors while it owns the response; the body is
+                    # read here, so map them the same way.
+                    raise APITimeoutError(request=response.request) from err
+                except httpx2.TransportError as err:
+                    raise APIConnectionError(request=response.request) from err
+                finally:
+                    await response.aclose()
+                if span is not None and calls:
+                    span.set_attribute("gen_ai.response.finish_reasons", ["tool_calls"])
             rest = chunker.flush()
             if not calls or last_round:
                 if rest.strip():
@@ -329,6 +339,21 @@ class OpenAIAgent(Agent):
                 messages.append(
                     {"role": "tool", "tool_call_id": call.id, "content": result.content}
                 )
+
+    def _llm_span(self, rounds: int) -> contextlib.AbstractContextManager[Any]:
+        """A ``gen_ai`` client span for one streamed request (semantic conventions)."""
+        return tracing.child(
+            None,
+            f"chat {self.model}",
+            **{
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "openai",
+                "gen_ai.request.model": self.model,
+                "gen_ai.request.temperature": self.temperature,
+                "gen_ai.request.max_tokens": self.max_tokens,
+                "switchboard.llm.tool_round": rounds,
+            },
+        )
 
     def _context(self, turn: Turn, call: _PendingCall) -> ToolContext:
         return ToolContext(
@@ -489,3 +514,9 @@ def _bad_template(text: str) -> bool:
     except TemplateError:
         return True
     return False
+
+
+def _first_token(span: Any, seconds: float) -> None:
+    """The LLM span's time to first token: an event where it came, and the duration."""
+    span.add_event("gen_ai.first_token")
+    span.set_attribute("gen_ai.server.time_to_first_token", seconds)

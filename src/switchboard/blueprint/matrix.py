@@ -201,6 +201,12 @@ def decide(inputs: Inputs, capacity: Capacity) -> Decision:
     )
     profile = max((f.profile for f in factors), key=tier)
     warnings: list[str] = list(capacity.notes)
+    if inputs.llm_ttft_ms is None:
+        warnings.append(
+            "no --llm-ttft-ms: the plan counts 0 ms for your LLM's time to first token, so the "
+            "whole budget goes to switchboard; pass your LLM's TTFT p99 (e.g. --llm-ttft-ms 250) "
+            "unless every answer is scripted or cached"
+        )
     calls_f, budget_f = factors[0], factors[1]
     if tier(calls_f.profile) > tier(budget_f.profile):
         pool = "one node" if budget_f.profile == "single" else "a fixed pool"

@@ -5,7 +5,9 @@ Every expression uses a metric the node exports (``server/metrics.py``):
 ``switchboard_fallbacks_total``, ``switchboard_handshakes_rejected_total{reason}``,
 ``switchboard_redis_up`` and ``switchboard_redis_errors_total``. The bus backlog alert
 (event-driven only) reads the outbox gauges ``switchboard_outbox_depth`` and
-``switchboard_outbox_spilling`` that the event-driven profile exports; the consumer
+``switchboard_outbox_spilling`` that the event-driven profile exports, and the loss
+alerts its counters ``switchboard_outbox_dropped_total``,
+``switchboard_outbox_spill_corrupt_total`` and ``switchboard_outbox_parked_total``; the consumer
 alerts read what every service's consume loop exports (``services/service_metrics.py``):
 ``switchboard_service_bus_lag{group}``, ``switchboard_service_dead_letters_parked_total``
 and ``switchboard_service_bus_gap_entries_total``.
@@ -198,6 +200,7 @@ def alert_rules(d: Deployment) -> dict[str, Any]:
                 },
             }
         )
+        rules += outbox_loss_rules()
         rules += consumer_rules()
     rules.append(
         {
@@ -209,6 +212,50 @@ def alert_rules(d: Deployment) -> dict[str, Any]:
         }
     )
     return {"groups": [{"name": "switchboard", "rules": rules}]}
+
+
+def _new_or_increased(counter: str, window: str = "15m", by: str = "instance") -> str:
+    """Per ``by``, what ``counter`` gained in ``window``. A labelled counter has no
+    series until its first increment, so ``increase`` alone never sees that one: a
+    series that did not exist ``window`` ago counts with its whole value."""
+    return (
+        f"sum by ({by}) (({counter} unless {counter} offset {window})"
+        f" or increase({counter}[{window}]))"
+    )
+
+
+def outbox_loss_rules() -> list[dict[str, Any]]:
+    """The node's side: events its outbox could not keep (dropped, or a damaged spill
+    record skipped on replay), and events the bus will never take (parked)."""
+    return [
+        {
+            "alert": "SwitchboardEventsLost",
+            "expr": (
+                f"{_new_or_increased('switchboard_outbox_dropped_total')} > 0 or "
+                f"{_new_or_increased('switchboard_outbox_spill_corrupt_total')} > 0"
+            ),
+            "labels": {"severity": "page"},
+            "annotations": {
+                "summary": "{{ $labels.instance }} lost call events in its outbox",
+                "description": (
+                    "Dropped (spill file full, disk full, unencodable) or skipped as damaged "
+                    "spill records: those turns never reach the archive or the services."
+                ),
+            },
+        },
+        {
+            "alert": "SwitchboardEventsParked",
+            "expr": f"{_new_or_increased('switchboard_outbox_parked_total')} > 0",
+            "labels": {"severity": "warning"},
+            "annotations": {
+                "summary": "{{ $labels.instance }} parked call events the bus refused",
+                "description": (
+                    "Kept in outbox.parked beside the spill file (read_parked); re-publish "
+                    "them by hand once the cause is fixed."
+                ),
+            },
+        },
+    ]
 
 
 def consumer_rules() -> list[dict[str, Any]]:
@@ -230,7 +277,8 @@ def consumer_rules() -> list[dict[str, Any]]:
         {
             "alert": "SwitchboardDeadLetters",
             "expr": (
-                "sum by (group) (increase(switchboard_service_dead_letters_parked_total[15m])) > 0"
+                f"{_new_or_increased('switchboard_service_dead_letters_parked_total', by='group')}"
+                " > 0"
             ),
             "labels": {"severity": "warning"},
             "annotations": {
@@ -242,7 +290,9 @@ def consumer_rules() -> list[dict[str, Any]]:
         },
         {
             "alert": "SwitchboardBusGap",
-            "expr": "sum by (group) (increase(switchboard_service_bus_gap_entries_total[15m])) > 0",
+            "expr": (
+                f"{_new_or_increased('switchboard_service_bus_gap_entries_total', by='group')} > 0"
+            ),
             "labels": {"severity": "page"},
             "annotations": {
                 "summary": "{{ $labels.group }} lost bus entries it had not read",
@@ -366,6 +416,27 @@ def alert_tests(d: Deployment) -> dict[str, Any]:
         firing(
             "SwitchboardBusBacklog", [_series("switchboard_outbox_depth", f"0+{OUTBOX_BACKLOG}x20")]
         )
+        node = {"severity": "page", "instance": "node-1:8080"}
+        firing(
+            "SwitchboardEventsLost",
+            [_series("switchboard_outbox_dropped_total", "0x10 3x10", reason="spill_full")],
+            node,
+        )
+        firing(
+            "SwitchboardEventsLost",
+            [_series("switchboard_outbox_spill_corrupt_total", "0x10 1x10")],
+            node,
+        )
+        firing(  # the first drop of a reason: its series appears with that count
+            "SwitchboardEventsLost",
+            [_series("switchboard_outbox_dropped_total", "_x5 1x15", reason="unencodable")],
+            node,
+        )
+        firing(
+            "SwitchboardEventsParked",
+            [_series("switchboard_outbox_parked_total", "0x10 1x10", reason="too_large")],
+            {**node, "severity": "warning"},
+        )
         by_group = {"group": "archive"}
 
         def group_alert(name: str, series: dict[str, str]) -> None:
@@ -399,6 +470,15 @@ def alert_tests(d: Deployment) -> dict[str, Any]:
         group_alert(
             "SwitchboardDeadLetters",
             _series("switchboard_service_dead_letters_parked_total", "0x10 1x10", **by_group),
+        )
+        group_alert(  # the first letter of a new reason: its series appears with that count
+            "SwitchboardDeadLetters",
+            _series(
+                "switchboard_service_dead_letters_parked_total",
+                "_x5 1x15",
+                reason="undecodable",
+                **by_group,
+            ),
         )
         group_alert(
             "SwitchboardBusGap",

@@ -19,7 +19,10 @@ if TYPE_CHECKING:
     from switchboard.config import Settings
 
 cache_app = typer.Typer(
-    name="cache", help="Pre-warm, inspect or clear the response cache.", no_args_is_help=True
+    name="cache",
+    help="Pre-warm, inspect or clear the response cache.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
 )
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="Settings file (TOML).")]
@@ -42,6 +45,10 @@ def _settings(
     from switchboard.cache.wiring import backend_name
     from switchboard.config import load_settings
 
+    if redis_url is not None and backend is None and profile is None:
+        # A Redis URL on the command line names the cache to act on; without this the
+        # default profile (single, an in-process cache) would ignore it.
+        backend = "redis"
     try:
         settings = load_settings(
             config, profile=profile, redis_url=redis_url, cache=backend, agent_file=agent_file

@@ -8,10 +8,13 @@ What counts, per call (a call is the same call in both runs: same index, same sc
 - **repeated question**: a reply that asks something (it ends with ``?``) and equals an
   earlier reply of the same call, where the control run did not repeat it at that turn.
   With the shipped receptionist that is a form asking again for a name or a day the
-  caller already gave: state lost in the fault.
+  caller already gave: state lost in the fault. A turn the control call never reached
+  because it was handed over (an escalation lands when it lands) is not judged.
 - **reply differing from control**: a turn both runs answered, with different words.
 - **unanswered turn**: a turn asked and never completed, or a turn a call that neither
-  failed nor was hung up never reached (it ended early).
+  failed nor was hung up never reached (it ended early). A call handed over (a transfer,
+  by the agent or by the escalation service) owes no more turns, and the turn in flight
+  when it was handed over is not owed an answer.
 - **time to recover**, per fault: from the fault's start until every call it touched had
   a turn answered again. A call is touched when it lost a socket after the fault began
   (and before the next fault): it recovers when its new socket is open and the first
@@ -121,6 +124,8 @@ def _repeated_questions(call: CallResult, twin: CallResult | None, f: Findings) 
             continue
         if twin is not None and reply in twin.replies[:i] and twin.replies[i : i + 1] == [reply]:
             continue  # the agent repeats itself here without any fault
+        if twin is not None and twin.transferred and len(twin.replies) <= i:
+            continue  # the control call was handed over before this turn: it cannot say
         count += 1
         _sample(f, f"call {call.call} turn {i + 1}: asked again: {reply[:60]!r}")
     return count
@@ -142,10 +147,15 @@ def _differing(call: CallResult, twin: CallResult | None, f: Findings) -> int:
     return count
 
 
+def _owed(call: CallResult) -> list[bool]:
+    """``completed`` of the turns owed an answer: all, but the last of a handed-over call."""
+    return call.completed[:-1] if call.transferred else call.completed
+
+
 def _unanswered(call: CallResult, twin: CallResult | None, f: Findings) -> int:
-    asked_not_done = sum(1 for done in call.completed if not done)
+    asked_not_done = sum(1 for done in _owed(call) if not done)
     missing = 0
-    if not call.failed and not call.hung_up:
+    if not call.failed and not call.hung_up and not call.transferred:
         expected = len(twin.replies) if twin is not None else call.planned_turns
         missing = max(0, expected - len(call.replies))
     if asked_not_done or missing:
@@ -226,7 +236,7 @@ def _recovery(
 
 def control_clean(control: History) -> bool:
     """Every control call ended well and had every turn it asked answered."""
-    return not any(c.failed or not all(c.completed) for c in control.calls)
+    return not any(c.failed or not all(_owed(c)) for c in control.calls)
 
 
 def _served_again(socket: SocketEvent, turns: list[TurnEvent]) -> float | None:

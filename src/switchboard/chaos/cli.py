@@ -27,6 +27,20 @@ def chaos(
     max_recovery: Annotated[
         float, typer.Option(help="A fault's time to recover above this (s) fails the run.")
     ] = 10.0,
+    escalations: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Calls that ask for the manager twice, which the escalation service hands "
+            "over (event-driven).",
+        ),
+    ] = 0,
+    settle: Annotated[
+        float,
+        typer.Option(
+            min=1.0, help="Seconds the event pipeline may take to catch up after the calls."
+        ),
+    ] = 180.0,
     json_out: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
     report: Annotated[Path | None, typer.Option(help="Write the HTML report here.")] = None,
 ) -> None:
@@ -50,6 +64,8 @@ def chaos(
             faults=faults,
             duration_s=duration,
             max_recovery_s=max_recovery,
+            escalations=escalations,
+            settle_s=settle,
         )
         result = run_chaos(options, say)
     except ChaosInputError as exc:

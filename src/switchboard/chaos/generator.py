@@ -13,15 +13,23 @@ calls without pauses (a deterministic agent's replies do not depend on timing). 
 and reminders are off: their replies depend on timing, which would make a comparison
 with the control run noisy.
 
+Escalating calls (``escalations``, for event-driven clusters): that many calls, spread
+over the run, ask for the manager in their first two turns (``ESCALATION_LINE``), which
+the escalation service's default rule answers by handing the call over (a handoff line
+and a transfer, sent through the call's owning node). The receptionist itself does not
+transfer on "manager", so it is the service, not the agent, that ends these calls.
+
 Hooks for the nemesis: ``hang_up`` ends calls at once (as a caller hanging up: close
 1000), ``arm`` sets a tripwire run right after some call's request is written (a kill
 mid-turn) or the moment its reply completes (a kill in the save window),
-``turns_in_flight`` counts requests not yet complete.
+``turns_in_flight`` counts requests not yet complete, ``extra_call`` places one more call
+outside the run (the ``oversized`` fault's caller).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import random
 import time
@@ -31,7 +39,7 @@ from dataclasses import dataclass, field
 from switchboard.chaos.history import CallResult, History, SocketEvent, TurnEvent
 from switchboard.protocol.outbound import Response
 from switchboard.sim.call_object import call_object, new_id
-from switchboard.sim.caller import SimulatedCall
+from switchboard.sim.caller import CALL_TRANSFER, SimulatedCall
 from switchboard.sim.conversation import CallerTurn, random_script
 from switchboard.sim.ledger import Ledger, Request
 from switchboard.sim.metrics import RunMetrics
@@ -42,6 +50,9 @@ RAMP_SHARE = 0.3
 TALK_SHARE = 0.6
 #: Every violation is kept (the checker counts second greetings per call from them).
 ALL_SAMPLES = 1_000_000
+#: What an escalating caller says in its first two turns: the escalation service's
+#: default rule (asks_for_human, twice) hands the call over; the agent does not.
+ESCALATION_LINE = "Can I talk to your manager?"
 
 
 class TrackedLedger(Ledger):
@@ -82,16 +93,27 @@ class PlannedCall:
     call: dict[str, object]  # the call object without its id
 
 
-def plan_calls(seed: int, calls: int, turns: int) -> list[PlannedCall]:
-    """The same calls for the same seed (the call ids are set when placed)."""
+def plan_calls(seed: int, calls: int, turns: int, escalations: int = 0) -> list[PlannedCall]:
+    """The same calls for the same seed (the call ids are set when placed); the
+    ``escalations`` calls evenly spread over them ask for the manager twice first."""
     rng = random.Random(seed)
     agent_id = f"agent_chaos_{seed}"
+    escalating = escalating_calls(calls, escalations)
     planned = []
-    for _ in range(calls):
+    for index in range(calls):
         script = random_script(random.Random(rng.getrandbits(64)), turns, 0.0, 0.0)
+        if index in escalating:
+            asks = min(2, len(script))
+            script[:asks] = [CallerTurn(say=ESCALATION_LINE)] * asks
         obj = call_object("", agent_id, random.Random(rng.getrandbits(64)))
         planned.append(PlannedCall(script=script, call=obj))
     return planned
+
+
+def escalating_calls(calls: int, escalations: int) -> set[int]:
+    """The indexes of the escalating calls: ``escalations`` of ``calls``, evenly spread."""
+    count = min(max(escalations, 0), calls)
+    return {i * calls // count for i in range(count)} if count else set()
 
 
 @dataclass(slots=True)
@@ -176,6 +198,18 @@ class Generator:
 
     # ---------------------------------------------------------------- nemesis hooks
 
+    async def extra_call(self, script: list[CallerTurn]) -> tuple[str, list[int], str]:
+        """Place one call outside the run (no pauses) and play ``script``: its call id,
+        the response ids answered, and how it ended."""
+        options = dataclasses.replace(self.options(), calls=1, think_ms=0.0, ramp_ms=0.0)
+        metrics = RunMetrics(ALL_SAMPLES)
+        call_id = new_id()
+        obj = call_object(call_id, f"agent_chaos_{self.seed}", random.Random(self.seed))
+        call = SimulatedCall(options, metrics, call_id, obj, script, random.Random(self.seed))
+        await call.run()
+        answered = [r.id for r in call.ledger.requests if r.completed]
+        return call_id, answered, call.record.reason
+
     def live_call_ids(self) -> list[str]:
         return [self.calls[i].call_id for i in list(self._tasks)]
 
@@ -237,6 +271,8 @@ class Generator:
                     planned_turns=len(call.script),
                     repeated_greetings=greetings.get(call.call_id, 0),
                     hung_up=i in self.hung_up,
+                    handoffs=sum(1 for o in record.interrupts if o.transfer_number is not None),
+                    transferred=record.reason == CALL_TRANSFER,
                 )
             )
             ledger = call.ledger

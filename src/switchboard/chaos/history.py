@@ -29,6 +29,11 @@ class FaultEvent(msgspec.Struct, kw_only=True):
     detail: str = ""
     #: turns in flight (asked, not yet complete) at the instant the fault began
     turns_in_flight: int = 0
+    #: what the fault measured as it ran (a stream's length, a spill file's size ...)
+    figures: dict[str, float] = msgspec.field(default_factory=dict)
+    #: a call the nemesis placed itself (the ``oversized`` caller) and its answered turns
+    call_id: str = ""
+    answered: list[int] = msgspec.field(default_factory=list)
 
 
 class TurnEvent(msgspec.Struct, kw_only=True):
@@ -72,6 +77,12 @@ class CallResult(msgspec.Struct, kw_only=True):
     repeated_greetings: int = 0
     #: the nemesis hung this call up (a ``hangup`` fault): fewer turns are expected
     hung_up: bool = False
+    #: the call was handed over (a transfer, by the agent or by a service): fewer turns
+    #: are expected, and the turn in flight at the handover is not owed an answer
+    transferred: bool = False
+    #: handoffs the caller heard from a service: complete ``agent_interrupt`` frames
+    #: carrying a transfer (the escalation service's action)
+    handoffs: int = 0
 
 
 class History(msgspec.Struct, kw_only=True):

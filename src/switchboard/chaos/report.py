@@ -34,6 +34,10 @@ FAULT_COLORS = {
     "haproxy-restart": "#ca8a04",
     "bus-stop": "#059669",
     "service-kill": "#db2777",
+    "archive-stop": "#0d9488",
+    "poison": "#4d7c0f",
+    "oversized": "#9333ea",
+    "kill-while-spilling": "#7f1d1d",
 }
 
 
@@ -69,6 +73,44 @@ def figure_rows(report: ChaosReport) -> Iterator[tuple[str, str]]:
     yield "unanswered turns", str(f.unanswered_turns)
     shown = ", ".join(f"{k} {n}" for k, n in f.violations.items())
     yield "protocol violations", shown or "0"
+    yield from event_rows(report)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f} ms"
+
+
+def event_rows(report: ChaosReport) -> Iterator[tuple[str, str]]:
+    """The event pipeline's figures, when the run judged it."""
+    e = report.events
+    if e is None:
+        return
+    yield (
+        "turns archived exactly once",
+        f"{e.archived_once} of {e.answered_turns} answered (missing {e.not_archived}, "
+        f"twice {e.archived_twice}; {e.archived_unanswered} archived, not seen answered)",
+    )
+    yield (
+        "escalations",
+        f"{e.escalations_decided} decided: {e.escalations_done} done, {e.escalations_failed} "
+        f"failed, {e.escalations_pending} pending; handoffs heard {e.handoffs_heard} (twice "
+        f"{e.handoffs_twice}, unexplained {e.handoffs_unexplained}); escalating calls not "
+        f"decided {e.escalations_not_decided}",
+    )
+    poison = ", ".join(f"{g} {n}" for g, n in sorted(e.poison_parked.items()))
+    yield (
+        "dead letters",
+        f"{e.dead_letters_listed} listed, {e.dead_letters_counted} counted"
+        + (f" (poison parked: {poison})" if poison else ""),
+    )
+    yield "losses", f"gaps {e.gaps}, node drops {e.node_dropped}, node parked {e.node_parked}"
+    if e.oversized_capped:
+        yield "oversized turns", f"{e.oversized_capped} archived once, cut to the cap"
+    yield (
+        "event latency (spoken -> archived)",
+        f"p50 {_ms(e.latency_p50_ms)}, p99 {_ms(e.latency_p99_ms)}, max {_ms(e.latency_max_ms)}",
+    )
+    yield "pipeline caught up", f"{e.settle_s:.1f} s after the calls"
 
 
 def fault_rows(report: ChaosReport) -> Iterator[tuple[str, str, str, str, str]]:

@@ -18,11 +18,14 @@ from pathlib import Path
 import msgspec
 
 from switchboard.chaos.checker import Findings, Limits, check, control_clean
-from switchboard.chaos.generator import Generator, plan_calls
+from switchboard.chaos.event_checker import EventFindings, check_events
+from switchboard.chaos.event_evidence import EvidenceError, gather, pipeline_parts
+from switchboard.chaos.generator import Generator, escalating_calls, plan_calls
 from switchboard.chaos.history import FaultEvent, History
 from switchboard.chaos.nemesis import Nemesis
 from switchboard.chaos.processes import ClusterProcess, ProcessError, read_valkey
 from switchboard.chaos.schedule import (
+    EVENT_PIPELINE,
     ScheduledFault,
     ScheduleError,
     default_spec,
@@ -34,6 +37,8 @@ from switchboard.cluster.plan import ClusterState, read_state, write_state
 REPORT_SCHEMA_VERSION = 1
 #: How long after the calls end the nemesis may take to finish its fault in hand.
 NEMESIS_GRACE_S = 120.0
+#: The bus's default ``bus_max_len`` (a node's ``SWITCHBOARD_BUS_MAX_LEN`` overrides it).
+DEFAULT_BUS_MAX_LEN = 100_000
 
 
 class ChaosInputError(ValueError):
@@ -49,6 +54,10 @@ class ChaosOptions:
     faults: str | None = None
     duration_s: float = 30.0
     max_recovery_s: float = 10.0
+    #: calls that ask for the manager twice (the escalation service hands them over)
+    escalations: int = 0
+    #: how long the event pipeline may take to catch up after the calls end
+    settle_s: float = 180.0
 
     def __post_init__(self) -> None:
         if self.calls < 1:
@@ -59,6 +68,10 @@ class ChaosOptions:
             raise ChaosInputError("--duration must be positive")
         if self.max_recovery_s <= 0:
             raise ChaosInputError("--max-recovery must be positive")
+        if not 0 <= self.escalations <= self.calls:
+            raise ChaosInputError("--escalations must be between 0 and --calls")
+        if self.settle_s <= 0:
+            raise ChaosInputError("--settle must be positive")
 
 
 class ProcessStarted(msgspec.Struct, kw_only=True):
@@ -82,6 +95,10 @@ class ChaosReport(msgspec.Struct, kw_only=True):
     control: History
     #: processes the runner started again (the cluster process does not own them)
     processes_started: list[ProcessStarted] = msgspec.field(default_factory=list)
+    #: the event pipeline's verdict (event-driven runs with pipeline faults or
+    #: escalating calls); its reasons are among ``findings.reasons`` too
+    events: EventFindings | None = None
+    escalations: int = 0
 
 
 def load_cluster(path: Path) -> ClusterState:
@@ -117,13 +134,25 @@ def cluster_processes(state: ClusterState) -> dict[str, ClusterProcess]:
                 port = _bus_port(state.bus_url)
                 procs["bus"] = ClusterProcess.read("bus", pid, port=port)
             else:
-                ready = None
+                ready = state.service_metrics.get(name)
                 if name == "analytics" and state.dashboard_url:
                     ready = f"{state.dashboard_url.rstrip('/')}/api/summary"
                 procs[name] = ClusterProcess.read(name, pid, ready_url=ready)
     except ProcessError as exc:
         raise ChaosInputError(f"{exc}: is the cluster running, on this machine?") from None
+    if "bus" not in procs and "redis" in procs and _bus_on_own_redis(state):
+        procs["bus"] = procs["redis"]  # --bus redis: the cluster's valkey-server is the bus
     return procs
+
+
+def _bus_on_own_redis(state: ClusterState) -> bool:
+    """The bus is Redis Streams on the cluster's own valkey-server."""
+    return (
+        state.valkey is not None
+        and state.bus_url is not None
+        and state.redis_url is not None
+        and state.bus_url.split("?")[0] == state.redis_url
+    )
 
 
 def _bus_port(bus_url: str | None) -> int | None:
@@ -136,6 +165,7 @@ def _bus_port(bus_url: str | None) -> int | None:
 
 def make_schedule(options: ChaosOptions, state: ClusterState) -> list[ScheduledFault]:
     has_broker = "tansu" in state.services
+    has_bus = has_broker or _bus_on_own_redis(state)
     spec = options.faults or default_spec(state.profile, has_broker)
     if options.faults is None and state.valkey is None:
         spec = ",".join(k for k in spec.split(",") if not k.startswith("redis-"))
@@ -148,6 +178,7 @@ def make_schedule(options: ChaosOptions, state: ClusterState) -> list[ScheduledF
             services=list(state.services),
             has_redis=state.valkey is not None,
             has_broker=has_broker,
+            has_bus=has_bus,
         )
     except ScheduleError as exc:
         raise ChaosInputError(str(exc)) from None
@@ -158,24 +189,50 @@ def run_chaos(options: ChaosOptions, log: Callable[[str], None] = print) -> Chao
     state = load_cluster(options.state_file)
     schedule = make_schedule(options, state)
     processes = cluster_processes(state)
-    planned = plan_calls(options.seed, options.calls, options.turns)
+    judge_events = state.profile == "event-driven" and (
+        options.escalations > 0 or any(f.kind in EVENT_PIPELINE for f in schedule)
+    )
+    parts = None
+    if judge_events:
+        try:
+            parts = pipeline_parts(state, processes)
+        except EvidenceError as exc:
+            raise ChaosInputError(str(exc)) from None
+    planned = plan_calls(options.seed, options.calls, options.turns, options.escalations)
     log(f"control run: {options.calls} calls of {options.turns} turns, no faults")
     control = asyncio.run(Generator(state.url, options.seed, planned, None, state.profile).run())
     if control_clean(control):
         log(f"chaos run: {len(schedule)} faults over {options.duration_s:g} s")
         generator = Generator(state.url, options.seed, planned, options.duration_s, state.profile)
-        history, events = asyncio.run(_chaos(generator, schedule, processes, state, log))
-        history.faults = events
+        history, faults = asyncio.run(
+            _chaos(generator, schedule, processes, state, log, options.state_file)
+        )
+        history.faults = faults
     else:
         log("the control run was not clean: no fault is run against an unhealthy cluster")
         now = time.time()
         history = History(seed=options.seed, started_at=now, ended_at=now)
     findings = check(history, control, Limits(max_recovery_s=options.max_recovery_s))
-    started = [
-        ProcessStarted(name=p.name, pid=p.pid)
-        for p in processes.values()
-        if p.restarts and not p.gone()
-    ]
+    events: EventFindings | None = None
+    if parts is not None and history.calls:
+        log("waiting for the event pipeline to catch up")
+        try:
+            evidence = gather(
+                history,
+                parts,
+                escalating=escalating_calls(options.calls, options.escalations),
+                settle_s=options.settle_s,
+                log=log,
+            )
+            events = check_events(evidence)
+        except EvidenceError as exc:
+            events = EventFindings(passed=False, reasons=[str(exc)])
+        findings.reasons += [f"events: {r}" for r in events.reasons]
+        findings.passed = not findings.reasons
+    started = []
+    for p in {id(p): p for p in processes.values()}.values():
+        if p.restarts and not p.gone():
+            started.append(ProcessStarted(name=p.name, pid=p.pid))
     if started:
         _update_state_file(options.state_file, processes)
     return ChaosReport(
@@ -190,7 +247,21 @@ def run_chaos(options: ChaosOptions, log: Callable[[str], None] = print) -> Chao
         history=history,
         control=control,
         processes_started=started,
+        events=events,
+        escalations=options.escalations,
     )
+
+
+def bus_max_len(processes: dict[str, ClusterProcess], state: ClusterState) -> int | None:
+    """The nodes' ``bus_max_len`` on a Redis stream bus (``None`` on Kafka)."""
+    if not state.bus_url or not state.bus_url.startswith(("redis://", "rediss://")):
+        return None
+    for node in state.nodes:
+        proc = processes.get(node.node_id)
+        value = proc.env.get("SWITCHBOARD_BUS_MAX_LEN") if proc is not None else None
+        if value and value.isdigit():
+            return int(value)
+    return DEFAULT_BUS_MAX_LEN
 
 
 async def _chaos(
@@ -199,6 +270,7 @@ async def _chaos(
     processes: dict[str, ClusterProcess],
     state: ClusterState,
     log: Callable[[str], None],
+    state_file: Path,
 ) -> tuple[History, list[FaultEvent]]:
     loop = asyncio.get_running_loop()
     namespace = _namespace(processes, state)
@@ -210,6 +282,9 @@ async def _chaos(
         redis_url=state.redis_url,
         namespace=namespace,
         log=log,
+        bus_url=state.bus_url,
+        bus_max_len=bus_max_len(processes, state),
+        on_restart=lambda: _update_state_file(state_file, processes),
     )
     t0 = time.time()
     thread = threading.Thread(target=nemesis.run, args=(schedule, t0), name="nemesis", daemon=True)

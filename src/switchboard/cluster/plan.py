@@ -135,6 +135,8 @@ class ClusterState(msgspec.Struct, kw_only=True):
     archive_db: str | None = None
     dashboard_url: str | None = None
     services: dict[str, int] = msgspec.field(default_factory=dict)
+    #: event-driven profile only: each service's ``/metrics`` URL
+    service_metrics: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 def cluster_state(

@@ -244,6 +244,7 @@ def start_cluster(options: ClusterOptions, log: Callable[[str], None] = print) -
             state.archive_db = str(events.archive_db)
             state.dashboard_url = events.dashboard_url
             state.services = {c.name: c.pid for c in events.children()}
+            state.service_metrics = dict(events.metrics_urls)
             state.pids += list(state.services.values())
     except BaseException:
         stop_children(nodes, haproxy, valkey, drain_deadline_s=0.0, events=events)

@@ -23,6 +23,7 @@ calls_app = typer.Typer(
     help="Live calls of a distributed deployment: list them, speak on one, transfer, end.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode="markdown",
 )
 
 RedisUrl = Annotated[

@@ -31,6 +31,7 @@ from starlette.routing import Route
 
 from switchboard.events.bus import Batch
 from switchboard.services import archive_queries as q
+from switchboard.services.analytics_history import History
 from switchboard.services.analytics_model import (
     MAX_BUCKET,
     Window,
@@ -50,10 +51,12 @@ class Analytics:
     def __init__(self, store: AnalyticsStore) -> None:
         self.store = store
         self.window = Window()
+        self.history = History()
 
     async def handle(self, batch: Batch) -> None:
         fresh = await self.store.apply(batch.events, skipped=sum(batch.skipped.values()))
         self.window.add(fresh)
+        self.history.add(fresh)
 
     def summary(self, now: float | None = None) -> dict[str, Any]:
         counters = self.store.counters
@@ -142,6 +145,9 @@ def create_app(
     async def summary(_request: Request) -> Response:
         return JSONResponse(analytics.summary())
 
+    async def history(_request: Request) -> Response:
+        return JSONResponse(analytics.history.points())
+
     async def calls(request: Request) -> Response:
         if archive is None:
             return JSONResponse({"archive": False, "calls": []})
@@ -179,6 +185,7 @@ def create_app(
         routes=[
             Route("/", index),
             Route("/api/summary", summary),
+            Route("/api/history", history),
             Route("/api/calls", calls),
             Route("/metrics", metrics),
             Route("/healthz", healthz),

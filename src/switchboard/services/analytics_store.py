@@ -11,6 +11,7 @@ import aiosqlite
 
 from switchboard.events.types import Event
 from switchboard.services.analytics_model import Delta, cap_families, fold
+from switchboard.services.sqlite_file import open_sqlite
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS processed_events (event_id TEXT PRIMARY KEY)",
@@ -31,12 +32,7 @@ class AnalyticsStore:
 
     @classmethod
     async def open(cls, path: Path) -> AnalyticsStore:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path, isolation_level=None)
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA synchronous=FULL")
-        for statement in _SCHEMA:
-            await db.execute(statement)
+        db = await open_sqlite(path, _SCHEMA)
         store = cls(db)
         async with db.execute("SELECT name, value FROM counters") as cursor:
             store.counters.update({name: value async for name, value in cursor})

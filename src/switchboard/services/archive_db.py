@@ -72,8 +72,27 @@ class ArchiveDb(Protocol):
     async def close(self) -> None: ...
 
 
-async def open_archive(url: str | None = None) -> ArchiveDb:
-    """``postgresql://...`` -> PostgreSQL; ``sqlite:///PATH`` or a plain path -> SQLite."""
+class ArchiveMissing(LookupError):
+    """A reader named an archive that does not exist; the message says which and how to
+    name the right one. Only the archive service creates an archive."""
+
+
+def sqlite_path(url: str) -> Path:
+    """The file of a SQLite archive URL: a plain path, ``sqlite:///ABS``, ``sqlite://REL``
+    or SQLite's own ``file:PATH[?query]`` form (never a directory called ``file:``)."""
+    if url.startswith("sqlite://"):
+        url = url.removeprefix("sqlite://")
+    elif url.startswith("file:"):
+        url = url.removeprefix("file:").split("?", 1)[0]
+        if url.startswith("//"):  # file://localhost/ABS or file:///ABS
+            url = "/" + url[2:].split("/", 1)[1]
+    return Path(url)
+
+
+async def open_archive(url: str | None = None, *, create: bool = True) -> ArchiveDb:
+    """``postgresql://...`` -> PostgreSQL; ``sqlite:///PATH``, ``file:PATH`` or a plain path
+    -> SQLite. Readers pass ``create=False``: a wrong ``--db`` must be an error, not a new
+    empty archive that answers every query with nothing."""
     url = url or default_db_url()
     if url.startswith(("postgres://", "postgresql://")):
         from switchboard.services.archive_postgres import PostgresArchive
@@ -81,8 +100,12 @@ async def open_archive(url: str | None = None) -> ArchiveDb:
         return await PostgresArchive.connect(url)
     from switchboard.services.archive_sqlite import SqliteArchive
 
-    path = url.removeprefix("sqlite://")
-    return await SqliteArchive.connect(Path(path))
+    path = sqlite_path(url)
+    if not create and not path.is_file():
+        raise ArchiveMissing(
+            f"no archive at {path} (pass --db PATH or postgresql://..., or set {DEFAULT_DB_ENV})"
+        )
+    return await SqliteArchive.connect(path)
 
 
-__all__ = ["Applied", "ArchiveDb", "open_archive", "plan"]
+__all__ = ["Applied", "ArchiveDb", "ArchiveMissing", "open_archive", "plan", "sqlite_path"]

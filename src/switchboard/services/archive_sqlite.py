@@ -20,9 +20,22 @@ from switchboard.events.types import Event
 from switchboard.services import archive_sql as sql
 from switchboard.services.archive_db import Applied, counter_rows, fresh_events, statements
 from switchboard.services.archive_plan import plan
+from switchboard.services.sqlite_file import open_sqlite
 
 #: SQLite's limit on host parameters is 32766; two per id.
 _IDS_PER_STATEMENT = 10_000
+
+
+async def _add_columns(db: aiosqlite.Connection) -> None:
+    """The columns of ``archive_sql.ADDED_COLUMNS`` a database made earlier lacks."""
+    for table, column, kind in sql.ADDED_COLUMNS:
+        cursor = await db.execute(f"PRAGMA table_info({table})")
+        if column not in {row[1] for row in await cursor.fetchall()}:
+            try:
+                await db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            except sqlite3.OperationalError as err:  # another process added it first
+                if "duplicate column" not in str(err):
+                    raise
 
 
 class SqliteArchive:
@@ -31,22 +44,7 @@ class SqliteArchive:
 
     @classmethod
     async def connect(cls, path: Path) -> SqliteArchive:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path, isolation_level=None)
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA synchronous=FULL")
-        await db.execute("PRAGMA busy_timeout=10000")
-        for statement in sql.SCHEMA:
-            await db.execute(statement)
-        for table, column, kind in sql.ADDED_COLUMNS:
-            cursor = await db.execute(f"PRAGMA table_info({table})")
-            if column not in {row[1] for row in await cursor.fetchall()}:
-                try:
-                    await db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-                except sqlite3.OperationalError as err:  # another process added it first
-                    if "duplicate column" not in str(err):
-                        raise
-        return cls(db)
+        return cls(await open_sqlite(path, sql.SCHEMA, migrate=_add_columns))
 
     async def apply(self, events: Sequence[Event], skipped: int = 0) -> Applied:
         db = self._db

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -19,8 +19,14 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-service_app = typer.Typer(help="Run an event consumer as its own process.", no_args_is_help=True)
-archive_app = typer.Typer(help="Read the transcript archive.", no_args_is_help=True)
+service_app = typer.Typer(
+    help="Run an event consumer as its own process.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+archive_app = typer.Typer(
+    help="Read the transcript archive.", no_args_is_help=True, rich_markup_mode="markdown"
+)
 
 BusOption = Annotated[
     str, typer.Option("--bus", help="Event bus: kafka://H:P, redis://H:P/DB or memory://.")
@@ -43,6 +49,17 @@ HostOption = Annotated[str, typer.Option(help="Interface of /metrics.")]
 MetricsPortOption = Annotated[
     int | None, typer.Option("--metrics-port", help="Serve /metrics on this port.")
 ]
+
+
+def _run_service(service: str, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run a service to its end; a state file it cannot open is one line and exit 2."""
+    import sqlite3
+
+    try:
+        asyncio.run(run())
+    except sqlite3.DatabaseError as err:
+        typer.echo(f"{service}: cannot open its database: {err}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _claim_port(service: str, host: str, port: int | None) -> None:
@@ -95,7 +112,7 @@ def service_archive(
         finally:
             await archive.close()
 
-    asyncio.run(run())
+    _run_service("archive", run)
 
 
 @service_app.command("analytics")
@@ -148,7 +165,7 @@ def service_analytics(
             if archive is not None:
                 await archive.close()
 
-    asyncio.run(run())
+    _run_service("analytics", run)
 
 
 @service_app.command("escalation")
@@ -240,21 +257,31 @@ def service_escalation(
                 await control.aclose()
                 await store.close()
 
-    asyncio.run(run())
+    _run_service("escalation", run)
 
 
 def _read(db: str | None, query: Callable[[ArchiveDb], Awaitable[T]]) -> T:
-    """Open the archive, run one query, close it."""
-    from switchboard.services.archive_db import open_archive
+    """Open an existing archive, run one query, close it; a missing or unreadable archive
+    is one line and exit 2."""
+    import sqlite3
+
+    from switchboard.services.archive_db import ArchiveMissing, open_archive
 
     async def go() -> T:
-        archive = await open_archive(db)
+        archive = await open_archive(db, create=False)
         try:
             return await query(archive)
         finally:
             await archive.close()
 
-    return asyncio.run(go())
+    try:
+        return asyncio.run(go())
+    except ArchiveMissing as err:
+        typer.echo(f"archive: {err}", err=True)
+        raise typer.Exit(2) from None
+    except (sqlite3.DatabaseError, OSError) as err:
+        typer.echo(f"archive: cannot read {db or 'the archive'}: {err}", err=True)
+        raise typer.Exit(2) from None
 
 
 @archive_app.command("list")
@@ -361,7 +388,9 @@ def archive_export(
 
 
 dead_letters_app = typer.Typer(
-    help="A service's dead letters: messages it could never process.", no_args_is_help=True
+    help="A service's dead letters: messages it could never process.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
 )
 service_app.add_typer(dead_letters_app, name="deadletters")
 

@@ -29,6 +29,7 @@ import aiosqlite
 import msgspec
 
 from switchboard.events.codec import BusMessage, Headers
+from switchboard.services.sqlite_file import open_sqlite
 
 PARKED = "parked"
 REPLAY = "replay"
@@ -103,14 +104,7 @@ class DeadLetterStore:
 
     @classmethod
     async def open(cls, path: Path) -> DeadLetterStore:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path, isolation_level=None)
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA synchronous=FULL")
-        await db.execute("PRAGMA busy_timeout=10000")
-        for statement in _SCHEMA:
-            await db.execute(statement)
-        return cls(db)
+        return cls(await open_sqlite(path, _SCHEMA))
 
     async def park(self, group: str, letters: Sequence[Letter]) -> int:
         """Park ``letters`` durably (one transaction); return how many were new."""

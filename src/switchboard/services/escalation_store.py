@@ -20,6 +20,7 @@ import msgspec
 from switchboard.events.types import Event
 from switchboard.services.archive_db import fresh_events
 from switchboard.services.escalation_rules import CallTrack, Decision, RulesFile, observe
+from switchboard.services.sqlite_file import open_sqlite
 
 _track_enc = msgspec.json.Encoder()
 _track_dec = msgspec.json.Decoder(CallTrack)
@@ -55,18 +56,7 @@ class EscalationStore:
 
     @classmethod
     async def open(cls, path: Path) -> EscalationStore:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path, isolation_level=None)
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA synchronous=FULL")
-        for statement in _SCHEMA:
-            await db.execute(statement)
-        cursor = await db.execute("PRAGMA table_info(escalations)")
-        have = {row[1] for row in await cursor.fetchall()}
-        for name, kind in _ADDED_COLUMNS.items():
-            if name not in have:
-                await db.execute(f"ALTER TABLE escalations ADD COLUMN {name} {kind}")
-        return cls(db)
+        return cls(await open_sqlite(path, _SCHEMA, migrate=_add_columns))
 
     async def decide(
         self,
@@ -178,3 +168,12 @@ class EscalationStore:
 
 def _age_s(event: Event, now: datetime) -> float:
     return (now - event.time).total_seconds()
+
+
+async def _add_columns(db: aiosqlite.Connection) -> None:
+    """Columns added since the first release, for files written before them."""
+    cursor = await db.execute("PRAGMA table_info(escalations)")
+    have = {row[1] for row in await cursor.fetchall()}
+    for name, kind in _ADDED_COLUMNS.items():
+        if name not in have:
+            await db.execute(f"ALTER TABLE escalations ADD COLUMN {name} {kind}")

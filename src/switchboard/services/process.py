@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,10 +137,38 @@ async def run_consumer(
             await on_ready()
         await runner.run()
     finally:
-        await consumer.close()
-        await bus.close()
+        # The local file first: its worker thread would keep the process alive.
         await dead_letters.close()
+        # A broker that is gone can hold a consumer's leave-group or a producer's flush
+        # for as long as it stays gone: the exit waits CLOSE_GRACE_S at most for each.
+        await _closed(consumer.close(), "consumer")
+        await _closed(bus.close(), "bus")
         _log.info("service stopped", group=options.group)
+
+
+#: Longest a service's shutdown waits for the bus client to close.
+CLOSE_GRACE_S = 5.0
+
+
+async def _closed(closing: Coroutine[Any, Any, None], what: str) -> None:
+    """Close a bus client in its own task and wait ``CLOSE_GRACE_S`` at most: past that
+    it is left to the loop's own shutdown (it is not awaited, so its cancellation, which
+    a client retrying against a dead broker may take its time over, cannot hold us)."""
+    task = asyncio.ensure_future(closing)
+    done, _ = await asyncio.wait({task}, timeout=CLOSE_GRACE_S)
+    if not done:
+        task.cancel()
+        _log.warning("bus client did not close in time; exiting anyway", part=what)
+    elif task.cancelled():
+        # aiokafka's consumer.stop() re-raises the cancellation of its own fetch tasks
+        # when a fetch was retrying against a dead broker: closed all the same.
+        _log.info("bus client closed (its pending requests cancelled)", part=what)
+    elif task.exception() is not None:
+        _log.error(
+            "closing the bus client failed; exiting anyway",
+            part=what,
+            error=repr(task.exception()),
+        )
 
 
 @contextlib.asynccontextmanager

@@ -27,7 +27,8 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from typing import Protocol
+from collections.abc import Awaitable
+from typing import Protocol, TypeVar
 
 from switchboard.events.bus import Batch, BusUnavailable, EventConsumer
 from switchboard.events.codec import EventDecodeError, decode, encode
@@ -92,6 +93,31 @@ def _part(batch: Batch, lo: int, hi: int) -> Batch:
     )
 
 
+T = TypeVar("T")
+
+
+async def or_stop(stop: asyncio.Event, op: Awaitable[T]) -> T | None:
+    """``op``'s result, or ``None`` once ``stop`` is set first (``op`` is cancelled). A bus
+    call can wait on a broker that is gone (a Kafka commit or position waits for a group
+    coordinator that never comes back); SIGTERM must not wait with it."""
+    if stop.is_set():
+        if asyncio.iscoroutine(op):
+            op.close()
+        return None
+    task = asyncio.ensure_future(op)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+    return None
+
+
 class Runner:
     """One service's consume loop, its dead letters and its counters."""
 
@@ -127,15 +153,17 @@ class Runner:
         next_tick = 0.0
         while not self.stop.is_set():
             if time.monotonic() >= next_tick:
-                await self._tick()
+                await or_stop(self.stop, self._tick())
                 next_tick = time.monotonic() + self.tick_s
             try:
-                batch = await self.consumer.fetch(self.max_events, self.idle_s)
+                batch = await or_stop(self.stop, self.consumer.fetch(self.max_events, self.idle_s))
             except BusUnavailable as err:
                 _log.warning("bus unavailable; retrying", error=str(err), retry_in_s=backoff)
                 await _pause(self.stop, backoff)
                 backoff = min(backoff * 2, self.retry_max_s)
                 continue
+            if batch is None:
+                return  # stopping while the bus did not answer
             backoff = 0.05
             self.stats.gaps += batch.gaps
             if batch.empty:
@@ -143,7 +171,7 @@ class Runner:
             if not await self.process(batch):
                 return  # stopping with the batch unwritten: it stays unacked
             try:
-                await self.consumer.ack(batch)
+                await or_stop(self.stop, self.consumer.ack(batch))
             except BusUnavailable as err:
                 _log.warning("ack failed; the batch will be redelivered", error=str(err))
 

@@ -55,8 +55,8 @@ class DemoOptions(msgspec.Struct, frozen=True, kw_only=True):
     nodes: int = 3
     #: frames for a superseded id this late still count as in flight (``simulate`` default)
     stale_grace_ms: float = 25.0
-    html_path: Path = Path("reports/demo.html")
-    json_path: Path = Path("reports/demo.json")
+    html_path: Path = Path("reports/demo-single.html")
+    json_path: Path = Path("reports/demo-single.json")
 
 
 #: The failover demo's defaults: enough turns per call to span the kill.
