@@ -22,7 +22,7 @@ test: $(STAMP) system-packages
 # A long randomised search over the property tests (the suite's own runs are derandomised).
 # Run it before you stop; a failure prints the example and a blob to reproduce it.
 fuzz: $(STAMP)
-	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests/test_fuzz_frames.py tests/test_protocol.py tests/test_websocket_frames.py
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests/test_fuzz_frames.py tests/test_protocol.py tests/test_websocket_frames.py tests/test_session_memory.py
 
 # Long fault soaks and chaos schedules (minutes); make test runs a short version of each.
 soak: $(STAMP) system-packages

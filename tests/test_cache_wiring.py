@@ -10,8 +10,8 @@ from switchboard.agents.loader import AgentFileError, load_agent
 from switchboard.cache.agent import CachedAgent
 from switchboard.cache.memory import MemoryResponseCache
 from switchboard.cache.redis import RedisResponseCache
-from switchboard.cache.wiring import CacheConfigError, with_cache
 from switchboard.config import Settings, builtin_example
+from switchboard.server.compose import CacheConfigError, with_cache
 from switchboard.sim.fake_llm import FakeLLMConfig, FakeLLMServer
 
 OPENAI = builtin_example("openai-receptionist.yaml")

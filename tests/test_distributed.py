@@ -367,23 +367,3 @@ async def test_a_turn_costs_one_write_and_no_read(
     # session serves every turn from memory and writes after content_complete.
     assert counting.ops == ["claim"] + ["save"] * 4
     await counting.client.aclose()
-
-
-async def conversation(srv: RunningServer, call_id: str) -> list[dict[str, Any]]:
-    async with retell(srv.ws_url, call_id) as peer:
-        await begin(peer)
-        for rid, line in enumerate(["hello", "what are your hours", "careful", "bye"], 1):
-            await peer.request(rid, line)
-            await peer.complete(rid)
-        return [f for f in peer.frames if f.get("response_type") != "config"]
-
-
-async def test_the_same_conversation_gives_the_same_frames_on_both_profiles(
-    redis_server_url: str, redis_namespace: str
-) -> None:
-    async with running_server(EchoAgent(), call_details=False) as single:
-        on_single = await conversation(single, "parity")
-    async with node(EchoAgent(), redis_server_url, redis_namespace, "a") as distributed:
-        on_distributed = await conversation(distributed, "parity")
-    assert on_single == on_distributed
-    assert len(on_single) > 8

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from switchboard.calls.session import CallSession
-from switchboard.server.llm_socket import CallSocket
+from switchboard.server.call_socket import CallSocket
 from tests.fixtures.agents import GatedAgent
 from tests.fixtures.server import TIMEOUT, retell
 

@@ -16,8 +16,8 @@ from switchboard.events.codec import decode
 from switchboard.events.memory_bus import MemoryBus
 from switchboard.protocol.signature import sign
 from switchboard.protocol.webhook import WebhookEvent, parse_webhook
+from switchboard.server.cluster_dedupe import SharedDedupe
 from switchboard.server.dedupe import Verdict
-from switchboard.server.shared_dedupe import SharedDedupe
 from switchboard.sim.processes import free_port
 from tests.fixtures.agents import EchoAgent
 from tests.fixtures.conditions import eventually, eventually_async

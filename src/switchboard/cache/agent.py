@@ -1,18 +1,20 @@
 """``CachedAgent``: any agent, answered from the response cache when that is safe.
 
-Per turn, in order (see ``docs/cache.md``):
+Per turn, in order (see ``docs/cache.md``), one method per tier:
 
-1. ``safety.lookup_refusal``: turns that may carry personal or call data skip the cache.
-2. Exact tier: one ``get`` for (agent digest, agent's previous line, caller's line).
+1. ``_request``: ``safety.lookup_refusal``: turns that may carry personal or call data
+   skip the cache (``_passthrough``).
+2. ``_exact``: one ``get`` for (agent digest, agent's previous line, caller's line).
    A hit replays the stored chunks, then the session sends ``content_complete``.
-3. Single-flight: if the same key is already being generated, wait (``wait_ms``) for
+3. ``_single_flight``: if the same key is already being generated, wait (``wait_ms``) for
    that reply instead of asking the LLM again; fall through if it fails or is not stored.
-4. Semantic tier: the agent's request is started *first*, then the caller's line is
-   embedded (in a thread) and searched in the index; a candidate above the threshold that
-   passes every guard is replayed and the agent's stream is closed. Otherwise the agent's
-   reply is used as if the cache were not there.
-5. On a miss the reply streams through untouched; once it has *finished* and passes
-   ``safety.reply_refusal`` it is stored off the turn's path. A generation that is
+4. ``_semantic_race`` (``semantic_tier.SemanticTier``): the agent's request is started
+   *first*, then the caller's line is embedded (in a thread) and searched in the index; a
+   candidate above the threshold that passes every guard is replayed and the agent's
+   stream is closed. Otherwise the agent's reply is used as if the cache were not there.
+5. ``_tiers``, the agent: on a miss the reply streams through untouched; once it has
+   *finished* and passes ``safety.reply_refusal`` it is stored off the turn's path
+   (``_settle``). A generation that is
    cancelled (barge-in) or closed early never reaches the store.
 
 The backend failing is a miss (counted in ``switchboard_cache_errors``), never an error.
@@ -24,8 +26,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from switchboard.agents.base import (
@@ -40,23 +41,52 @@ from switchboard.agents.base import (
 )
 from switchboard.cache import keys
 from switchboard.cache.base import CacheUnavailable, ResponseCache
-from switchboard.cache.embedding import Embedder, EmbeddingUnavailable, Vector
+from switchboard.cache.embedding import Embedder, Vector
 from switchboard.cache.entry import Entry, VectorRecord, decode_entry, encode_entry, encode_vector
-from switchboard.cache.guards import guard_refusal
-from switchboard.cache.index import SemanticIndex
 from switchboard.cache.metrics import CacheMetrics
 from switchboard.cache.policy import CachePolicy
 from switchboard.cache.safety import lookup_refusal, reply_refusal
+from switchboard.cache.semantic_tier import SemanticTier, cancel, side_task
 from switchboard.log import get_logger
 
 DEFAULT_TTL_S = 3600.0
-#: How often the semantic index re-reads the backend (entries other nodes stored).
-INDEX_REFRESH_S = 30.0
 #: How long a key whose reply used a tool or an action skips the cache machinery.
 UNCACHEABLE_MEMO_S = 60.0
 _STICKY_REFUSALS = frozenset({"tool", "action", "agent_marked", "call_data"})
 _END = object()
 _log = get_logger("switchboard.cache")
+
+
+@dataclass(slots=True)
+class _Request:
+    """A turn as the cache sees it."""
+
+    key: str
+    context: str
+    caller: str
+    #: why the turn goes straight to the agent (``None``: it may be served from cache)
+    bypass: str | None
+
+
+@dataclass(slots=True)
+class _Reply:
+    """What the agent's tier produced, and what it says about storing it."""
+
+    chunks: list[str] = field(default_factory=list)
+    #: the chunks served from the semantic tier instead
+    served: list[str] | None = None
+    used_tool: bool = False
+    action: bool = False
+    marked: bool = False
+    finished: bool = False
+
+    def note(self, action: Action) -> bool:
+        """Record ``action``; ``True`` once the reply can no longer be stored."""
+        if isinstance(action, ToolCallStarted | ToolCallFinished):
+            self.used_tool = True
+        elif not isinstance(action, NoInterruption):
+            self.action = True
+        return self.used_tool or self.action
 
 
 @dataclass(slots=True)
@@ -91,29 +121,32 @@ class CachedAgent(Agent):
         self.cache_variables = agent.cache_variables
         self._flights: dict[str, _Flight] = {}
         self._background: set[asyncio.Task[Any]] = set()
-        self._index = SemanticIndex()
-        self._index_loaded_at: float | None = None
-        self._index_loading: asyncio.Task[None] | None = None
-        self._embedder = embedder
-        self._embedder_failed = not policy.semantic
-        self._embedder_loading: asyncio.Task[None] | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._semantic = SemanticTier(
+            cache,
+            policy,
+            digest,
+            self.metrics,
+            embedder,
+            get=self._get,
+            forget=lambda key: self._spawn(self._forget(key)),
+            unavailable=self._unavailable,
+            load=lambda: Embedder(),  # looked up at load time: tests replace the model
+        )
         self._warming: asyncio.Task[None] | None = None
         self._uncacheable: dict[str, float] = {}
         self._quiet_until = 0.0
-        self._embedding = False
 
     # ------------------------------------------------------------------ lifecycle
 
     @property
     def semantic_ready(self) -> bool:
-        return self._embedder is not None and self._index_loaded_at is not None
+        return self._semantic.ready
 
     async def prepare(self) -> None:
         """Load the embedding model and the index now (else on first use, in the background)."""
         if self.policy.semantic:
-            self._start_semantic()
-            for task in (self._embedder_loading, self._index_loading):
+            self._semantic.start()
+            for task in (self._semantic.embedder_loading, self._semantic.index_loading):
                 if task is not None:
                     await asyncio.shield(task)
 
@@ -121,10 +154,10 @@ class CachedAgent(Agent):
         """At server start: load the semantic tier and warm the file's ``warm`` lines, in the
         background (the node serves calls meanwhile; they miss until then)."""
         if self.policy.semantic:
-            self._start_semantic()
+            self._semantic.start()
         if self.policy.warm and self._warming is None:
             # Not a store: ``flush`` (which warming itself awaits) must not wait for it.
-            self._warming = _task(self._warm_from_policy())
+            self._warming = side_task(self._warm_from_policy())
 
     async def _warm_from_policy(self) -> None:
         from switchboard.cache.warm import warm
@@ -156,18 +189,26 @@ class CachedAgent(Agent):
         with contextlib.suppress(Exception):
             async with asyncio.timeout(2.0):
                 await self.flush()
-        for task in (self._embedder_loading, self._index_loading, self._warming):
-            if task is not None:
-                task.cancel()
+        if self._warming is not None:
+            self._warming.cancel()
+        self._semantic.close()
         await self.cache.close()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
         await self.agent.aclose()
 
     # ------------------------------------------------------------------ the turn
 
-    async def respond(self, turn: Turn) -> AsyncGenerator[str | Action, None]:
-        started = time.perf_counter_ns()
+    def respond(self, turn: Turn) -> AsyncIterator[str | Action]:
+        """The turn from the first tier that can answer it safely: straight to the agent
+        (bypass), the exact tier, a generation of the same key already under way, the
+        semantic tier raced against the agent, the agent."""
+        request = self._request(turn)
+        if request.bypass is not None:
+            self.metrics.bypassed.labels(request.bypass).inc()
+            return self._passthrough(turn)
+        return self._tiers(turn, request)
+
+    def _request(self, turn: Turn) -> _Request:
+        """The turn's cache key, and why it skips the cache, if it does."""
         agent_line = keys.previous_agent_line(turn.transcript)
         bypass = lookup_refusal(turn, agent_line, self.cache_variables)
         if bypass is None and not self.policy.active:
@@ -179,119 +220,155 @@ class CachedAgent(Agent):
             # Its last reply used a tool or an action: waiting on it or embedding it is
             # pure cost. Straight to the agent.
             bypass = "uncacheable_recently"
-        if bypass is not None:
-            self.metrics.bypassed.labels(bypass).inc()
-            passing = self.agent.respond(turn)
-            try:
-                async for passed in passing:
-                    if not isinstance(passed, NoCache):
-                        yield passed
-            finally:
-                await _aclose(passing)
-            return
-        if self.policy.exact:
-            entry = await self._get(key)
-            if entry is not None:
-                self.metrics.hit("exact", _since(started))
-                yield FromCache("exact")
-                for chunk in entry.chunks:
-                    yield chunk
-                return
-            self.metrics.miss("exact")
-        flight = self._flights.get(key)
-        if flight is not None:
-            shared = await self._wait(flight)
-            if shared:
-                self.metrics.hits.labels("single_flight").inc()
-                yield FromCache("single_flight")
-                for chunk in shared:
-                    yield chunk
-                return
-        flight = _Flight(asyncio.Event())
-        self._flights[key] = flight
-        inner = self.agent.respond(turn)
-        first: asyncio.Task[object] | None = None
-        lookup: asyncio.Task[tuple[Vector | None, Entry | None]] | None = None
-        chunks: list[str] = []
-        served: list[str] | None = None
-        used_tool = action = marked = finished = False
+        return _Request(key, context, caller, bypass)
+
+    async def _passthrough(self, turn: Turn) -> AsyncGenerator[str | Action, None]:
+        """The agent alone; ``NoCache`` markers are for this class, not the session."""
+        passing = self.agent.respond(turn)
         try:
-            racing = False
-            if self.policy.semantic:
-                self._start_semantic()
-                racing = self.semantic_ready and self._index.has(keys.context_key(context))
-            item: object = _END
-            if racing:
-                # The agent's request goes out first; the semantic lookup runs beside it.
-                first = _task(_next(inner))
-                lookup = _task(self._semantic(context, caller))
-                await asyncio.wait({first, lookup}, return_when=asyncio.FIRST_COMPLETED)
-                if lookup.done() and not first.done():
-                    hit = lookup.result()[1]
-                    if hit is not None:
-                        served = hit.chunks
-                        await _cancel(first)
-                        await _aclose(inner)
-                        self.metrics.hit("semantic", _since(started))
-                        yield FromCache("semantic")
-                        for chunk in hit.chunks:
-                            yield chunk
-                        return
-                    self.metrics.miss("semantic")
-                item = await first
-            else:
-                # Nothing to race: the agent's first item directly, no task, no loop turn.
-                item = await _next(inner)
+            async for passed in passing:
+                if not isinstance(passed, NoCache):
+                    yield passed
+        finally:
+            await _aclose(passing)
+
+    async def _tiers(self, turn: Turn, request: _Request) -> AsyncGenerator[str | Action, None]:
+        started = time.perf_counter_ns()
+        hit = await self._exact(request.key, started)
+        if hit is None:
+            hit = await self._single_flight(request.key)
+        if hit is not None:
+            yield hit[0]
+            for chunk in hit[1]:
+                yield chunk
+            return
+        flight = _Flight(asyncio.Event())
+        self._flights[request.key] = flight
+        inner = self.agent.respond(turn)
+        reply = _Reply()
+        lookup: asyncio.Task[tuple[Vector | None, Entry | None]] | None = None
+        try:
+            item, served, lookup = await self._semantic_race(inner, request, started)
+            if served is not None:
+                reply.served = served.chunks
+                yield FromCache("semantic")
+                for chunk in served.chunks:
+                    yield chunk
+                return
             while item is not _END:
                 if isinstance(item, str):
-                    chunks.append(item)
+                    reply.chunks.append(item)
                     yield item
                 elif isinstance(item, NoCache):
-                    marked = True
+                    reply.marked = True
                 elif isinstance(item, Action):
-                    if isinstance(item, ToolCallStarted | ToolCallFinished):
-                        used_tool = True
-                    elif not isinstance(item, NoInterruption):
-                        action = True
-                    if (used_tool or action) and not flight.done.is_set():
+                    if reply.note(item) and not flight.done.is_set():
                         flight.done.set()  # not storable: release the waiters now
                     yield item
                 item = await _next(inner)
-            finished = True
+            reply.finished = True
         finally:
-            if not finished:
-                for task in (first, lookup):
-                    if task is not None:
-                        await _cancel(task)
+            if not reply.finished and lookup is not None:
+                await cancel(lookup)
             with contextlib.suppress(Exception):
                 await _aclose(inner)
-            stored: list[str] | None = served
-            if served is not None:
-                pass
-            elif finished:
-                reason = reply_refusal(
-                    chunks,
-                    used_tool=used_tool,
-                    action=action,
-                    marked=marked,
-                    variables=turn.dynamic_variables,
-                    call=turn.call,
-                    earlier=[u.content for u in turn.transcript[:-1] if u.role != "agent"],
+            self._settle(turn, request, flight, reply, lookup)
+
+    async def _exact(self, key: str, started: int) -> tuple[FromCache, list[str]] | None:
+        """The exact tier: one ``get`` for the key."""
+        if not self.policy.exact:
+            return None
+        entry = await self._get(key)
+        if entry is None:
+            self.metrics.miss("exact")
+            return None
+        self.metrics.hit("exact", _since(started))
+        return FromCache("exact"), entry.chunks
+
+    async def _single_flight(self, key: str) -> tuple[FromCache, list[str]] | None:
+        """The reply of the same key being generated right now, if it comes in time."""
+        flight = self._flights.get(key)
+        if flight is None:
+            return None
+        shared = await self._wait(flight)
+        if not shared:
+            return None
+        self.metrics.hits.labels("single_flight").inc()
+        return FromCache("single_flight"), shared
+
+    async def _semantic_race(
+        self, inner: AsyncIterator[str | Action], request: _Request, started: int
+    ) -> tuple[object, Entry | None, asyncio.Task[tuple[Vector | None, Entry | None]] | None]:
+        """The semantic tier: (the agent's first item, a close entry to serve instead, the
+        lookup task, whose vector a store reuses). The agent's request goes out first and
+        the lookup runs beside it; a hit that comes first closes the agent's stream."""
+        racing = False
+        if self.policy.semantic:
+            self._semantic.start()
+            racing = self.semantic_ready and self._semantic.index.has(
+                keys.context_key(request.context)
+            )
+        if not racing:
+            # Nothing to race: the agent's first item directly, no task, no loop turn.
+            return await _next(inner), None, None
+        first = side_task(_next(inner))
+        lookup = side_task(self._semantic.lookup(request.context, request.caller))
+        try:
+            await asyncio.wait({first, lookup}, return_when=asyncio.FIRST_COMPLETED)
+            if lookup.done() and not first.done():
+                hit = lookup.result()[1]
+                if hit is not None:
+                    await cancel(first)
+                    await _aclose(inner)
+                    self.metrics.hit("semantic", _since(started))
+                    return _END, hit, lookup
+                self.metrics.miss("semantic")
+            return await first, None, lookup
+        except BaseException:
+            await cancel(first)
+            await cancel(lookup)
+            raise
+
+    def _settle(
+        self,
+        turn: Turn,
+        request: _Request,
+        flight: _Flight,
+        reply: _Reply,
+        lookup: asyncio.Task[tuple[Vector | None, Entry | None]] | None,
+    ) -> None:
+        """After the agent's tier: store a finished, safe reply off the turn's path, count
+        why one is not stored, and hand the reply to the turns waiting on this key."""
+        stored = reply.served
+        if reply.served is None and reply.finished:
+            reason = reply_refusal(
+                reply.chunks,
+                used_tool=reply.used_tool,
+                action=reply.action,
+                marked=reply.marked,
+                variables=turn.dynamic_variables,
+                call=turn.call,
+                earlier=[u.content for u in turn.transcript[:-1] if u.role != "agent"],
+            )
+            if reason is None:
+                stored = reply.chunks
+                entry = Entry(
+                    digest=self.digest,
+                    caller=request.caller,
+                    context=request.context,
+                    chunks=reply.chunks,
                 )
-                if reason is None:
-                    stored = chunks
-                    entry = Entry(digest=self.digest, caller=caller, context=context, chunks=chunks)
-                    self._spawn(self._store(key, entry, lookup))
-                else:
-                    self.metrics.not_stored.labels(reason).inc()
-                    if reason in _STICKY_REFUSALS:
-                        self._remember_uncacheable(key)
+                self._spawn(self._store(request.key, entry, lookup))
             else:
-                self.metrics.not_stored.labels("cancelled").inc()
-            if self._flights.get(key) is flight:
-                del self._flights[key]
-            flight.chunks = stored
-            flight.done.set()
+                self.metrics.not_stored.labels(reason).inc()
+                if reason in _STICKY_REFUSALS:
+                    self._remember_uncacheable(request.key)
+        elif reply.served is None:
+            self.metrics.not_stored.labels("cancelled").inc()
+        if self._flights.get(request.key) is flight:
+            del self._flights[request.key]
+        flight.chunks = stored
+        flight.done.set()
 
     def _known_uncacheable(self, key: str) -> bool:
         until = self._uncacheable.get(key)
@@ -333,7 +410,7 @@ class CachedAgent(Agent):
         return entry
 
     async def _forget(self, key: str) -> None:
-        self._index.remove(key)
+        self._semantic.index.remove(key)
         with contextlib.suppress(CacheUnavailable):
             await self.cache.delete(key)
             await self.cache.delete_vector(self.digest, key)
@@ -347,18 +424,18 @@ class CachedAgent(Agent):
         try:
             await self.cache.put(key, encode_entry(entry), self.ttl_s)
             self.metrics.stored.inc()
-            if not self.policy.semantic or self._embedder is None:
+            if not self.policy.semantic or self._semantic.embedder is None:
                 return
             vector = None
             if lookup is not None:
                 with contextlib.suppress(BaseException):
                     vector = (await lookup)[0]
             if vector is None:
-                vector = await self._embed(entry.caller)
+                vector = await self._semantic.embed(entry.caller)
             if vector is None:
                 return  # the model was busy: this entry serves the exact tier only
             context = keys.context_key(entry.context)
-            self._index.add(context, key, vector)
+            self._semantic.index.add(context, key, vector)
             record = VectorRecord(context=context, vector=vector.tobytes())
             await self.cache.put_vector(self.digest, key, encode_vector(record), self.ttl_s)
         except CacheUnavailable as exc:
@@ -376,93 +453,6 @@ class CachedAgent(Agent):
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    # ------------------------------------------------------------------ semantic tier
-
-    def _start_semantic(self) -> None:
-        if self._embedder_failed:
-            return
-        if self._embedder is None and self._embedder_loading is None:
-            self._embedder_loading = _task(self._load_embedder())
-        stale = (
-            self._index_loaded_at is None
-            or time.monotonic() - self._index_loaded_at > INDEX_REFRESH_S
-        )
-        if stale and (self._index_loading is None or self._index_loading.done()):
-            self._index_loading = _task(self._load_index())
-
-    async def _load_embedder(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            embedder = await loop.run_in_executor(self._pool(), Embedder)
-        except EmbeddingUnavailable as exc:
-            self._embedder_failed = True
-            _log.error(
-                "semantic cache tier disabled: embedding model failed to load", error=str(exc)
-            )
-            return
-        self._embedder = embedder
-
-    async def _load_index(self) -> None:
-        try:
-            rows = await self.cache.vectors(self.digest)
-        except CacheUnavailable as exc:
-            self._unavailable(exc)
-            return
-        bad = self._index.load(rows)
-        if bad:
-            self.metrics.errors.labels("corrupt").inc(bad)
-        self._index_loaded_at = time.monotonic()
-
-    def _pool(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="cache-embed")
-        return self._executor
-
-    async def _embed(self, text: str) -> Vector | None:
-        """The line's vector, or ``None`` when the model is already busy.
-
-        One embedding at a time, never a queue: the model's CPU would otherwise compete
-        with the event loop of every call on the node. Under load the semantic tier
-        answers fewer turns; the exact tier and the agent are never slowed by it.
-        """
-        embedder = self._embedder
-        if embedder is None or self._embedding:
-            self.metrics.bypassed.labels("embedding_busy").inc()
-            return None
-        self._embedding = True
-        try:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._pool(), embedder.embed, text)
-        finally:
-            self._embedding = False
-
-    async def _semantic(self, context: str, caller: str) -> tuple[Vector | None, Entry | None]:
-        """The caller line's vector and the entry to serve, if one is close and safe."""
-        if not self._index.has(keys.context_key(context)):
-            return None, None  # nothing to compare with: the vector is made when storing
-        try:
-            vector = await self._embed(caller)
-            if vector is None:
-                return None, None
-        except Exception:
-            self.metrics.errors.labels("embedding").inc()
-            _log.exception("embedding failed; semantic lookup skipped")
-            return None, None
-        candidates = self._index.nearest(keys.context_key(context), vector)
-        for key, score in candidates:
-            if score < self.policy.threshold:
-                break
-            entry = await self._get(key)
-            if entry is None:
-                self._spawn(self._forget(key))
-                continue
-            refusal = guard_refusal(caller, entry.caller)
-            if refusal is not None:
-                self.metrics.refusals.labels(refusal).inc()
-                continue
-            return vector, entry
-        return vector, None
-
 
 async def _aclose(items: AsyncIterator[str | Action]) -> None:
     aclose = getattr(items, "aclose", None)
@@ -472,28 +462,6 @@ async def _aclose(items: AsyncIterator[str | Action]) -> None:
 
 async def _next(items: AsyncIterator[str | Action]) -> object:
     return await anext(items, _END)
-
-
-def _task(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-    task = asyncio.get_running_loop().create_task(coro)
-    task.add_done_callback(_retrieve)
-    return task
-
-
-def _retrieve(task: asyncio.Task[Any]) -> None:
-    # Side tasks whose result nobody awaits (a lookup that lost the race) must not log
-    # "exception was never retrieved"; their errors are counted where they happen.
-    if not task.cancelled():
-        task.exception()
-
-
-async def _cancel(task: asyncio.Task[Any]) -> None:
-    """Cancel ``task`` and wait for it to unwind (so the generator it drives is free)."""
-    if task.done():
-        return
-    task.cancel()
-    with contextlib.suppress(BaseException):
-        await task
 
 
 def _since(started_ns: int) -> float:

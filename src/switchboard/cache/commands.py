@@ -42,8 +42,8 @@ def _settings(
     backend: str | None,
     agent_file: Path | None = None,
 ) -> Settings:
-    from switchboard.cache.wiring import backend_name
     from switchboard.config import load_settings
+    from switchboard.server.compose import cache_backend
 
     if redis_url is not None and backend is None and profile is None:
         # A Redis URL on the command line names the cache to act on; without this the
@@ -56,7 +56,7 @@ def _settings(
     except (ValueError, FileNotFoundError) as exc:
         typer.echo(f"cache: {exc}", err=True)
         raise typer.Exit(2) from None
-    name = backend_name(settings)
+    name = cache_backend(settings)
     if name != "redis":
         typer.echo(
             f"cache: the {name!r} cache lives inside the server process, out of reach of this "
@@ -87,7 +87,7 @@ def warm(
     from switchboard.cache.policy import read_policy
     from switchboard.cache.warm import read_lines
     from switchboard.cache.warm import warm as run_warm
-    from switchboard.cache.wiring import build_cache, cached
+    from switchboard.server.compose import build_cache, cached
 
     settings = _settings(config, profile, redis_url, backend, agent_file)
     try:
@@ -123,7 +123,7 @@ def _on_shared_cache(
 ) -> tuple[ResponseCache, int]:
     """Run ``act`` on the deployment's cache; an unreachable one is one line and exit 1."""
     from switchboard.cache.base import CacheUnavailable
-    from switchboard.cache.wiring import build_cache
+    from switchboard.server.compose import build_cache
 
     cache = build_cache(settings)
     assert cache is not None

@@ -22,6 +22,7 @@ What may not change:
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -335,3 +336,18 @@ class StateKeeper:
         mine.call = mine.call or stored.call
         mine.state = {**stored.state, **mine.state}
         self._claim = _CLAIMED
+
+
+def weakly(method: Callable[[str], None]) -> Callable[[str], None]:
+    """``method``, without keeping its object alive. The keeper lives inside the session:
+    a strong bound method would make every session a reference cycle, freed only by a
+    garbage collection, and at thousands of calls those collections are the node's
+    longest pauses. Without the cycle, refcounting frees a session when its socket ends."""
+    ref = weakref.WeakMethod(method)
+
+    def call(arg: str) -> None:
+        bound = ref()
+        if bound is not None:
+            bound(arg)
+
+    return call

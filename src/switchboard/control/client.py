@@ -149,26 +149,9 @@ class CallControl:
                     if recorded is not None and recorded.error != IN_PROGRESS:
                         return _outcome(call_id, recorded)
                 asked_before = True
-                owner, alive = await self.directory.owner(call_id)
-                if owner is None:
-                    raise CommandFailed(f"call {call_id} is not live on any node")
-                moved = False
-                if not alive:
-                    why = (
-                        f"call {call_id} is held by node {owner}, which is not answering "
-                        "(orphaned: it will resume when Retell reconnects it to another node)"
-                    )
-                else:
-                    try:
-                        reply = await self._exchange(owner, command)
-                    except _NoAnswer as err:
-                        why = str(err)
-                    else:
-                        if reply.ok or reply.error not in RETRIABLE_ERRORS:
-                            return _outcome(call_id, reply)
-                        why = _explain(call_id, reply)
-                        # The node that answered is no longer the owner: ask the new one now.
-                        moved = (await self.directory.owner(call_id))[0] != reply.node
+                reply, why, moved = await self._ask_owner(command)
+                if reply is not None:
+                    return _outcome(call_id, reply)
                 if loop.time() >= deadline:
                     raise CommandFailed(why, retriable=True)
                 if moved:
@@ -181,6 +164,29 @@ class CallControl:
             if claims is not None:
                 with contextlib.suppress(Exception):
                     await claims.aclose()  # type: ignore[no-untyped-call]
+
+    async def _ask_owner(self, command: AnyCommand) -> tuple[Reply | None, str, bool]:
+        """One attempt at the call's owner: (the reply to return, or ``None``; why not;
+        whether the call moved to another node meanwhile, so asking again is worth it)."""
+        call_id = command.call_id
+        owner, alive = await self.directory.owner(call_id)
+        if owner is None:
+            raise CommandFailed(f"call {call_id} is not live on any node")
+        if not alive:
+            why = (
+                f"call {call_id} is held by node {owner}, which is not answering "
+                "(orphaned: it will resume when Retell reconnects it to another node)"
+            )
+            return None, why, False
+        try:
+            reply = await self._exchange(owner, command)
+        except _NoAnswer as err:
+            return None, str(err), False
+        if reply.ok or reply.error not in RETRIABLE_ERRORS:
+            return reply, "", False
+        # The node that answered is no longer the owner: ask the new one now.
+        moved = (await self.directory.owner(call_id))[0] != reply.node
+        return None, _explain(call_id, reply), moved
 
     async def _exchange(self, owner: str, command: AnyCommand) -> Reply:
         pubsub = self.client.pubsub(ignore_subscribe_messages=True)

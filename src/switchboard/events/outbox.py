@@ -41,6 +41,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Literal
 
+from switchboard import tracing
 from switchboard.events.bus import BusUnavailable, EventBus, MessagesRejected
 from switchboard.events.codec import BusMessage, encode
 from switchboard.events.parked import ParkedFile
@@ -124,6 +125,13 @@ class Outbox:
 
     def put(self, event: Event) -> None:
         """Never blocks, never raises: what cannot be kept is dropped and counted."""
+        if tracing.ENABLED:
+            with tracing.child(None, "outbox.put", **{"switchboard.event.type": event.type}):
+                self._put(event)
+        else:
+            self._put(event)
+
+    def _put(self, event: Event) -> None:
         self.stats.put += 1
         try:
             if self._file_first:

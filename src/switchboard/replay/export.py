@@ -69,8 +69,10 @@ class _Clock:
         return out
 
 
-def call_object(call: RecordedCall) -> dict[str, Any]:
-    """One recorded call as a Retell call object (``call_status: ended``)."""
+def _transcripts(
+    call: RecordedCall,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], RecordedReply | None, float]:
+    """``transcript_object``, ``transcript_with_tool_calls``, the last reply, the length."""
     clock = _Clock()
     transcript: list[dict[str, Any]] = []
     with_tools: list[dict[str, Any]] = []
@@ -89,19 +91,22 @@ def call_object(call: RecordedCall) -> dict[str, Any]:
         agent(call.greeting, 0.0)
     for turn in call.turns:
         start = clock.t + turn.pause_s
-        if turn.caller is not None:
-            item = {
-                "role": "user",
-                "content": turn.caller,
-                "words": clock.words(turn.caller, start),
-            }
-            transcript.append(item)
-            with_tools.append(item)
+        if turn.caller is None:
             if turn.reply is not None:
-                gap = REPLY_GAP_S if turn.reply.ttfb_ms is None else turn.reply.ttfb_ms / 1000
-                agent(turn.reply, clock.t + gap)
-        elif turn.reply is not None:
-            agent(turn.reply, start)
+                agent(turn.reply, start)
+            continue
+        item = {"role": "user", "content": turn.caller, "words": clock.words(turn.caller, start)}
+        transcript.append(item)
+        with_tools.append(item)
+        if turn.reply is not None:
+            gap = REPLY_GAP_S if turn.reply.ttfb_ms is None else turn.reply.ttfb_ms / 1000
+            agent(turn.reply, clock.t + gap)
+    return transcript, with_tools, last, clock.t
+
+
+def call_object(call: RecordedCall) -> dict[str, Any]:
+    """One recorded call as a Retell call object (``call_status: ended``)."""
+    transcript, with_tools, last, length_s = _transcripts(call)
     out: dict[str, Any] = {
         "call_id": call.call_id,
         "call_type": "web_call",
@@ -123,8 +128,8 @@ def call_object(call: RecordedCall) -> dict[str, Any]:
         out["transfer_destination"] = last.transfer_number
     if call.start_timestamp is not None:
         out["start_timestamp"] = call.start_timestamp
-        out["end_timestamp"] = call.start_timestamp + round(clock.t * 1000)
-        out["duration_ms"] = round(clock.t * 1000)
+        out["end_timestamp"] = call.start_timestamp + round(length_s * 1000)
+        out["duration_ms"] = round(length_s * 1000)
     if call.dynamic_variables is not None:
         out["retell_llm_dynamic_variables"] = call.dynamic_variables
     if call.metadata is not None:

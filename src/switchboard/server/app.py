@@ -1,12 +1,13 @@
 """The ASGI application: the call socket, webhooks, health, readiness and metrics.
 
 The call socket never reaches ASGI: uvicorn hands every WebSocket upgrade to
-``server.llm_socket.CallSocket`` (its ``ws`` protocol class, see ``run.uvicorn_config``).
+``server.call_socket.CallSocket`` (its ``ws`` protocol class, see ``run.uvicorn_config``).
 What arrives here is plain HTTP, an ordinary Starlette app with a lifespan.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,13 +23,13 @@ from switchboard.cache.agent import CachedAgent
 from switchboard.config import Settings
 from switchboard.events.metrics import OutboxCollector
 from switchboard.log import get_logger
+from switchboard.server.compose import Parts, compose
 from switchboard.server.metrics import RedisCollector, WebhookCollector
-from switchboard.server.node import Node, default_node_id
-from switchboard.server.shared import SharedState
+from switchboard.server.node import Node
+from switchboard.server.redis_parts import RedisParts
 from switchboard.server.store_watch import StoreWatch
 from switchboard.server.webhook import WebhookReceiver
 from switchboard.state.base import CallStore
-from switchboard.state.memory import MemoryCallStore
 
 _log = get_logger("switchboard.app")
 
@@ -36,25 +37,22 @@ _log = get_logger("switchboard.app")
 class SwitchboardApp:
     """ASGI callable. ``node`` holds the live state (sessions, drain) for the runner."""
 
-    def __init__(self, settings: Settings, agent: Agent, store: CallStore | None = None) -> None:
-        if settings.profile == "event-driven" and not settings.bus_url:
-            raise ValueError(
-                "profile 'event-driven' needs an event bus: set --bus kafka://HOST:PORT or "
-                "redis://HOST:PORT/DB (docs/event-bus.md)"
-            )
-        node_id = settings.node_id or default_node_id()
+    def __init__(
+        self,
+        settings: Settings,
+        agent: Agent,
+        store: CallStore | None = None,
+        *,
+        parts: Parts | None = None,
+    ) -> None:
+        parts = parts or compose(settings, store)
+        self.profile = parts.profile
         #: the Redis-backed parts of the shared-state profiles (``None`` for ``single``)
-        self.shared: SharedState | None = None
+        self.shared: RedisParts | None = parts.redis
         #: notices Redis losing its data (shared-state profiles, once started)
         self.store_watch: StoreWatch | None = None
-        if settings.profile != "single":
-            self.shared = SharedState(settings, node_id)
-            store = store or self.shared.store
-        elif store is None:
-            store = MemoryCallStore(ttl_s=settings.state_ttl_s)
-        self.node = Node(settings, agent, store, node_id=node_id)
+        self.node = Node(settings, agent, parts)
         if self.shared is not None:
-            self.node.releases = self.shared.releases
             self.node.metrics.registry.register(RedisCollector(self.shared.health))
         api_key = settings.retell_api_key.get_secret_value() if settings.retell_api_key else None
         self.webhooks = WebhookReceiver(
@@ -104,6 +102,11 @@ class SwitchboardApp:
                 interval_s=node.settings.heartbeat_ms / 1000,
             )
             self.store_watch = watch
+            # The node's store marker before its first call: a claim that found no marker
+            # would take a fresh call for one the store lost, and wait for a hand-back.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(node.settings.redis_timeout_ms / 1000 * 4):
+                    await watch.check()
             watch.start()
         if self.node.outbox is not None:
             self.node.outbox.start()
@@ -111,7 +114,7 @@ class SwitchboardApp:
             self.node.agent.start()
         _log.info(
             "switchboard ready",
-            profile=self.node.settings.profile,
+            profile=self.profile,
             node_id=self.node.node_id,
             max_calls=self.node.settings.max_calls,
         )

@@ -1,6 +1,6 @@
 """Which webhook deliveries are new: Retell retries (up to 3 times) and sends no event id.
 
-Policy (spec 3.1):
+Policy:
 
 * lifecycle events (``call_started``, ``call_ended``, ``call_analyzed`` and the chat
   equivalents) happen at most once per call: key ``event + call_id``;

@@ -7,24 +7,20 @@ interleaving of handshakes can push the node over ``max_calls``.
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import tempfile
 import time
-from pathlib import Path
 
 from switchboard.agents.base import Agent
 from switchboard.calls.call_events import NULL_CALL_EVENTS, CallEvents
-from switchboard.calls.session import CallSession, SessionOptions
+from switchboard.calls.session import CallSession
 from switchboard.config import Settings
-from switchboard.events.bus import open_bus
-from switchboard.events.outbox import Outbox, OutboxOptions
+from switchboard.events.outbox import Outbox
 from switchboard.events.publisher import CallEventPublisher
 from switchboard.log import get_logger
-from switchboard.server.guard import Network, parse_networks
+from switchboard.server.compose import Parts
 from switchboard.server.loop_health import LoopHealth
 from switchboard.server.metrics import NodeMetrics
 from switchboard.server.releases import ReleaseQueue
+from switchboard.server.socket_access import Network, parse_networks
 from switchboard.state.base import CallState, CallStore, StoreUnavailable
 
 _log = get_logger("switchboard.node")
@@ -37,57 +33,19 @@ RECENT_S = 60.0
 RECENT_MAX = 20_000
 
 
-def session_options(settings: Settings) -> SessionOptions:
-    return SessionOptions(
-        auto_reconnect=settings.auto_reconnect,
-        call_details=settings.call_details,
-        transcript_with_tool_calls=settings.transcript_with_tool_calls,
-        first_chunk_timeout_s=settings.first_chunk_timeout_ms / 1000,
-        turn_timeout_s=settings.turn_timeout_s,
-        call_details_timeout_s=settings.call_details_timeout_ms / 1000,
-        fallback_text=settings.fallback_text,
-        max_frame_bytes=settings.max_frame_bytes,
-        state_wait_s=settings.state_wait_ms / 1000,
-        lost_wait_s=2.5 * settings.heartbeat_ms / 1000,
-    )
-
-
-def default_node_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
-
-
-def event_publisher(settings: Settings, node_id: str) -> tuple[Outbox, CallEventPublisher]:
-    assert settings.bus_url
-    bus = open_bus(
-        settings.bus_url, namespace=settings.redis_namespace, max_len=settings.bus_max_len
-    )
-    spill_dir = settings.outbox_dir or (
-        Path(tempfile.gettempdir()) / "switchboard-outbox" / (settings.node_id or "default")
-    )
-    options = OutboxOptions(
-        capacity=settings.outbox_capacity,
-        spill_dir=spill_dir,
-        fsync=settings.outbox_fsync,
-        spill_max_bytes=settings.outbox_spill_max_bytes,
-        max_event_bytes=settings.outbox_max_event_bytes,
-        stall_s=settings.outbox_stall_s,
-    )
-    outbox = Outbox(bus, options)
-    return outbox, CallEventPublisher(outbox, node_id)
-
-
 class Node:
-    #: where ended calls are released in the shared-state profiles (``SharedState``)
-    releases: ReleaseQueue | None = None
+    """The live side of one process, over the parts ``server.compose`` made of it."""
 
-    def __init__(
-        self, settings: Settings, agent: Agent, store: CallStore, *, node_id: str | None = None
-    ) -> None:
+    def __init__(self, settings: Settings, agent: Agent, parts: Parts) -> None:
         self.settings = settings
         self.agent = agent
-        self.store = store
-        self.options = session_options(settings)
-        self.node_id = node_id or settings.node_id or default_node_id()
+        self.store: CallStore = parts.store
+        self.options = parts.options
+        self.node_id = parts.node_id
+        #: where ended calls are released in the shared-state profiles (``RedisParts``)
+        self.releases: ReleaseQueue | None = (
+            parts.redis.releases if parts.redis is not None else None
+        )
         self.metrics = NodeMetrics()
         self.loop_health = LoopHealth(self.metrics.registry)
         self.networks: tuple[Network, ...] = parse_networks(settings.allowed_ips)
@@ -96,12 +54,9 @@ class Node:
         #: state writes of sockets that closed: saves in flight, and saves held during a
         #: store outage (see ``CallSession.unsaved``); shutdown waits for them
         self.held_writes: set[asyncio.Task[bool]] = set()
-        self.outbox: Outbox | None = None
-        self.publisher: CallEventPublisher | None = None
-        self.call_events: CallEvents = NULL_CALL_EVENTS
-        if settings.bus_url:
-            self.outbox, self.publisher = event_publisher(settings, self.node_id)
-            self.call_events = self.publisher
+        self.outbox: Outbox | None = parts.outbox
+        self.publisher: CallEventPublisher | None = parts.publisher
+        self.call_events: CallEvents = parts.publisher or NULL_CALL_EVENTS
         #: states of calls whose socket here dropped lately (see ``remember``)
         self.recent: dict[str, tuple[float, CallState]] = {}
         self.active = 0

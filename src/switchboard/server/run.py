@@ -2,7 +2,7 @@
 
 First SIGTERM/SIGINT: readiness goes false, new calls get 503, live calls may finish
 until ``drain_timeout_s``; the rest are dropped without a close frame so Retell
-reconnects them to another node (spec section 9), then the process exits.
+reconnects them to another node, then the process exits.
 
 A second signal cuts the drain short: every remaining call is dropped the same way
 (1006, never a close code, which Retell would take as the end of the call), and the
@@ -29,8 +29,8 @@ from switchboard.events.spill import SpillLocked
 from switchboard.log import configure, get_logger
 from switchboard.ports import PortError, bind_listener
 from switchboard.server.app import SwitchboardApp
-from switchboard.server.llm_socket import Keepalive, call_socket_protocol
-from switchboard.server.timeouts import guarded_http
+from switchboard.server.call_socket import Keepalive, call_socket_protocol
+from switchboard.server.http_protocol import guarded_http
 
 _log = get_logger("switchboard.run")
 
@@ -46,21 +46,6 @@ GRACEFUL_HTTP_S = 5
 
 class StartupError(RuntimeError):
     """The server cannot start; the message is one line a person can act on."""
-
-
-def check_shared_parts(settings: Settings) -> None:
-    """Refuse to start a shared-state node whose Redis does not answer: it would serve
-    calls that no other node could resume."""
-    from switchboard.connections import check_reachable, describe
-
-    if not settings.redis_url:
-        raise StartupError(
-            f"profile {settings.profile!r} needs Redis: pass --redis-url or set "
-            "SWITCHBOARD_REDIS_URL (e.g. redis://127.0.0.1:6379/0)"
-        )
-    problem = asyncio.run(check_reachable(settings.redis_url))
-    if problem is not None:
-        raise StartupError(f"Redis at {describe(settings.redis_url)} is unreachable ({problem})")
 
 
 class DrainingServer(uvicorn.Server):
@@ -146,7 +131,7 @@ def run_server(
     """Load everything, then serve until signalled. A configuration problem (settings,
     agent file, log level) is printed as a few lines on stderr and exits with status 2."""
     from switchboard.agents.loader import AgentFileError, load_agent
-    from switchboard.cache.wiring import with_cache
+    from switchboard.server.compose import check_redis, compose, with_cache
 
     try:
         settings = load_settings(
@@ -168,10 +153,11 @@ def run_server(
     except PortError as err:
         raise StartupError(f"{err}; pass --port or stop the other server") from None
     try:
-        if settings.profile != "single":
-            check_shared_parts(settings)
+        problem = check_redis(settings)
+        if problem is not None:
+            raise StartupError(problem)
         agent = with_cache(load_agent(settings.agent_file), settings)
-        app = SwitchboardApp(settings, agent)
+        app = SwitchboardApp(settings, agent, parts=compose(settings))
     except SpillLocked as err:
         listener.close()
         raise StartupError(f"{err} (--node-id or SWITCHBOARD_OUTBOX_DIR)") from None

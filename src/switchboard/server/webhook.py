@@ -11,7 +11,7 @@ durable); until then a retry gets 503, and a failed delivery releases the claim.
 
 Without an API key nothing can be verified, so every request is refused with 401 (and a
 warning is logged at start): accepting unsigned webhooks would let anyone forge call
-events. The inbound-call webhook (spec 3.4) is answered inline, ``{}`` by default.
+events. The inbound-call webhook is answered inline, ``{}`` by default.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from switchboard.log import LogThrottle, get_logger
 from switchboard.protocol.errors import ProtocolError
 from switchboard.protocol.signature import DEFAULT_TOLERANCE_MS, SIGNATURE_HEADER, check
 from switchboard.protocol.webhook import InboundCall, WebhookEvent, parse_webhook
+from switchboard.server.cluster_dedupe import SharedDedupe
 from switchboard.server.dedupe import Verdict, WebhookDedupe
-from switchboard.server.shared_dedupe import SharedDedupe
 
 Subscriber = Callable[[WebhookEvent], Awaitable[None] | None]
 #: Returns the overrides for an inbound call (``override_agent_id``, ``dynamic_variables``

@@ -39,6 +39,7 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from switchboard import tracing
 from switchboard.connections import RedisHealth, is_link_error, text
 from switchboard.log import get_logger
 from switchboard.state.base import (
@@ -247,7 +248,11 @@ class RedisCallStore:
         blob = _encoder.encode(state)
         keys = [self.call_key(state.call_id)]
         args = [state.token, state.version, blob, self.ttl_ms]
-        outcome, value = await self._run(self._save, keys, args)
+        if tracing.ENABLED:
+            with tracing.child(None, "redis.save", **_save_attributes(len(blob))):
+                outcome, value = await self._run(self._save, keys, args)
+        else:
+            outcome, value = await self._run(self._save, keys, args)
         if outcome == -1:
             raise FencedOut(f"call {state.call_id} is held by another claim (epoch {text(value)})")
         if outcome == -2:
@@ -400,3 +405,12 @@ def _count(value: object) -> int | None:
     if not raw or len(raw) > 12 or not raw.isascii() or not raw.isdigit():
         return None
     return int(raw)
+
+
+def _save_attributes(size: int) -> dict[str, object]:
+    """The save span's attributes (database semantic conventions)."""
+    return {
+        "db.system.name": "redis",
+        "db.operation.name": "EVALSHA",
+        "switchboard.state.bytes": size,
+    }

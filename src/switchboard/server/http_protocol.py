@@ -1,4 +1,7 @@
-"""A deadline for the request head: slow or silent clients cannot hold sockets forever.
+"""Our HTTP protocol for uvicorn: a deadline for the request head, and the hand-off of a
+WebSocket upgrade to the call socket with the head already parsed.
+
+Slow or silent clients cannot hold sockets forever.
 
 uvicorn bounds only the idle time between keep-alive requests. A client that sends half a
 request line or half its headers (slowloris) is otherwise kept until it goes away, and
@@ -18,7 +21,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from switchboard.log import LogThrottle, get_logger
-from switchboard.server.llm_socket import CallSocket
+from switchboard.server.call_socket import CallSocket
 
 _log = get_logger("switchboard.http")
 _throttle = LogThrottle()

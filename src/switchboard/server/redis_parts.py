@@ -1,7 +1,8 @@
 """The Redis-backed parts of a node in the shared-state profiles, started and stopped as one.
 
-One client and one ``RedisHealth`` per node serve all of them, so an outage is logged
-once and every part waits on the same recovery:
+``server.compose`` builds them from the settings; this module runs them. One client and
+one ``RedisHealth`` per node serve all of them, so an outage is logged once and every
+part waits on the same recovery:
 
 * ``store``: the ``RedisCallStore`` (claims, fenced saves);
 * ``directory``: this node's heartbeat (its calls turn *orphaned* three beats after it dies,
@@ -20,43 +21,49 @@ import os
 import time
 from collections.abc import Callable, Iterable
 
+from redis.asyncio import Redis
+
 from switchboard.config import Settings
-from switchboard.connections import RedisHealth, is_link_error, redis_client
+from switchboard.connections import RedisHealth, is_link_error
 from switchboard.control.directory import Directory, NodeInfo
 from switchboard.control.listener import CommandListener, LiveSession
 from switchboard.log import get_logger
+from switchboard.server.cluster_dedupe import SharedDedupe
 from switchboard.server.releases import ReleaseQueue
-from switchboard.server.shared_dedupe import SharedDedupe
 from switchboard.state.redis import RedisCallStore
 
-_log = get_logger("switchboard.shared")
+_log = get_logger("switchboard.redis_parts")
 #: Bound on each part's shutdown: a wedged connection must not hold the process up.
 STOP_TIMEOUT_S = 2.0
 
 
-class SharedState:
-    def __init__(self, settings: Settings, node_id: str) -> None:
-        if not settings.redis_url:
-            raise ValueError(
-                f"profile {settings.profile!r} needs Redis: set --redis-url or "
-                "SWITCHBOARD_REDIS_URL (e.g. redis://127.0.0.1:6379/0)"
-            )
+class RedisParts:
+    """The Redis-backed parts of one node (built by ``server.compose.redis_parts``)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        node_id: str,
+        *,
+        client: Redis,
+        health: RedisHealth,
+        store: RedisCallStore,
+        directory_client: Redis,
+        directory: Directory,
+        dedupe: SharedDedupe,
+        releases: ReleaseQueue,
+    ) -> None:
         self.settings = settings
         self.node_id = node_id
-        ns = settings.redis_namespace
-        self.client = redis_client(settings.redis_url, timeout_ms=settings.redis_timeout_ms)
-        self.health = RedisHealth(self.client)
-        self.store = RedisCallStore(
-            self.client, namespace=ns, ttl_s=settings.state_ttl_s, health=self.health
-        )
+        self.client = client
+        self.health = health
+        self.store = store
         #: the heartbeat and the pruning have sockets of their own: a node whose calls
         #: fill the pool (a burst of claims) must not look dead for want of a socket
-        self.directory_client = redis_client(
-            settings.redis_url, timeout_ms=settings.redis_timeout_ms, max_connections=2
-        )
-        self.directory = Directory(self.directory_client, ns)
-        self.dedupe = SharedDedupe(self.client, self.health, namespace=ns)
-        self.releases = ReleaseQueue(self.store.release, self.health)
+        self.directory_client = directory_client
+        self.directory = directory
+        self.dedupe = dedupe
+        self.releases = releases
         self._prune_offset = 0
         self._listener: CommandListener | None = None
         self._heartbeat: asyncio.Task[None] | None = None

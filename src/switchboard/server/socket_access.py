@@ -1,4 +1,4 @@
-"""Who may open a call socket. Retell signs nothing on the WebSocket (spec 1.1), so the
+"""Who may open a call socket. Retell signs nothing on the WebSocket, so the
 protections are an unguessable secret in the URL and an IP allowlist, both checked
 before any call state is touched."""
 

@@ -9,33 +9,32 @@ call (``CallSession.receive_text`` never awaits), and a reply is one ``transport
 
 The framing is ``server.websocket`` (RFC 6455, server side; websockets' C code unmasks and
 computes the accept key). uvicorn still owns the listening socket and the HTTP parsing:
-when a request asks for an upgrade, our HTTP protocol (``timeouts.guarded_http``) hands
+when a request asks for an upgrade, our HTTP protocol (``http_protocol.guarded_http``) hands
 the connection and the parsed request head to ``CallSocket.upgrade``. No extension or
-subprotocol is negotiated (Retell uses neither).
-Accepted paths: ``/llm-websocket/{call_id}`` and, with a URL secret,
-``/llm-websocket/{secret}/{call_id}`` or ``/llm-websocket/{call_id}?token={secret}``.
-Every other WebSocket path gets the same 404.
+subprotocol is negotiated (Retell uses neither). Which handshakes are accepted, and the
+answers to the others, is ``server.handshake``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import re
 import struct
 from collections.abc import Iterable
-from http import HTTPStatus
 from typing import Any, ClassVar, cast
 
 from uvicorn.config import Config
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.server import ServerState
-from websockets.utils import accept_key
 
 from switchboard.calls.session import CallSession
 from switchboard.log import LogThrottle, get_logger
-from switchboard.server.guard import ip_allowed, query_secret, secret_matches
+from switchboard.server.handshake import (
+    STATUS,
+    handshake_problem,
+    refusal,
+    route,
+    switching_protocols,
+)
 from switchboard.server.node import Node
 from switchboard.server.websocket import (
     CLOSE,
@@ -50,23 +49,12 @@ from switchboard.server.websocket import (
     server_frame,
 )
 
-PREFIX = "/llm-websocket/"
-_CALL_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 _log = get_logger("switchboard.socket")
 _throttle = LogThrottle()
 
 #: How long a close frame we sent may wait for the peer's reply before the TCP connection
 #: is closed anyway (uvicorn's value).
 CLOSE_TIMEOUT_S = 10.0
-
-_STATUS = {
-    "bad_path": HTTPStatus.NOT_FOUND,
-    "bad_call_id": HTTPStatus.NOT_FOUND,
-    "unauthorized": HTTPStatus.FORBIDDEN,
-    "forbidden_ip": HTTPStatus.FORBIDDEN,
-    "draining": HTTPStatus.SERVICE_UNAVAILABLE,
-    "at_capacity": HTTPStatus.SERVICE_UNAVAILABLE,
-}
 
 
 def _log_throttled(kind: str, message: str, **fields: object) -> None:
@@ -75,89 +63,6 @@ def _log_throttled(kind: str, message: str, **fields: object) -> None:
     suppressed = _throttle.allow(kind)
     if suppressed is not None:
         _log.info(message, **fields, **({"suppressed": suppressed} if suppressed else {}))
-
-
-def route(
-    path: str, query_string: bytes, client_host: str | None, node: Node
-) -> tuple[str | None, str | None]:
-    """-> (call_id, refusal reason) for an upgrade request to ``path``."""
-    if not path.startswith(PREFIX):
-        return None, "bad_path"
-    parts = path[len(PREFIX) :].split("/")
-    secret = node.secret
-    if len(parts) == 2 and secret is not None:
-        presented: str | None = parts[0]
-        call_id = parts[1]
-    elif len(parts) == 1:
-        call_id = parts[0]
-        presented = query_secret(query_string) if secret else None
-    else:
-        return None, "bad_path"
-    if not _CALL_ID.match(call_id):
-        return None, "bad_call_id"
-    if secret is not None and not secret_matches(presented, secret):
-        return None, "unauthorized"
-    if not ip_allowed(client_host, node.networks):
-        return None, "forbidden_ip"
-    return call_id, None
-
-
-def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
-    """The value of a header that must appear once; ``None`` if missing or repeated."""
-    values = [value for key, value in headers if key == name]
-    return values[0] if len(values) == 1 else None
-
-
-def handshake_problem(
-    method: str, headers: list[tuple[bytes, bytes]]
-) -> tuple[HTTPStatus, str] | None:
-    """What makes this upgrade request not a WebSocket opening handshake (RFC 6455
-    section 4.2.1), or ``None``. uvicorn has already seen ``Upgrade: websocket``."""
-    if method != "GET":
-        return HTTPStatus.BAD_REQUEST, "a WebSocket handshake is a GET"
-    connection = _header(headers, b"connection")
-    if connection is None or b"upgrade" not in connection.lower():
-        return HTTPStatus.BAD_REQUEST, "missing Connection: Upgrade"
-    upgrade = _header(headers, b"upgrade")
-    if upgrade is None or upgrade.strip().lower() != b"websocket":
-        return HTTPStatus.BAD_REQUEST, "missing Upgrade: websocket"
-    if _header(headers, b"sec-websocket-version") != b"13":
-        return HTTPStatus.UPGRADE_REQUIRED, "Sec-WebSocket-Version must be 13"
-    key = _header(headers, b"sec-websocket-key")
-    if key is None or not _valid_key(key):
-        return HTTPStatus.BAD_REQUEST, "invalid Sec-WebSocket-Key"
-    return None
-
-
-def _valid_key(key: bytes) -> bool:
-    try:
-        return len(base64.b64decode(key.strip(), validate=True)) == 16
-    except binascii.Error:
-        return False
-
-
-def switching_protocols(headers: list[tuple[bytes, bytes]]) -> bytes:
-    """The 101 response to a valid handshake (no subprotocol, no extension)."""
-    key = _header(headers, b"sec-websocket-key")
-    assert key is not None
-    accept = accept_key(key.strip().decode("ascii"))
-    return (
-        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Accept: " + accept.encode("ascii") + b"\r\n\r\n"
-    )
-
-
-def refusal(status: HTTPStatus, reason: str) -> bytes:
-    """A plain-text HTTP answer that ends the connection."""
-    body = reason.encode()
-    head = (
-        f"HTTP/1.1 {status.value} {status.phrase}\r\n"
-        "content-type: text/plain; charset=utf-8\r\n"
-        f"content-length: {len(body)}\r\n"
-    )
-    if status is HTTPStatus.UPGRADE_REQUIRED:
-        head += "sec-websocket-version: 13\r\n"
-    return (head + "connection: close\r\n\r\n").encode("latin-1") + body
 
 
 class Keepalive:
@@ -420,7 +325,7 @@ class CallSocket(asyncio.Protocol):
         self, method: str, path: str, query: bytes, head: Iterable[tuple[bytes, bytes]]
     ) -> None:
         """The request head as uvicorn's HTTP protocol parsed it (path unquoted, header
-        names lower-cased; ``timeouts.guarded_http``): answer the handshake (RFC 6455
+        names lower-cased; ``http_protocol.guarded_http``): answer the handshake (RFC 6455
         section 4.2) and start the call, or refuse it."""
         node = self.node
         headers = list(head)
@@ -431,14 +336,14 @@ class CallSocket(asyncio.Protocol):
             self._log_refusal("bad_handshake", client, detail=reason)
             self._respond(refusal(status, reason))
             return
-        call_id, refused = route(path, query, client, node)
+        call_id, refused = route(path, query, client, node.secret, node.networks)
         if refused is None:
             refused = node.admit()
         if refused is not None or call_id is None:
             reason = refused or "bad_path"
             node.metrics.rejected_total.labels(reason).inc()
             self._log_refusal(reason, client)
-            self._respond(refusal(_STATUS[reason], reason))
+            self._respond(refusal(STATUS[reason], reason))
             return
         self._admitted = True
         assert self._transport is not None
