@@ -1,4 +1,4 @@
-"""A taken port is refused before anything starts, with one line naming it: ``serve``,
+"""A taken port (or a missing extra) is refused before anything starts, with one line: ``serve``,
 the services, ``cluster`` (naming the state file of the cluster already there), and the
 cluster's HAProxy, which must fail to bind rather than share the port with SO_REUSEPORT.
 
@@ -164,3 +164,35 @@ def test_a_second_cluster_on_the_same_port_names_the_first_ones_state_file(
         assert f"port {port} on 127.0.0.1 is already in use by switchboard cluster" in line
         assert str((first_dir / "cluster.json").resolve()) in line
         assert list(second_dir.iterdir()) == []
+
+
+def test_serve_asked_to_trace_without_the_extra_exits_with_one_line(tmp_path: Path) -> None:
+    """With an OTLP endpoint set and OpenTelemetry missing (hidden from the process), serve
+    names the pip install instead of starting without the traces it was asked for."""
+    hide = tmp_path / "sitecustomize.py"
+    hide.write_text(
+        "import sys\n"
+        "class _Hide:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'opentelemetry':\n"
+        "            raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, _Hide())\n"
+    )
+    done = subprocess.run(
+        [*SWITCHBOARD, "serve", "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=EXIT_DEADLINE_S,
+        stdin=subprocess.DEVNULL,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(Path.home()),
+            "PYTHONPATH": str(tmp_path),
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1",
+        },
+    )
+    line = refusal(done)
+    assert line == (
+        "serve: OTEL_EXPORTER_OTLP_ENDPOINT is set but OpenTelemetry is not installed: "
+        "pip install 'switchboard[otel]'"
+    )

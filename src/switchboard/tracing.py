@@ -88,13 +88,15 @@ def shutdown() -> None:
         provider.shutdown()
 
 
-def start_call(call_id: str, node_id: str) -> Span | None:
-    """The call's span, open until its socket closes; ``None`` when not tracing."""
+def start_call(call_id: str, node_id: str | None = None) -> Span | None:
+    """The call's span, open until its socket closes; ``None`` when not tracing. (A call
+    that reconnects to another node is a new span there, with the same call id.)"""
     if _tracer is None:
         return None
-    return _tracer.start_span(
-        "call", attributes={"retell.call_id": call_id, "switchboard.node_id": node_id}
-    )
+    attributes = {"retell.call_id": call_id}
+    if node_id:
+        attributes["switchboard.node_id"] = node_id
+    return _tracer.start_span("call", attributes=attributes)
 
 
 def start_turn(call: Span | None, response_id: int, kind: str) -> Span | None:

@@ -29,6 +29,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from switchboard import tracing
 from switchboard.agents.base import (
     Action,
     Agent,
@@ -278,7 +279,13 @@ class CachedAgent(Agent):
         """The exact tier: one ``get`` for the key."""
         if not self.policy.exact:
             return None
-        entry = await self._get(key)
+        if tracing.ENABLED:
+            with tracing.child(None, "cache.lookup", **{"switchboard.cache.tier": "exact"}) as span:
+                entry = await self._get(key)
+                if span is not None:
+                    span.set_attribute("switchboard.cache.hit", entry is not None)
+        else:
+            entry = await self._get(key)
         if entry is None:
             self.metrics.miss("exact")
             return None

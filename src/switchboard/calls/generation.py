@@ -35,6 +35,8 @@ class Generation:
     reply: list[str] = field(default_factory=list)
     superseded: bool = False
     cache_hit: bool = False
+    #: the turn's trace span (``switchboard.tracing``), when tracing
+    span: Any = None
 
     def cancel(self) -> None:
         if self.task is not None and not self.task.done():

@@ -29,8 +29,9 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from switchboard import tracing
 from switchboard.agents.base import Action, Agent, Interrupt, Turn, TurnKind
-from switchboard.calls import frames
+from switchboard.calls import frames, turn_trace
 from switchboard.calls.call_events import NULL_CALL_EVENTS, CallEvents
 from switchboard.calls.completion import closing_words, commit
 from switchboard.calls.generation import Generation
@@ -81,6 +82,7 @@ class CallSession:
         self._observer = observer
         self._events = events
         self._aborted = False
+        self._span: Any = None  # the call's trace span, when tracing
         self._decoder = FrameDecoder(options.max_frame_bytes)
         self._log = get_logger("switchboard.call", call_id=call_id)
         self._rejections = Rejections(self._log, observer)
@@ -135,6 +137,8 @@ class CallSession:
         """
         if not await self._keeper.claim(self._options.state_wait_s, self._options.lost_wait_s):
             return
+        if tracing.ENABLED:
+            self._span = tracing.start_call(self.call_id)
         self._events.call_started(self._state)
         with contextlib.suppress(SocketGone):
             await self._open()
@@ -180,6 +184,8 @@ class CallSession:
         self._events.call_ended(
             self._state, self.current, fenced=self.fenced, aborted=self._aborted
         )
+        if self._span is not None:
+            turn_trace.end_call(self._span, self._state.turns, self.fenced)
         if self.current is not None:
             # A cancelled turn's task holds its CancelledError, whose traceback holds the
             # frames that hold this session: a cycle only a garbage collection would free
@@ -322,7 +328,10 @@ class CallSession:
             if admission.replay is not None
             else self._run(generation, transcript, with_tools, close_first, undecodable)
         )
-        task = asyncio.get_running_loop().create_task(work, name=f"turn-{response_id}")
+        if tracing.ENABLED:
+            task = turn_trace.traced_task(generation, work, self._span)
+        else:
+            task = asyncio.get_running_loop().create_task(work, name=f"turn-{response_id}")
         generation.task = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -366,7 +375,8 @@ class CallSession:
                 dynamic_variables=dynamic_variables(self._state.call),
                 transcript_with_tool_calls=with_tools,
             )
-            await self._stream(gen, self._agent.respond(turn))
+            with tracing.child(None, "agent") if tracing.ENABLED else tracing.NO_SPAN:
+                await self._stream(gen, self._agent.respond(turn))
         except asyncio.CancelledError:
             raise
         except SocketGone:

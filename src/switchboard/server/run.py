@@ -24,6 +24,7 @@ from typing import Any
 
 import uvicorn
 
+from switchboard import tracing
 from switchboard.config import ConfigError, Settings, load_settings, unknown_environment
 from switchboard.events.spill import SpillLocked
 from switchboard.log import configure, get_logger
@@ -145,7 +146,9 @@ def run_server(
             bus_url=bus_url,
         )
         configure(settings.log_level, settings.log_json)
-    except (ConfigError, ValueError) as err:
+        if tracing.configure():
+            _log.info("tracing to an OTLP endpoint")
+    except (ConfigError, ValueError, tracing.TracingUnavailable) as err:
         raise StartupError(str(err)) from None
     # The port first: nothing is loaded, opened or logged as ready on a port we cannot have.
     try:
@@ -181,4 +184,7 @@ def run_server(
         url=f"ws://{settings.host}:{settings.port}/llm-websocket/{{call_id}}",
         agent_file=str(settings.agent_file),
     )
-    server.run(sockets=[listener])
+    try:
+        server.run(sockets=[listener])
+    finally:
+        tracing.shutdown()  # what is still queued goes out before the process ends
