@@ -399,6 +399,7 @@ def _add_subcommands() -> None:
     from switchboard.blueprint.cli import blueprint, validate
     from switchboard.chaos.cli import chaos
     from switchboard.control.cli import calls_app
+    from switchboard.replay.cli import replay
     from switchboard.services.cli import archive_app, service_app
 
     app.add_typer(calls_app)
@@ -407,6 +408,7 @@ def _add_subcommands() -> None:
     app.command()(blueprint)
     app.command()(validate)
     app.command()(chaos)
+    app.command()(replay)
 
 
 _add_subcommands()

@@ -128,6 +128,7 @@ class CallEventPublisher:
             superseded=gen.superseded,
             end_call=gen.end_call,
             transfer_number=gen.transfer_number,
+            digits=gen.digit_to_press,
             truncated=truncated,
         )
         self.outbox.put(make_event(data, call_id=call_id, source=self._source))
@@ -137,11 +138,19 @@ class CallEventPublisher:
     ) -> None:
         started = self._started_ns.pop(state.call_id, None)
         duration = 0.0 if started is None else (time.perf_counter_ns() - started) / _NS_PER_MS
+        call = state.call or {}
+        variables = call.get("retell_llm_dynamic_variables")
         data = CallEnded(
             node_id=self._node_id,
             how=end_how(last, fenced=fenced, aborted=aborted),
             turns=state.turns,
             duration_ms=duration,
+            dynamic_variables=(
+                {str(k): str(v) for k, v in variables.items()}
+                if isinstance(variables, dict)
+                else None
+            ),
+            metadata=call.get("metadata") or None,
         )
         self.outbox.put(make_event(data, call_id=state.call_id, source=self._source))
 

@@ -66,6 +66,7 @@ class TurnCompleted(EventData, frozen=True, kw_only=True):
     superseded: bool = False
     end_call: bool = False
     transfer_number: str | None = None
+    digits: str | None = None
     #: ``caller_line`` or ``reply`` was cut to the outbox's text limit (docs/outbox.md)
     truncated: bool = False
 
@@ -86,6 +87,10 @@ class CallEnded(EventData, frozen=True, kw_only=True):
     reason: str | None = None
     turns: Int64 = 0
     duration_ms: float = 0.0
+    #: from Retell's call details, when it sent them: what a replay of the call must send
+    #: again (``switchboard replay``, ``archive export``)
+    dynamic_variables: dict[str, str] | None = None
+    metadata: Any = None
 
     @property
     def final(self) -> bool:

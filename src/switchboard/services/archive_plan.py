@@ -32,6 +32,10 @@ class Plan:
     escalated: list[Row] = field(default_factory=list)
 
 
+def _json_text(value: Any) -> str:
+    return _json.encode(value).decode()
+
+
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
@@ -56,12 +60,23 @@ def plan(events: Sequence[Event]) -> Plan:
                     data.fallback_reason,
                     int(data.superseded),
                     at,
+                    int(data.end_call),
+                    data.transfer_number,
+                    data.digits,
                 )
             )
         elif isinstance(data, CallStarted):
             out.started.append((event.call_id, at, data.node_id))
         elif isinstance(data, CallEnded):
-            out.ended.append((event.call_id, at, data.how))
+            out.ended.append(
+                (
+                    event.call_id,
+                    at,
+                    data.how,
+                    None if data.dynamic_variables is None else _json_text(data.dynamic_variables),
+                    None if data.metadata is None else _json_text(data.metadata),
+                )
+            )
         elif isinstance(data, CallEscalated):
             out.escalated.append((event.call_id, data.rule, data.action))
         elif isinstance(data, RetellWebhook):

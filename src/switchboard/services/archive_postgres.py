@@ -36,6 +36,10 @@ class PostgresArchive:
             try:
                 for statement in (*sql.SCHEMA, *sql.POSTGRES_MIGRATIONS):
                     await conn.execute(statement)
+                for table, column, kind in sql.ADDED_COLUMNS:
+                    await conn.execute(
+                        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}"
+                    )
             finally:
                 await conn.execute("SELECT pg_advisory_unlock(727274)")
         return cls(pool)

@@ -45,6 +45,17 @@ SCHEMA = (
         value BIGINT NOT NULL)""",
 )
 
+#: Columns added after the first release, as (table, column, type): both backends add
+#: the ones a database lacks when they connect (``end_call`` and the rest let
+#: ``switchboard replay`` compare actions; the call's variables let it send them again).
+ADDED_COLUMNS = (
+    ("turns", "end_call", "INTEGER"),
+    ("turns", "transfer_number", "TEXT"),
+    ("turns", "digits", "TEXT"),
+    ("calls", "dynamic_variables", "TEXT"),
+    ("calls", "metadata", "TEXT"),
+)
+
 #: PostgreSQL databases made before ``response_id`` was ``BIGINT`` (``INTEGER`` there is
 #: 32-bit; SQLite's ``INTEGER`` is already 64-bit). Run at connect, under the schema lock.
 POSTGRES_MIGRATIONS = (
@@ -59,8 +70,8 @@ POSTGRES_MIGRATIONS = (
 
 INSERT_TURN = (
     "INSERT INTO turns (event_id, call_id, response_id, kind, caller_line, reply, ttfb_ms,"
-    " ttc_ms, cache_hit, fallback_reason, superseded, at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING"
+    " ttc_ms, cache_hit, fallback_reason, superseded, at, end_call, transfer_number, digits)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING"
 )
 UPSERT_STARTED = (
     "INSERT INTO calls (call_id, started_at, node_id) VALUES (?, ?, ?)"
@@ -70,8 +81,10 @@ UPSERT_STARTED = (
     " node_id = excluded.node_id"
 )
 UPSERT_ENDED = (
-    "INSERT INTO calls (call_id, ended_at, end_how) VALUES (?, ?, ?)"
-    " ON CONFLICT (call_id) DO UPDATE SET"
+    "INSERT INTO calls (call_id, ended_at, end_how, dynamic_variables, metadata)"
+    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (call_id) DO UPDATE SET"
+    " dynamic_variables = COALESCE(excluded.dynamic_variables, calls.dynamic_variables),"
+    " metadata = COALESCE(excluded.metadata, calls.metadata),"
     " end_how = CASE WHEN calls.ended_at IS NULL OR excluded.ended_at >= calls.ended_at"
     " THEN excluded.end_how ELSE calls.end_how END,"
     " ended_at = CASE WHEN calls.ended_at IS NULL OR excluded.ended_at >= calls.ended_at"

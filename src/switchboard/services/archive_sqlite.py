@@ -8,6 +8,7 @@ never block it.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,13 +26,25 @@ from switchboard.services.sqlite_file import open_sqlite
 _IDS_PER_STATEMENT = 10_000
 
 
+async def _add_columns(db: aiosqlite.Connection) -> None:
+    """The columns of ``archive_sql.ADDED_COLUMNS`` a database made earlier lacks."""
+    for table, column, kind in sql.ADDED_COLUMNS:
+        cursor = await db.execute(f"PRAGMA table_info({table})")
+        if column not in {row[1] for row in await cursor.fetchall()}:
+            try:
+                await db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            except sqlite3.OperationalError as err:  # another process added it first
+                if "duplicate column" not in str(err):
+                    raise
+
+
 class SqliteArchive:
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
 
     @classmethod
     async def connect(cls, path: Path) -> SqliteArchive:
-        return cls(await open_sqlite(path, sql.SCHEMA))
+        return cls(await open_sqlite(path, sql.SCHEMA, migrate=_add_columns))
 
     async def apply(self, events: Sequence[Event], skipped: int = 0) -> Applied:
         db = self._db

@@ -159,6 +159,8 @@ class SimulatedCall:
         self._started = 0.0
         self._reconnected = False
         self._resumed = False
+        #: tools reported since the last turn was concluded (``TurnOutcome.tool_calls``)
+        self._tools: list[str] = []
         #: wall clock = perf counter + this (event times are reported in Unix seconds)
         self._wall_offset = time.time() - _now()
 
@@ -216,7 +218,10 @@ class SimulatedCall:
         for turn in self.script:
             if self.stop is not None and self.stop.is_set():
                 break
-            if think:
+            if turn.pause_s is not None:
+                if turn.pause_s > 0:
+                    await self._sleep(turn.pause_s)
+            elif think:
                 await self._sleep(think * (0.5 + self.rng.random()))
             if turn.say is None:
                 outcome = await self._reminder()
@@ -249,7 +254,7 @@ class SimulatedCall:
     async def _speak(self, turn: CallerTurn) -> TurnOutcome:
         assert turn.say is not None
         words = turn.say.split()
-        await self._say(words)
+        await self._say(words, gaps=turn.word_gaps_s)
         req = await self._ask("response", until_first_frame=turn.barge_in is not None)
         # Retell sets interruption sensitivity to 0 while such content plays.
         if turn.barge_in and not req.interrupted and not req.no_interruption:
@@ -270,22 +275,30 @@ class SimulatedCall:
         text = req.text
         if req.completed:
             self.transcript.add_agent(text)
+        tools, self._tools = tuple(self._tools), []
         return TurnOutcome(
             reply=text,
             completed=req.completed,
             end_call=req.completed and req.end_call,
             transfer_number=req.transfer_number if req.completed and not req.end_call else None,
             interrupted=req.interrupted,
+            digits=req.digits if req.completed else None,
+            tool_calls=tools,
+            ttfb_s=None if req.first_at is None else req.first_at - req.sent_at,
         )
 
-    async def _say(self, words: list[str], first: int = 0) -> None:
-        """Stream the caller's utterance as ``update_only`` partials, one word at a time."""
+    async def _say(self, words: list[str], first: int = 0, gaps: Sequence[float] = ()) -> None:
+        """Stream the caller's utterance as ``update_only`` partials, one word at a time,
+        ``word_ms`` apart, or ``gaps[i]`` after the partial of word ``i`` when given."""
         word_s = self.options.word_ms / 1000.0
         for n in range(first + 1, len(words) + 1):
             sock = await self._ready()
             self.transcript.user_says(words, n)
             await self._send(sock, self.transcript.update_only("user_turn" if n == 1 else None))
-            if word_s:
+            if gaps:
+                if n < len(words) and n - 1 < len(gaps) and gaps[n - 1] > 0:
+                    await self._sleep(gaps[n - 1])
+            elif word_s:
                 await asyncio.sleep(word_s)
 
     async def _ask(self, kind: str, until_first_frame: bool = False) -> Request:
@@ -599,6 +612,8 @@ class SimulatedCall:
             item["role"] = role
             if item.get("successful", 0) is None:
                 del item["successful"]
+            if isinstance(frame, ToolCallInvocation):
+                self._tools.append(frame.name)
             self.transcript.add_tool_event(item)
             m.server_messages[role] += 1
         elif isinstance(frame, UpdateAgentConfig):

@@ -67,6 +67,12 @@ class CallerTurn:
     #: after this turn, stay on the line in silence up to this long for the agent to
     #: speak up on its own (an ``agent_interrupt`` that ends or transfers the call)
     then_wait_s: float = 0.0
+    #: silence before the turn, replacing the random think time (a replayed call keeps
+    #: the recorded gap); ``None``: think as the options say
+    pause_s: float | None = None
+    #: pause after each partial but the last (a replayed call's word timings); empty:
+    #: ``word_ms`` after every partial
+    word_gaps_s: tuple[float, ...] = ()
 
 
 @dataclass(slots=True)
@@ -78,6 +84,11 @@ class TurnOutcome:
     end_call: bool = False
     transfer_number: str | None = None
     interrupted: bool = False
+    digits: str | None = None
+    #: tools the agent reported (``tool_call_invocation`` names) while answering
+    tool_calls: tuple[str, ...] = ()
+    #: request sent to its first frame, in seconds (``None``: nothing came)
+    ttfb_s: float | None = None
 
 
 @dataclass(slots=True)

@@ -23,6 +23,7 @@ class Request:
 
     __slots__ = (
         "completed",
+        "digits",
         "end_call",
         "first_at",
         "id",
@@ -48,6 +49,7 @@ class Request:
         self.parts: list[str] = []
         self.end_call = False
         self.transfer_number: str | None = None
+        self.digits: str | None = None
 
     @property
     def text(self) -> str:
@@ -132,6 +134,7 @@ class Ledger:
             req.completed = True
             req.end_call = bool(r.end_call)
             req.transfer_number = r.transfer_number
+            req.digits = r.digit_to_press
             times.ttc.record(now - req.sent_at)
             m.turns += 1
             woke = True

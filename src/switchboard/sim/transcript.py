@@ -133,6 +133,11 @@ class Transcript:
         else:
             self._history_tc = _join(self._history_tc, encoded)
 
+    def utterances_json(self) -> bytes:
+        """The finished utterances as a JSON array: a call object's ``transcript_object``
+        (what a replay test records a simulated call as)."""
+        return b"[" + self._history + b"]"
+
     def update_only(self, turntaking: str | None = None) -> bytes:
         tail = b',"turntaking":"' + turntaking.encode() + b'"}' if turntaking else b"}"
         return self._frame(b'{"interaction_type":"update_only"', tail)
