@@ -49,7 +49,7 @@ from switchboard.state.base import (
     StateLost,
     StoreUnavailable,
 )
-from switchboard.state.save_batch import SaveBatch
+from switchboard.state.script_batch import ScriptBatch
 
 _log = get_logger("switchboard.state.redis")
 _encoder = msgspec.json.Encoder()
@@ -206,7 +206,9 @@ class RedisCallStore:
         self.live_key = f"{namespace}live"
         self.claims_channel = f"{namespace}claims"
         self._claim = client.register_script(_CLAIM)
-        self._save = SaveBatch(client, client.register_script(_SAVE))
+        #: every script call goes out through one batch per store (``ScriptBatch``)
+        self._batch = ScriptBatch(client)
+        self._save = client.register_script(_SAVE)
         self._reclaim = client.register_script(_RECLAIM)
         self._release = client.register_script(_RELEASE)
         self._restore = client.register_script(_RESTORE)
@@ -251,9 +253,9 @@ class RedisCallStore:
         args = [state.token, state.version, blob, self.ttl_ms]
         if tracing.ENABLED:
             with tracing.child(None, "redis.save", **_save_attributes(len(blob))):
-                outcome, value = await self._run_save(key, args)
+                outcome, value = await self._run(self._save, [key], args)
         else:
-            outcome, value = await self._run_save(key, args)
+            outcome, value = await self._run(self._save, [key], args)
         if outcome == -1:
             raise FencedOut(f"call {state.call_id} is held by another claim (epoch {text(value)})")
         if outcome == -2:
@@ -361,7 +363,7 @@ class RedisCallStore:
             raise self._unavailable(exc) from exc
 
     async def close(self) -> None:
-        await self._save.close()
+        await self._batch.close()
         await self.health.close()
 
     # ------------------------------------------------------------------ helpers
@@ -370,16 +372,7 @@ class RedisCallStore:
         if not self.health.is_up:
             raise StoreUnavailable("redis is unreachable")
         try:
-            return await script(keys=keys, args=args)
-        except (RedisError, OSError) as exc:
-            raise self._unavailable(exc) from exc
-
-    async def _run_save(self, key: str, args: list[Any]) -> Any:
-        """A fenced save, sent with the other calls' saves of this loop tick (``SaveBatch``)."""
-        if not self.health.is_up:
-            raise StoreUnavailable("redis is unreachable")
-        try:
-            return await self._save.run(key, args)
+            return await self._batch.run(script, keys, args)
         except (RedisError, OSError) as exc:
             raise self._unavailable(exc) from exc
 

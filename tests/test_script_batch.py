@@ -1,6 +1,7 @@
-"""The saves of many calls share one pipeline (``state.save_batch``), yet each is judged
-on its own: a fenced save in a batch does not fail the others, each save's version moves
-on, and Redis forgetting its scripts (restarted empty) is survived. Real valkey-server."""
+"""The store's script calls of many calls share one pipeline (``state.script_batch``), yet
+each is judged on its own: a fenced save in a batch does not fail the others, each save's
+version moves on, claims and releases ride along, and Redis forgetting its scripts
+(restarted empty) is survived. Real valkey-server."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from switchboard.connections import redis_client
 from switchboard.state.base import FencedOut, StateLost
 from switchboard.state.redis import RedisCallStore
-from switchboard.state.save_batch import _evalsha
+from switchboard.state.script_batch import _evalsha
 
 
 @pytest.fixture
@@ -27,9 +28,9 @@ async def test_saves_made_together_go_out_as_one_batch(store: RedisCallStore) ->
     states = [await store.claim(f"call-{i}", "node-a") for i in range(20)]
     for i, state in enumerate(states):
         state.turns = i + 1
-    batches = store._save.batches
+    batches = store._batch.batches
     await asyncio.gather(*(store.save(state) for state in states))
-    assert store._save.batches == batches + 1
+    assert store._batch.batches == batches + 1
     for i, state in enumerate(states):
         assert state.version == 1
         loaded = await store.load(f"call-{i}")
@@ -75,7 +76,22 @@ async def test_a_call_s_consecutive_saves_land_in_order(store: RedisCallStore) -
 
 
 def test_the_batch_packs_a_save_as_the_client_would() -> None:
-    args = ("sb:call:x", "tok\u00e9n", 12, b'{"call_id":"x"}', 3600000)
+    args = (1, "sb:call:x", "tok\u00e9n", 12, b'{"call_id":"x"}', 3600000)
     connection = redis_client("redis://127.0.0.1:1").connection_pool.make_connection()
-    expected = b"".join(connection.pack_command("EVALSHA", "ab" * 20, 1, *args))
+    expected = b"".join(connection.pack_command("EVALSHA", "ab" * 20, *args))
     assert _evalsha("ab" * 20, args) == expected
+
+
+async def test_claims_saves_and_releases_of_many_calls_share_batches(
+    store: RedisCallStore,
+) -> None:
+    batches = store._batch.batches
+    states = await asyncio.gather(*(store.claim(f"burst-{i}", "node-a") for i in range(10)))
+    await asyncio.gather(*(store.save(state) for state in states))
+    await asyncio.gather(*(store.release(s.call_id, s.token) for s in states))
+    assert store._batch.batches == batches + 3
+    for state in states:
+        assert await store.owner(state.call_id) is None
+        loaded = await store.load(state.call_id)
+        assert loaded is not None
+        assert loaded.version == 1
