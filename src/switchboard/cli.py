@@ -1,6 +1,9 @@
 """The ``switchboard`` command.
 
-Each subcommand is a thin shell: it parses options and calls into the package.
+Each subcommand is a thin shell: it parses options and calls into the package. A
+subcommand imports what it needs when it runs, so the command line of a single-profile
+install loads no optional package; one that needs a missing extra ends with the one line
+of ``switchboard.extras`` (status 2), never a traceback.
 """
 
 from __future__ import annotations
@@ -114,12 +117,14 @@ def cluster(
     from switchboard.cluster.run import ClusterOptions, run_cluster
     from switchboard.cluster.services import BUS_KINDS
     from switchboard.config import BUDGET_MS, Profile
+    from switchboard.extras import require_cluster
     from switchboard.sim.processes import ChildError
 
     if profile not in BUDGET_MS:
         raise typer.BadParameter(f"profile must be one of {', '.join(BUDGET_MS)}, got {profile!r}")
     if bus not in BUS_KINDS:
         raise typer.BadParameter(f"bus must be one of {', '.join(BUS_KINDS)}, got {bus!r}")
+    require_cluster(profile, "switchboard cluster")
     options = ClusterOptions(
         nodes=nodes,
         port=port,
@@ -177,12 +182,15 @@ def demo(
     from rich.console import Console
 
     from switchboard.config import BUDGET_MS
+    from switchboard.extras import require_cluster
     from switchboard.sim.demo import FAILOVER_CALLS, FAILOVER_TURNS, DemoOptions, run_demo
     from switchboard.sim.processes import ChildError
 
     if profile not in BUDGET_MS:
         raise typer.BadParameter(f"profile must be one of {', '.join(BUDGET_MS)}, got {profile!r}")
     single = profile == "single"
+    if not single:
+        require_cluster(profile, f"switchboard demo --profile {profile}")
     html = html or demo_report_path(profile)
     options = DemoOptions(
         calls=calls or (20 if single else FAILOVER_CALLS),
@@ -238,6 +246,11 @@ def bench(
                 f"unknown case(s) {', '.join(sorted(unknown))}; known: {known}"
             )
         chosen = [c for c in DEFAULT_CASES if c.name in wanted]
+    from switchboard.extras import require_cluster
+
+    for case in chosen:
+        if case.profile != "single" or case.via_haproxy or case.failover:
+            require_cluster(case.profile, f"switchboard bench (case {case.name})")
     settings = BenchSettings(
         duration_s=duration, turns=turns, think_ms=think_ms, results_dir=results_dir
     )
@@ -422,4 +435,19 @@ HELP_COLUMNS = "120"
 def main() -> None:
     if not sys.stdout.isatty():
         os.environ.setdefault("COLUMNS", HELP_COLUMNS)
-    app()
+    from switchboard.extras import MissingExtra, missing_extra
+
+    try:
+        app()
+    except MissingExtra as exc:
+        _missing(exc)
+    except ModuleNotFoundError as exc:
+        found = missing_extra(exc)
+        if found is None:
+            raise
+        _missing(found)
+
+
+def _missing(exc: ImportError) -> None:
+    typer.echo(f"switchboard: {exc}", err=True)
+    sys.exit(2)

