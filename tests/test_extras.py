@@ -17,10 +17,12 @@ import pytest
 
 from switchboard import extras
 from switchboard.sim.processes import SWITCHBOARD_ARGV, Child, free_port, wait_http_ready
-from switchboard.sim.processes import run_simulator as run_simulate
+from switchboard.sim.report import load_json
+from switchboard.sim.results import RunReport
 from tests.fixtures.extras import (
     NOT_RUNTIME,
     closure,
+    core_only_venv,
     core_requirements,
     env_without_extras,
     extra_requirements,
@@ -62,36 +64,60 @@ def test_the_hidden_packages_are_the_optional_ones() -> None:
     assert "No module named 'redis'" in probe.stderr
 
 
-def test_single_profile_serves_real_calls_without_any_extra(tmp_path: Path) -> None:
-    env = env_without_extras()
+def serve_and_play(tmp_path: Path, command: list[str], env: dict[str, str]) -> RunReport:
+    """``COMMAND serve`` with its defaults (the single profile, the receptionist), and
+    ``COMMAND simulate`` playing three calls of three turns against it."""
     port = free_port()
-    argv = [*SWITCHBOARD_ARGV, "serve", "--host", "127.0.0.1", "--port", str(port)]
+    argv = [*command, "serve", "--host", "127.0.0.1", "--port", str(port)]
+    json_path = tmp_path / "run.json"
     with Child("server", argv, log_path=tmp_path / "server.log", env=env, port=port) as server:
         wait_http_ready(server, f"http://127.0.0.1:{port}/readyz", DEADLINE_S)
-        code, report = run_simulate(
-            [
-                "--url",
-                f"ws://127.0.0.1:{port}/llm-websocket",
-                "--calls",
-                "3",
-                "--turns",
-                "3",
-                "--think-ms",
-                "0",
-                "--seed",
-                "7",
-            ],
-            json_path=tmp_path / "run.json",
-            log_dir=tmp_path,
-            timeout_s=DEADLINE_S,
-            env=env,
-        )
+        url = f"ws://127.0.0.1:{port}/llm-websocket"
+        play = [*command, "simulate", "--url", url, "--calls", "3", "--turns", "3"]
+        play += ["--think-ms", "0", "--seed", "7", "--json", str(json_path), "--quiet"]
+        with Child("simulator", play, log_path=tmp_path / "simulate.log", env=env) as sim:
+            code = sim.wait(DEADLINE_S)
         assert server.poll() is None, server.log_tail()
-    assert code == 0, report.failures
+    assert code == 0, (tmp_path / "simulate.log").read_text()
+    assert "Traceback" not in (tmp_path / "server.log").read_text()
+    return load_json(json_path)
+
+
+def test_single_profile_serves_real_calls_without_any_extra(tmp_path: Path) -> None:
+    report = serve_and_play(tmp_path, list(SWITCHBOARD_ARGV), env_without_extras())
     assert report.passed
     assert report.calls_completed == 3
     assert report.turns >= 9
-    assert "Traceback" not in (tmp_path / "server.log").read_text()
+
+
+def test_a_virtualenv_of_the_core_alone_serves_and_names_a_missing_extra(tmp_path: Path) -> None:
+    # Nothing but the core distributions and switchboard: not hidden, absent.
+    python = str(core_only_venv(tmp_path / "venv"))
+    env = {"PYTHONPATH": ""}
+    absent = subprocess.run(
+        [python, "-c", "import importlib.metadata as m; m.version('redis')"],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE_S,
+        check=False,
+    )
+    assert "PackageNotFoundError" in absent.stderr
+    report = serve_and_play(tmp_path, [python, "-m", "switchboard"], env)
+    assert report.passed
+    assert report.calls_completed == 3
+    refused = subprocess.run(
+        [python, "-m", "switchboard", "serve", "--profile", "distributed"],
+        env={**os.environ, **env, "SWITCHBOARD_PORT": str(free_port())},
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE_S,
+        check=False,
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines() == [
+        "switchboard: the distributed profile needs Redis support: "
+        "pip install 'switchboard[distributed]'"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -313,19 +313,13 @@ def start_fake_llm(
 
 
 def start_simulator(
-    args: Sequence[str],
-    *,
-    json_path: Path,
-    log_dir: Path,
-    cpu: int | None = None,
-    env: Mapping[str, str] | None = None,
+    args: Sequence[str], *, json_path: Path, log_dir: Path, cpu: int | None = None
 ) -> Child:
     """Start ``switchboard simulate ARGS --json PATH --quiet`` and return at once (a
     failover run kills a node while it plays); ``simulator_result`` waits for it."""
     json_path.unlink(missing_ok=True)
     argv = [*_SWITCHBOARD, "simulate", *args, "--json", str(json_path), "--quiet"]
-    log_path = log_dir / f"{json_path.stem}.log"
-    return Child("simulator", argv, log_path=log_path, cpu=cpu, env=env)
+    return Child("simulator", argv, log_path=log_dir / f"{json_path.stem}.log", cpu=cpu)
 
 
 def simulator_result(child: Child, json_path: Path, timeout_s: float) -> tuple[int, RunReport]:
@@ -350,8 +344,7 @@ def run_simulator(
     log_dir: Path,
     cpu: int | None = None,
     timeout_s: float = 600.0,
-    env: Mapping[str, str] | None = None,
 ) -> tuple[int, RunReport]:
     """Run ``switchboard simulate`` to the end; its exit code and report."""
-    child = start_simulator(args, json_path=json_path, log_dir=log_dir, cpu=cpu, env=env)
+    child = start_simulator(args, json_path=json_path, log_dir=log_dir, cpu=cpu)
     return simulator_result(child, json_path, timeout_s)
