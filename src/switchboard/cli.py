@@ -234,7 +234,7 @@ def bench(
 
     from rich.console import Console
 
-    from switchboard.sim.bench import DEFAULT_CASES, BenchSettings, run_bench
+    from switchboard.sim.bench import AGENT_FILES, DEFAULT_CASES, BenchSettings, run_bench
 
     chosen = list(DEFAULT_CASES)
     if cases:
@@ -246,11 +246,14 @@ def bench(
                 f"unknown case(s) {', '.join(sorted(unknown))}; known: {known}"
             )
         chosen = [c for c in DEFAULT_CASES if c.name in wanted]
+    from switchboard.config import builtin_example
     from switchboard.extras import require_cluster
+    from switchboard.server.compose import check_agent_extras
 
     for case in chosen:
         if case.profile != "single" or case.via_haproxy or case.failover:
             require_cluster(case.profile, f"switchboard bench (case {case.name})")
+        check_agent_extras(builtin_example(AGENT_FILES[case.agent]))
     settings = BenchSettings(
         duration_s=duration, turns=turns, think_ms=think_ms, results_dir=results_dir
     )

@@ -54,6 +54,8 @@ if TYPE_CHECKING:
     from switchboard.cache.semantic_tier import SemanticTier
 
 DEFAULT_TTL_S = 3600.0
+#: Why the ``semantic-cache`` extra is needed, in the one line that names it.
+SEMANTIC_NEEDS = "the semantic cache tier needs the embedding model"
 #: How long a key whose reply used a tool or an action skips the cache machinery.
 UNCACHEABLE_MEMO_S = 60.0
 _STICKY_REFUSALS = frozenset({"tool", "action", "agent_marked", "call_data"})
@@ -137,9 +139,7 @@ class CachedAgent(Agent):
     def _semantic_tier(self, embedder: Embedder | None) -> SemanticTier:
         from switchboard.extras import require
 
-        require(
-            "semantic-cache", "onnxruntime", "the semantic cache tier needs the embedding model"
-        )
+        require("semantic-cache", "onnxruntime", SEMANTIC_NEEDS)
         from switchboard.cache import embedding
         from switchboard.cache.semantic_tier import SemanticTier
 

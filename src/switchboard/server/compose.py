@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from switchboard import extras
 from switchboard.agents.base import Agent
-from switchboard.cache.agent import CachedAgent
+from switchboard.cache.agent import SEMANTIC_NEEDS, CachedAgent
 from switchboard.cache.base import ResponseCache
 from switchboard.cache.keys import file_digest
 from switchboard.cache.memory import MemoryResponseCache
@@ -52,7 +52,6 @@ if TYPE_CHECKING:
 
 
 REDIS_CACHE_NEEDS = "the Redis response cache needs Redis support"
-SEMANTIC_NEEDS = "the semantic cache tier needs the embedding model"
 
 
 class CacheConfigError(ValueError):
@@ -111,7 +110,13 @@ def check_extras(settings: Settings, agent_file: Path | None = None) -> None:
             extras.require("distributed", "redis", "a Redis Streams event bus needs Redis support")
     if cache_backend(settings) == "redis":
         extras.require("distributed", "redis", REDIS_CACHE_NEEDS)
-    policy = read_policy(agent_file or settings.agent_file)
+    check_agent_extras(agent_file or settings.agent_file)
+
+
+def check_agent_extras(agent_file: Path) -> None:
+    """Raise ``extras.MissingExtra`` if the agent file's cache asks for the semantic tier
+    and the embedding model's packages are not installed."""
+    policy = read_policy(agent_file)
     if policy.active and policy.semantic:
         extras.require("semantic-cache", "onnxruntime", SEMANTIC_NEEDS)
 
