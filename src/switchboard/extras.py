@@ -23,6 +23,7 @@ package into the same line.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 #: The top-level modules of each extra's packages (for the stray-import line). A module
 #: in several extras is listed under the smallest extra that installs it.
@@ -84,6 +85,15 @@ def require_cluster(profile: str, command: str) -> None:
     why = f"{command} starts {parts if extra == 'event-driven' else 'HAProxy and valkey-server'}"
     for module in CLUSTER_MODULES[extra]:
         require(extra, module, why)
+
+
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it (for defaults that turn a
+    part on only when its extra is there)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ModuleNotFoundError, ValueError):
+        return False
 
 
 def missing_extra(exc: ModuleNotFoundError) -> MissingExtra | None:

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
 DEFAULT_TTL_S = 3600.0
 #: Why the ``semantic-cache`` extra is needed, in the one line that names it.
-SEMANTIC_NEEDS = "the semantic cache tier needs the embedding model"
+SEMANTIC_NEEDS = "the agent file's semantic cache tier (cache.semantic) needs the embedding model"
 #: How long a key whose reply used a tool or an action skips the cache machinery.
 UNCACHEABLE_MEMO_S = 60.0
 _STICKY_REFUSALS = frozenset({"tool", "action", "agent_marked", "call_data"})

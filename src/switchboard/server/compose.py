@@ -96,8 +96,8 @@ def compose(settings: Settings, store: CallStore | None = None) -> Parts:
     return parts
 
 
-def check_extras(settings: Settings, agent_file: Path | None = None) -> None:
-    """Raise ``extras.MissingExtra`` if ``settings`` (or the agent file's cache section)
+def check_extras(settings: Settings) -> None:
+    """Raise ``extras.MissingExtra`` if ``settings`` (or their agent file's cache section)
     ask for a part whose packages are not installed; the message names the extra."""
     if uses_redis(settings):
         extra = "event-driven" if settings.profile == "event-driven" else "distributed"
@@ -110,7 +110,7 @@ def check_extras(settings: Settings, agent_file: Path | None = None) -> None:
             extras.require("distributed", "redis", "a Redis Streams event bus needs Redis support")
     if cache_backend(settings) == "redis":
         extras.require("distributed", "redis", REDIS_CACHE_NEEDS)
-    check_agent_extras(agent_file or settings.agent_file)
+    check_agent_extras(settings.agent_file)
 
 
 def check_agent_extras(agent_file: Path) -> None:
