@@ -17,8 +17,7 @@ import psutil
 import pytest
 from rich.console import Console
 
-from switchboard.config import builtin_example
-from switchboard.sim.bench import (
+from switchboard.bench.run import (
     BenchCase,
     BenchSettings,
     load_bench,
@@ -26,8 +25,7 @@ from switchboard.sim.bench import (
     run_bench,
     with_server_cpu,
 )
-from switchboard.sim.demo import DemoOptions, run_demo
-from switchboard.sim.processes import (
+from switchboard.cluster.processes import (
     Child,
     ChildError,
     free_port,
@@ -37,6 +35,8 @@ from switchboard.sim.processes import (
     wait_http_ready,
     wait_port_open,
 )
+from switchboard.config import builtin_example
+from switchboard.demo.run import DemoOptions, run_demo
 from switchboard.sim.report import load_json
 from tests.fixtures.redis import SESSION_SERVER_PIDS
 from tests.test_verdict import passing_report

@@ -111,10 +111,10 @@ def cluster(
     services."""
     from typing import cast
 
+    from switchboard.cluster.processes import ChildError
     from switchboard.cluster.run import ClusterOptions, run_cluster
     from switchboard.cluster.services import BUS_KINDS
     from switchboard.config import BUDGET_MS, Profile
-    from switchboard.sim.processes import ChildError
 
     if profile not in BUDGET_MS:
         raise typer.BadParameter(f"profile must be one of {', '.join(BUDGET_MS)}, got {profile!r}")
@@ -176,9 +176,9 @@ def demo(
     """Start a server, play the receptionist scenarios and random calls, judge the run."""
     from rich.console import Console
 
+    from switchboard.cluster.processes import ChildError
     from switchboard.config import BUDGET_MS
-    from switchboard.sim.demo import FAILOVER_CALLS, FAILOVER_TURNS, DemoOptions, run_demo
-    from switchboard.sim.processes import ChildError
+    from switchboard.demo.run import FAILOVER_CALLS, FAILOVER_TURNS, DemoOptions, run_demo
 
     if profile not in BUDGET_MS:
         raise typer.BadParameter(f"profile must be one of {', '.join(BUDGET_MS)}, got {profile!r}")
@@ -219,14 +219,14 @@ def bench(
     import sys
 
     if frames:
-        from switchboard.sim.frame_costs import frame_costs, markdown_table
+        from switchboard.bench.frame_costs import frame_costs, markdown_table
 
         typer.echo(markdown_table(frame_costs()))
         return
 
     from rich.console import Console
 
-    from switchboard.sim.bench import DEFAULT_CASES, BenchSettings, run_bench
+    from switchboard.bench.run import DEFAULT_CASES, BenchSettings, run_bench
 
     chosen = list(DEFAULT_CASES)
     if cases:

@@ -305,7 +305,7 @@ def start_fake_llm(
     ready_deadline_s: float = 30.0,
 ) -> Child:
     """The OpenAI-compatible fake LLM on 127.0.0.1:``port``, returned once it listens."""
-    argv = [sys.executable, "-m", "switchboard.sim.fake_llm", "--host", "127.0.0.1"]
+    argv = [sys.executable, "-m", "switchboard.testing.fake_llm", "--host", "127.0.0.1"]
     argv += ["--port", str(port), "--ttft-ms", f"{ttft_ms:g}", "--token-ms", f"{token_ms:g}"]
     log_path = log_dir / f"fake-llm-{port}.log"
     child = Child("fake LLM", argv, log_path=log_path, cpu=cpu, port=port)

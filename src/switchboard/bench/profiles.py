@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-from switchboard.sim.processes import Child, pin_prefix
+from switchboard.cluster.processes import Child, pin_prefix
 
 _SWITCHBOARD = (sys.executable, "-c", "from switchboard.cli import main; main()")
 

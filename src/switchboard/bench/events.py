@@ -1,6 +1,6 @@
 """Event-path figures: the outbox's cost on the turn path, and each service's throughput.
 
-``python -m switchboard.sim.event_bench [--events N] [--cpu C]``: builds and puts turn
+``python -m switchboard.bench.events [--events N] [--cpu C]``: builds and puts turn
 events the way a node does (CPU per turn on the turn path, then the sender's cost per
 event to a real valkey), then prefills a Redis stream with ``N`` events and times each
 service (a real ``switchboard service ...`` process, pinned to one core) until it has
@@ -22,6 +22,7 @@ import psutil
 
 from switchboard.agents.base import TurnKind
 from switchboard.calls.generation import Generation
+from switchboard.cluster.processes import Child, pin_prefix
 from switchboard.cluster.tansu import bootstrap, start_tansu
 from switchboard.cluster.valkey import redis_url, start_valkey
 from switchboard.events.bus import EventBus
@@ -33,7 +34,6 @@ from switchboard.events.publisher import CallEventPublisher
 from switchboard.events.redis_bus import RedisStreamBus
 from switchboard.events.types import CallEnded, CallStarted, Event, TurnCompleted, make_event
 from switchboard.protocol.inbound import Utterance
-from switchboard.sim.processes import Child, pin_prefix
 
 _SWITCHBOARD = (sys.executable, "-c", "from switchboard.cli import main; main()")
 

@@ -35,13 +35,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from switchboard.bench.profiles import archive_service, event_latency
+from switchboard.cluster.failover import kill_busiest_mid_run, summarize
 from switchboard.cluster.haproxy import HAProxyError, LoadBalancer, Server, start_haproxy
 from switchboard.cluster.launch import start_cluster_child, stop_cluster_child
-from switchboard.cluster.valkey import redis_url, start_valkey
-from switchboard.config import BUDGET_MS, builtin_example
-from switchboard.sim.bench_profiles import archive_service, event_latency
-from switchboard.sim.failover import kill_busiest_mid_run, summarize
-from switchboard.sim.processes import (
+from switchboard.cluster.processes import (
     Child,
     ChildError,
     free_port,
@@ -51,6 +49,8 @@ from switchboard.sim.processes import (
     start_server,
     start_simulator,
 )
+from switchboard.cluster.valkey import redis_url, start_valkey
+from switchboard.config import BUDGET_MS, builtin_example
 from switchboard.sim.resources import ResourceSampler, ServerResources
 from switchboard.sim.results import FailoverSummary, ProcessStats, RunReport, TurnKindStats
 from switchboard.sim.server_metrics import cache_counters, loop_health

@@ -747,7 +747,7 @@ def _listen(host: str, port: int) -> socket.socket:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m switchboard.sim.fake_llm",
+        prog="python -m switchboard.testing.fake_llm",
         description="Serve a fake OpenAI-compatible chat completions API.",
     )
     parser.add_argument("--host", default="127.0.0.1")

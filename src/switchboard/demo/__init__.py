@@ -1,0 +1,1 @@
+"""``switchboard demo``: a whole profile started from real processes, played and judged."""
