@@ -17,14 +17,10 @@ import psutil
 import pytest
 from rich.console import Console
 
-from switchboard.bench.run import (
-    BenchCase,
-    BenchSettings,
-    load_bench,
-    missed_targets,
-    run_bench,
-    with_server_cpu,
-)
+from switchboard.bench.cases import BenchCase, BenchSettings
+from switchboard.bench.judge import missed_targets
+from switchboard.bench.results import load_bench
+from switchboard.bench.run import run_bench, with_server_cpu
 from switchboard.cluster.processes import (
     Child,
     ChildError,

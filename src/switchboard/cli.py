@@ -226,7 +226,8 @@ def bench(
 
     from rich.console import Console
 
-    from switchboard.bench.run import DEFAULT_CASES, BenchSettings, run_bench
+    from switchboard.bench.cases import DEFAULT_CASES, BenchSettings
+    from switchboard.bench.run import run_bench
 
     chosen = list(DEFAULT_CASES)
     if cases:
