@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from switchboard.cache.commands import cache_app
+from switchboard.cli.cache import cache_app
 
 app = typer.Typer(
     name="switchboard",
@@ -397,11 +397,11 @@ def _options(
 
 
 def _add_subcommands() -> None:
-    from switchboard.blueprint.cli import blueprint, validate
-    from switchboard.chaos.cli import chaos
-    from switchboard.control.cli import calls_app
-    from switchboard.replay.cli import replay
-    from switchboard.services.cli import archive_app, service_app
+    from switchboard.cli.blueprint import blueprint, validate
+    from switchboard.cli.calls import calls_app
+    from switchboard.cli.chaos import chaos
+    from switchboard.cli.replay import replay
+    from switchboard.cli.service import archive_app, service_app
 
     app.add_typer(calls_app)
     app.add_typer(service_app, name="service")
