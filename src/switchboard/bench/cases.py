@@ -165,3 +165,16 @@ class BenchSettings(msgspec.Struct, frozen=True, kw_only=True):
     ramp_ms: float = 2000.0
     seed: int = 1
     results_dir: Path = Path("bench/results")
+
+
+def choose_cases(names: str | None) -> list[BenchCase]:
+    """The cases named in a comma-separated list, in the default order (``None`` or empty:
+    all of them). An unknown name is a ``ValueError`` that lists the known ones."""
+    if not names:
+        return list(DEFAULT_CASES)
+    wanted = {c.strip() for c in names.split(",") if c.strip()}
+    unknown = wanted - {c.name for c in DEFAULT_CASES}
+    if unknown:
+        known = ", ".join(c.name for c in DEFAULT_CASES)
+        raise ValueError(f"unknown case(s) {', '.join(sorted(unknown))}; known: {known}")
+    return [c for c in DEFAULT_CASES if c.name in wanted]

@@ -66,6 +66,27 @@ FAILOVER_TURNS = 12
 KILL_AFTER_TURNS = 1
 
 
+def demo_report_path(profile: str) -> Path:
+    """Each profile's demo keeps its own report, so running all three leaves all three."""
+    return Path("reports") / f"demo-{profile}.html"
+
+
+def demo_options(
+    profile: str, *, calls: int | None = None, turns: int | None = None, html: Path | None = None
+) -> DemoOptions:
+    """The demo of ``profile`` with its defaults (the failover and event demos run more and
+    longer calls, so they outlast the kill); the JSON report goes beside the HTML one."""
+    single = profile == "single"
+    html = html or demo_report_path(profile)
+    return DemoOptions(
+        calls=calls or (20 if single else FAILOVER_CALLS),
+        turns=turns or (4 if single else FAILOVER_TURNS),
+        profile=profile,
+        html_path=html,
+        json_path=html.with_suffix(".json"),
+    )
+
+
 def run_demo(options: DemoOptions, console: Console, log_dir: Path | None = None) -> RunReport:
     """Run the demo end to end and return the judged report (``passed`` is the exit status)."""
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix="switchboard-demo-"))
