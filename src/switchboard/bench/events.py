@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ import psutil
 
 from switchboard.agents.base import TurnKind
 from switchboard.calls.generation import Generation
-from switchboard.cluster.processes import Child, pin_prefix
+from switchboard.cluster.processes import SWITCHBOARD_ARGV, Child, pin_prefix
 from switchboard.cluster.tansu import bootstrap, start_tansu
 from switchboard.cluster.valkey import redis_url, start_valkey
 from switchboard.events.bus import EventBus
@@ -34,8 +33,6 @@ from switchboard.events.publisher import CallEventPublisher
 from switchboard.events.redis_bus import RedisStreamBus
 from switchboard.events.types import CallEnded, CallStarted, Event, TurnCompleted, make_event
 from switchboard.protocol.inbound import Utterance
-
-_SWITCHBOARD = (sys.executable, "-c", "from switchboard.cli import main; main()")
 
 
 def turn_path_cost(turns: int = 50_000) -> float:
@@ -114,7 +111,7 @@ def service_rate(
     db = work / f"{kind}.db"
     argv = [
         *pin_prefix(cpu),
-        *_SWITCHBOARD,
+        *SWITCHBOARD_ARGV,
         "service",
         kind,
         "--bus",

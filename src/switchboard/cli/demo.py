@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from switchboard.demo.run import demo_report_path
+from switchboard.demo import demo_report_path
 
 __all__ = ["demo", "demo_report_path"]
 

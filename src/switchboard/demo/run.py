@@ -36,7 +36,7 @@ from switchboard.cluster.processes import (
     start_simulator,
 )
 from switchboard.config import builtin_example
-from switchboard.demo import event_driven
+from switchboard.demo import demo_report_path, event_driven
 from switchboard.sim.report import print_summary, write_html, write_json
 from switchboard.sim.results import FailoverSummary, RunReport
 from switchboard.sim.verdict import judge
@@ -64,11 +64,6 @@ FAILOVER_CALLS = 30
 FAILOVER_TURNS = 12
 #: Kill once the calls have answered this many turns each on average (mid-conversation).
 KILL_AFTER_TURNS = 1
-
-
-def demo_report_path(profile: str) -> Path:
-    """Each profile's demo keeps its own report, so running all three leaves all three."""
-    return Path("reports") / f"demo-{profile}.html"
 
 
 def demo_options(
