@@ -54,7 +54,14 @@ async def _metric(port: int, name: str) -> float:
     raise AssertionError(f"{name} not on /metrics")
 
 
-@pytest.mark.parametrize("outage_s", [None, OUTAGE_S], ids=["short", f"{OUTAGE_S}s"])
+@pytest.mark.parametrize(
+    "outage_s",
+    [
+        pytest.param(None, id="short"),
+        # a minute of outage under load: make soak (the short one runs in make test)
+        pytest.param(OUTAGE_S, id=f"{OUTAGE_S}s", marks=pytest.mark.soak),
+    ],
+)
 async def test_bus_outage_mid_run_loses_and_doubles_nothing(
     redis_server_url: str,
     redis_namespace: str,
