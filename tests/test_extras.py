@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from switchboard import extras
+from switchboard.cluster.processes import SWITCHBOARD_ARGV, Child, free_port, wait_http_ready
 from switchboard.config import builtin_example
-from switchboard.sim.processes import SWITCHBOARD_ARGV, Child, free_port, wait_http_ready
 from switchboard.sim.report import load_json
 from switchboard.sim.results import RunReport
 from tests.fixtures.extras import (
