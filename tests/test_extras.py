@@ -91,6 +91,13 @@ def test_single_profile_serves_real_calls_without_any_extra(tmp_path: Path) -> N
     assert report.turns >= 9
 
 
+def test_the_single_profile_demo_runs_without_any_extra(tmp_path: Path) -> None:
+    html = tmp_path / "demo.html"
+    done = switchboard("demo", "--calls", "1", "--turns", "1", "--html", str(html))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert load_json(html.with_suffix(".json")).passed
+
+
 def test_a_virtualenv_of_the_core_alone_serves_and_names_a_missing_extra(tmp_path: Path) -> None:
     # Nothing but the core distributions and switchboard: not hidden, absent.
     python = str(core_only_venv(tmp_path / "venv"))
