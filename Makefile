@@ -43,6 +43,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # The container image the blueprint's compose and Kubernetes files run (docker or podman).
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
@@ -60,7 +61,7 @@ serve: $(STAMP)
 # Re-pin every dependency from pyproject.toml (run after changing dependencies).
 lock:
 	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
-	.lockenv/bin/python -m pip install -q -e '.[dev]'
+	.lockenv/bin/python -m pip install -q -e '.[all,dev]'
 	.lockenv/bin/python -m pip freeze --exclude-editable | grep -v '^switchboard' > requirements.lock
 	rm -rf .lockenv
 

@@ -17,7 +17,7 @@ from switchboard.cache.embedding import MAX_TOKENS, Embedder, EmbeddingUnavailab
 from switchboard.cache.memory import MemoryResponseCache
 from switchboard.cache.policy import CachePolicy
 from switchboard.cache.redis import RedisResponseCache
-from switchboard.sim.fake_llm import FakeLLMConfig, FakeLLMServer
+from switchboard.testing.fake_llm import FakeLLMConfig, FakeLLMServer
 from tests.fixtures.conditions import eventually
 from tests.test_cache_agent import CountingAgent, say, turn
 
@@ -201,7 +201,7 @@ async def test_model_failing_to_load_disables_the_tier_with_one_log_line(
     broken.write_bytes(b"not a model")
     with pytest.raises(EmbeddingUnavailable):
         Embedder(model=broken)
-    import switchboard.cache.agent as module
+    import switchboard.cache.embedding as module
 
     monkeypatch.setattr(module, "Embedder", lambda: Embedder(model=broken))
     inner = CountingAgent()
