@@ -35,6 +35,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from switchboard.atomic_file import write_atomically
 from switchboard.cluster.haproxy import HAProxyError, LoadBalancer, Server, start_haproxy
 from switchboard.cluster.launch import start_cluster_child, stop_cluster_child
 from switchboard.cluster.valkey import redis_url, start_valkey
@@ -881,10 +882,7 @@ def _worst_judged_p99(report: RunReport | None) -> float | None:
 
 
 def _write_run(run: BenchRun, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(msgspec.json.format(msgspec.json.encode(run), indent=2))
-    os.replace(tmp, path)
+    write_atomically(path, msgspec.json.format(msgspec.json.encode(run), indent=2))
 
 
 def load_bench(path: Path) -> BenchRun:
