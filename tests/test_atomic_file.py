@@ -70,7 +70,7 @@ def test_a_failed_write_leaves_the_target_and_no_temporary(tmp_path: Path) -> No
     target = tmp_path / "report.html"
     target.mkdir()
     (target / "keep").write_text("x")  # a non-empty directory cannot be replaced by a file
-    with pytest.raises(OSError):
+    with pytest.raises(IsADirectoryError):
         write_atomically(target, b"<html>")
     assert (target / "keep").read_text() == "x"
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
