@@ -26,6 +26,8 @@ from switchboard.services.archive_db import open_archive
 from switchboard.sim.processes import Child, free_port, wait_http_ready
 from tests.fixtures.services import start_service, until
 
+pytestmark = pytest.mark.system
+
 CHROMIUM = "/usr/bin/chromium"
 
 

@@ -75,6 +75,7 @@ def children() -> Iterator[list[Child]]:
         child.stop()
 
 
+@pytest.mark.integration
 def test_stop_ends_the_child_and_everything_it_spawned(
     tmp_path: Path, children: list[Child]
 ) -> None:
@@ -95,6 +96,7 @@ def test_stop_ends_the_child_and_everything_it_spawned(
     assert child.stop() == -signal.SIGTERM  # stopping twice is harmless
 
 
+@pytest.mark.integration
 def test_stop_kills_a_child_that_ignores_sigterm(tmp_path: Path, children: list[Child]) -> None:
     code = (
         "import signal, time\n"
@@ -109,6 +111,7 @@ def test_stop_kills_a_child_that_ignores_sigterm(tmp_path: Path, children: list[
     assert gone(child.pid)
 
 
+@pytest.mark.integration
 def test_cpu_seconds_counts_the_childs_own_work(tmp_path: Path, children: list[Child]) -> None:
     code = (
         "import time\n"
@@ -124,6 +127,7 @@ def test_cpu_seconds_counts_the_childs_own_work(tmp_path: Path, children: list[C
     assert child.cpu_seconds() == 0.0
 
 
+@pytest.mark.integration
 def test_wait_http_ready_returns_once_the_child_answers(
     tmp_path: Path, children: list[Child]
 ) -> None:
@@ -136,6 +140,7 @@ def test_wait_http_ready_returns_once_the_child_answers(
     assert child.poll() is None
 
 
+@pytest.mark.integration
 def test_wait_http_ready_fails_at_once_when_the_child_dies(
     tmp_path: Path, children: list[Child]
 ) -> None:
@@ -150,6 +155,7 @@ def test_wait_http_ready_fails_at_once_when_the_child_dies(
     assert "bad agent file" in str(err.value)
 
 
+@pytest.mark.integration
 def test_readiness_waits_give_up_at_their_deadline(tmp_path: Path, children: list[Child]) -> None:
     child = Child("idle", python("import time; time.sleep(600)"), log_path=tmp_path / "i.log")
     children.append(child)
@@ -160,6 +166,7 @@ def test_readiness_waits_give_up_at_their_deadline(tmp_path: Path, children: lis
         wait_port_open(child, port, deadline_s=0.2)
 
 
+@pytest.mark.integration
 def test_wait_port_open_returns_once_the_child_listens(
     tmp_path: Path, children: list[Child]
 ) -> None:
@@ -179,6 +186,7 @@ def test_pinning_uses_taskset_only_for_an_existing_core() -> None:
         assert pin_prefix(0) == ["taskset", "-c", "0"]
 
 
+@pytest.mark.integration
 def test_a_simulator_that_writes_no_report_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ChildError, match="without writing"):
         run_simulator(
@@ -186,6 +194,7 @@ def test_a_simulator_that_writes_no_report_is_an_error(tmp_path: Path) -> None:
         )
 
 
+@pytest.mark.integration
 def test_server_starts_ready_and_stops_cleanly(tmp_path: Path) -> None:
     server = start_server(
         port=free_port(),
@@ -203,6 +212,7 @@ def test_server_starts_ready_and_stops_cleanly(tmp_path: Path) -> None:
     assert gone(server.pid)
 
 
+@pytest.mark.integration
 def test_a_server_that_cannot_start_reports_why(tmp_path: Path) -> None:
     with pytest.raises(ChildError, match="exited with code") as err:
         start_server(port=free_port(), agent_file=tmp_path / "missing.yaml", log_dir=tmp_path)
@@ -228,6 +238,7 @@ def quiet_console() -> Console:
     return Console(file=io.StringIO(), width=160, record=True, color_system=None)
 
 
+@pytest.mark.integration
 def test_demo_runs_scenarios_and_random_calls_and_passes(tmp_path: Path) -> None:
     console = quiet_console()
     options = DemoOptions(
@@ -247,6 +258,7 @@ def test_demo_runs_scenarios_and_random_calls_and_passes(tmp_path: Path) -> None
     assert switchboard_children() == []
 
 
+@pytest.mark.system
 def test_bench_measures_server_cpu_and_writes_results(tmp_path: Path) -> None:
     console = quiet_console()
     cases = [
@@ -289,6 +301,7 @@ def test_missed_targets_are_named() -> None:
     assert missed_targets(BenchCase(name="c", agent="scripted", calls=1), report) == []
 
 
+@pytest.mark.integration
 def test_an_unknown_agent_is_reported_not_raised(tmp_path: Path) -> None:
     run = run_bench(
         [BenchCase(name="bad", agent="nope", calls=1)],

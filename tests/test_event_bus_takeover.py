@@ -21,6 +21,8 @@ from switchboard.events.types import CallStarted, make_event
 from switchboard.sim.processes import Child, free_port
 from tests.fixtures.buses import KAFKA_SESSION_TIMEOUT_MS, collect
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

