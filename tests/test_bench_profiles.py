@@ -10,7 +10,8 @@ import psutil
 import pytest
 from rich.console import Console
 
-from switchboard.sim.bench import BenchCase, BenchSettings, run_bench
+from switchboard.bench.cases import BenchCase, BenchSettings
+from switchboard.bench.run import run_bench
 
 pytestmark = pytest.mark.system
 

@@ -12,7 +12,7 @@ from switchboard.cache.memory import MemoryResponseCache
 from switchboard.cache.redis import RedisResponseCache
 from switchboard.config import Settings, builtin_example
 from switchboard.server.compose import CacheConfigError, with_cache
-from switchboard.sim.fake_llm import FakeLLMConfig, FakeLLMServer
+from switchboard.testing.fake_llm import FakeLLMConfig, FakeLLMServer
 
 OPENAI = builtin_example("openai-receptionist.yaml")
 SCRIPTED = builtin_example("receptionist.yaml")

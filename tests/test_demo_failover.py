@@ -11,7 +11,7 @@ import psutil
 import pytest
 from rich.console import Console
 
-from switchboard.sim.demo import DemoOptions, run_demo
+from switchboard.demo.run import DemoOptions, run_demo
 from switchboard.sim.report import load_json
 from switchboard.sim.verdict import judge
 

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from switchboard.cluster.processes import Child
 from switchboard.events.codec import decode, encode
 from switchboard.events.memory_bus import MemoryBus
 from switchboard.events.outbox import Outbox, OutboxOptions
 from switchboard.events.redis_bus import RedisStreamBus
 from switchboard.events.spill import SpillFile
 from switchboard.events.types import Event, TurnCompleted, make_event
-from switchboard.sim.processes import Child
 from tests.fixtures.buses import collect
 from tests.fixtures.conditions import eventually
 from tests.fixtures.outage import RestartableValkey

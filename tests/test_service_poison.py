@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner, Result
 
 from switchboard.cli import app
+from switchboard.cluster.processes import Child
 from switchboard.config import builtin_example
 from switchboard.events.bus import open_bus
 from switchboard.events.codec import BusMessage, encode, encode_all
@@ -32,7 +33,6 @@ from switchboard.events.types import (
 )
 from switchboard.services import archive_queries as q
 from switchboard.services.archive_db import ArchiveDb, open_archive
-from switchboard.sim.processes import Child
 from tests.fixtures.ports import free_port
 from tests.fixtures.services import start_service, until
 

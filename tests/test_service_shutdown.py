@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from switchboard.cluster.processes import Child, free_port, wait_http_ready
 from switchboard.cluster.tansu import bootstrap, start_tansu
-from switchboard.sim.processes import Child, free_port, wait_http_ready
 from tests.fixtures.services import start_service
 
 pytestmark = pytest.mark.system

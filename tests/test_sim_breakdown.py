@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from switchboard.sim.processes import SWITCHBOARD_ARGV, Child, free_port, wait_http_ready
+from switchboard.cluster.processes import SWITCHBOARD_ARGV, Child, free_port, wait_http_ready
 from switchboard.sim.server_metrics import breakdown_text, turn_breakdown
 
 INF = float("inf")

@@ -17,9 +17,9 @@ from switchboard.blueprint.validate_report import Check
 from switchboard.blueprint.validate_run import ValidateOptions, validate
 from switchboard.blueprint.validate_target import url_target
 from switchboard.cli import app
+from switchboard.cluster.processes import Child, free_port, start_server
 from switchboard.config import builtin_example
-from switchboard.sim.fake_llm import FakeLLMConfig, FakeLLMServer
-from switchboard.sim.processes import Child, free_port, start_server
+from switchboard.testing.fake_llm import FakeLLMConfig, FakeLLMServer
 from tests.fixtures.agents import EchoAgent
 from tests.fixtures.broken_servers import ReferenceServer, threaded_llm_server
 

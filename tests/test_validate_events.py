@@ -23,8 +23,8 @@ from switchboard.blueprint.validate_events import (
 )
 from switchboard.blueprint.validate_run import ValidateOptions, validate
 from switchboard.blueprint.validate_target import cluster_target, url_target
+from switchboard.cluster.processes import Child
 from switchboard.services.escalation_rules import parse_rules
-from switchboard.sim.processes import Child
 from tests.fixtures.agents import EchoAgent
 from tests.fixtures.conditions import eventually
 from tests.fixtures.server import RunningServer, running_server

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from switchboard.cluster.processes import free_port
 from switchboard.cluster.valkey import redis_url, start_valkey
 from switchboard.connections import redis_client
-from switchboard.sim.processes import free_port
 from switchboard.state.redis import RedisCallStore
 
 pytestmark = pytest.mark.system

@@ -12,6 +12,7 @@ import httpx
 import msgspec
 import pytest
 
+from switchboard.cluster.processes import free_port
 from switchboard.connections import RedisHealth, redis_client
 from switchboard.events.codec import decode
 from switchboard.events.memory_bus import MemoryBus
@@ -19,7 +20,6 @@ from switchboard.protocol.signature import sign
 from switchboard.protocol.webhook import WebhookEvent, parse_webhook
 from switchboard.server.cluster_dedupe import SharedDedupe
 from switchboard.server.dedupe import Verdict
-from switchboard.sim.processes import free_port
 from tests.fixtures.agents import EchoAgent
 from tests.fixtures.conditions import eventually, eventually_async
 from tests.fixtures.distributed import node
