@@ -22,8 +22,9 @@ WORKDIR /src
 RUN python -m venv /opt/switchboard
 COPY requirements.lock pyproject.toml README.md ./
 COPY src ./src
-# The lock pins the dev tools too; as constraints, only what the package needs is installed.
-RUN /opt/switchboard/bin/pip install --constraint requirements.lock . \
+# The lock pins the dev tools too; as constraints, only what the package and every extra
+# need is installed (one image runs every profile, its services and the local cluster).
+RUN /opt/switchboard/bin/pip install --constraint requirements.lock ".[all]" \
     && /opt/switchboard/bin/switchboard --help > /dev/null \
     && test "$(/opt/switchboard/bin/switchboard --version)" = "switchboard ${VERSION}"
 

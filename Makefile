@@ -66,7 +66,7 @@ serve: $(STAMP)
 # Re-pin every dependency from pyproject.toml (run after changing dependencies).
 lock:
 	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
-	.lockenv/bin/python -m pip install -q -e '.[dev]'
+	.lockenv/bin/python -m pip install -q -e '.[all,dev]'
 	.lockenv/bin/python -m pip freeze --exclude-editable | grep -v '^switchboard' > requirements.lock
 	rm -rf .lockenv
 

@@ -201,7 +201,7 @@ async def test_model_failing_to_load_disables_the_tier_with_one_log_line(
     broken.write_bytes(b"not a model")
     with pytest.raises(EmbeddingUnavailable):
         Embedder(model=broken)
-    import switchboard.cache.agent as module
+    import switchboard.cache.embedding as module
 
     monkeypatch.setattr(module, "Embedder", lambda: Embedder(model=broken))
     inner = CountingAgent()

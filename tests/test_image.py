@@ -60,6 +60,8 @@ def test_build_is_multi_stage_from_the_lock_file() -> None:
     assert all("slim" in f for f in froms)
     installs = [rest for word, rest in steps if word == "RUN" and "pip install" in rest]
     assert any("--constraint requirements.lock" in r for r in installs)
+    # one image runs every profile and its services: every extra is installed
+    assert any('".[all]"' in r for r in installs)
     final = _final_stage()
     assert not any(word == "RUN" and "pip install" in rest for word, rest in final)
     assert any(word == "COPY" and rest.startswith("--from=") for word, rest in final)

@@ -18,6 +18,7 @@ from switchboard.blueprint.validate_target import TargetError, cluster_target, u
 from switchboard.cli import app
 from tests.fixtures.agents import EchoAgent
 from tests.fixtures.broken_servers import ReferenceServer, threaded_llm_server
+from tests.fixtures.threaded_server import threaded_server
 
 FAST = {"duration_s": 1.0, "turns": 2}
 
@@ -52,12 +53,18 @@ async def test_a_correct_node_passes_every_check_that_applies(
     assert (cap["cap"], cap["calls held"], cap["status past the cap"]) == (4, 4, 503)
     assert by_name["reconnect"].figures["greeting after reconnect"] == "(empty)"
     assert "node restart: state survives" in report.not_run
+    # the load's per-turn breakdown, by the node's own clock, beside the latency it explains
+    latency = by_name["latency"].figures
+    for figure in ("server first chunk p50 (ms)", "server save before completing p99 (ms)"):
+        assert str(latency[figure]).startswith("<= "), latency
+    assert str(latency["outside the server p50 (ms)"]).startswith(">= ")
     json_path = write_report(report, tmp_path / "validation.html")
     again = load_report(json_path)
     assert [c.name for c in again.checks] == [c.name for c in report.checks]
     assert json.loads(json_path.read_text())["passed"] is True
     page = (tmp_path / "validation.html").read_text()
     assert page.count("<section>") == len(report.checks) + 1  # + the not-run list
+    assert "server first chunk p99 (ms)" in page
 
 
 async def test_a_second_greeting_and_no_cap_fail_their_checks(
@@ -119,6 +126,35 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None
     assert result.exit_code == 2
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.integration
+def test_the_terminal_report_shows_the_servers_turn_breakdown(tmp_path: Path) -> None:
+    with threaded_server(EchoAgent(), max_calls=4) as srv:
+        result = CliRunner().invoke(
+            app,
+            [
+                "validate",
+                "--profile",
+                "single",
+                "--url",
+                srv.ws_url,
+                "--calls",
+                "2",
+                "--duration",
+                "1",
+                "--budget-ms",
+                "10000",
+                "--report",
+                str(tmp_path / "v.html"),
+            ],
+        )
+    assert result.exit_code == 0, result.output
+    latency = next(line for line in result.stdout.splitlines() if "  latency:" in line)
+    assert "server first chunk p50 (ms) <= " in latency
+    assert "server save before completing p99 (ms) <= " in latency
+    assert "outside the server p50 (ms) >= " in latency
+    assert srv.loop_errors == []
 
 
 @pytest.mark.integration

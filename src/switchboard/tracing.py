@@ -26,6 +26,8 @@ from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+from switchboard.extras import install_command
+
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.trace import Span, Tracer
@@ -39,7 +41,7 @@ _tracer: Tracer | None = None
 _provider: TracerProvider | None = None
 
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
-INSTALL_HINT = "pip install 'switchboard[otel]'"
+INSTALL_HINT = install_command("otel")
 SERVICE_NAME = "switchboard"
 
 

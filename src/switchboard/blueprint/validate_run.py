@@ -6,6 +6,11 @@ disruptive: the load at the target concurrency (latency, no drops, protocol), th
 the cache is on), the archive and the escalation (event-driven clusters), then, on a
 local cluster, a node killed and a node drained while calls run. Killing and draining
 need the cluster's pids, so against a bare URL they are listed as not run.
+
+The latency check carries the load's per-turn breakdown by the server's own clock (its
+``/metrics`` histograms before and after the load, as ``switchboard simulate`` reports
+it): time to the first chunk and the save before ``content_complete`` in the node, and
+what lies outside it (network, load balancer, queueing).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import psutil
 from websockets.exceptions import WebSocketException
 
 from switchboard.blueprint.validate_cache import NAME as CACHE_CHECK
-from switchboard.blueprint.validate_cache import cache_check
+from switchboard.blueprint.validate_cache import cache_check, metrics_urls
 from switchboard.blueprint.validate_events import (
     ARCHIVE,
     ESCALATION,
@@ -48,6 +53,13 @@ from switchboard.config import BUDGET_MS
 from switchboard.sim.options import SimOptions
 from switchboard.sim.results import RunReport
 from switchboard.sim.runner import Simulation
+from switchboard.sim.server_metrics import (
+    Buckets,
+    breakdown_figures,
+    merge_buckets,
+    segment_buckets,
+    turn_breakdown,
+)
 
 #: The most calls the capacity check will hold open itself.
 MAX_CAPACITY_PROBE = 2000
@@ -106,28 +118,43 @@ def _sim(target: Target, o: ValidateOptions, label: str, calls: int, turns: int)
     )
 
 
-def _response_p99(report: RunReport) -> tuple[float, int]:
+def _response_ttfb(report: RunReport) -> tuple[float, float, int]:
+    """Response turns' TTFB p50 and p99 (ms) and their count."""
     for k in report.per_kind:
         if k.kind == "response":
-            return k.ttfb.p99_ms, k.turns
-    return 0.0, 0
+            return k.ttfb.p50_ms, k.ttfb.p99_ms, k.turns
+    return 0.0, 0.0, 0
 
 
-def load_checks(report: RunReport, o: ValidateOptions) -> list[Check]:
-    p99, turns = _response_p99(report)
+def server_segments(target: Target) -> Buckets:
+    """The nodes' turn-segment histograms now, summed over the nodes whose ``/metrics``
+    the validator reads (``{}`` where none is readable)."""
+    return merge_buckets(segment_buckets(url) for url in metrics_urls(target))
+
+
+def load_checks(
+    report: RunReport, o: ValidateOptions, timings: dict[str, float] | None = None
+) -> list[Check]:
+    """The checks judged on the load run; ``timings`` is its server-side breakdown
+    (``turn_breakdown``), shown beside the latency it explains."""
+    p50, p99, turns = _response_ttfb(report)
     failed = sum(report.calls_failed.values())
     violations = sum(report.violations.values())
+    figures: dict[str, str | int | float] = {
+        "TTFB p99 (ms)": round(p99, 2),
+        "budget (ms)": o.budget,
+        "response turns": turns,
+        "concurrent calls": o.calls,
+    }
+    if timings:
+        figures["TTFB p50 (ms)"] = round(p50, 2)
+        figures.update(breakdown_figures(timings, p50))
     return [
         Check(
             name="latency",
             claim=f"TTFB p99 of response turns within {o.budget:g} ms at {o.calls} calls",
             passed=turns > 0 and p99 <= o.budget,
-            figures={
-                "TTFB p99 (ms)": round(p99, 2),
-                "budget (ms)": o.budget,
-                "response turns": turns,
-                "concurrent calls": o.calls,
-            },
+            figures=figures,
             detail="" if turns else "no response turn was answered",
         ),
         Check(
@@ -306,8 +333,10 @@ async def validate(target: Target, o: ValidateOptions) -> ValidationReport:
         calls=o.calls,
         started_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
+    before = await asyncio.to_thread(server_segments, target)
     load = await _sim(target, o, "load", calls=o.calls, turns=o.turns).run()
-    report.checks += load_checks(load, o)
+    after = await asyncio.to_thread(server_segments, target)
+    report.checks += load_checks(load, o, turn_breakdown(before, after))
     async with httpx.AsyncClient(timeout=5.0, trust_env=False) as client:
         cap = await _capacity(target, o, client)
         if cap is None:

@@ -27,7 +27,7 @@ import contextlib
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from switchboard import tracing
 from switchboard.agents.base import (
@@ -42,15 +42,20 @@ from switchboard.agents.base import (
 )
 from switchboard.cache import keys
 from switchboard.cache.base import CacheUnavailable, ResponseCache
-from switchboard.cache.embedding import Embedder, Vector
 from switchboard.cache.entry import Entry, VectorRecord, decode_entry, encode_entry, encode_vector
 from switchboard.cache.metrics import CacheMetrics
 from switchboard.cache.policy import CachePolicy
 from switchboard.cache.safety import lookup_refusal, reply_refusal
-from switchboard.cache.semantic_tier import SemanticTier, cancel, side_task
+from switchboard.cache.tasks import cancel, side_task
 from switchboard.log import get_logger
 
+if TYPE_CHECKING:
+    from switchboard.cache.embedding import Embedder, Vector
+    from switchboard.cache.semantic_tier import SemanticTier
+
 DEFAULT_TTL_S = 3600.0
+#: Why the ``semantic-cache`` extra is needed, in the one line that names it.
+SEMANTIC_NEEDS = "the agent file's semantic cache tier (cache.semantic) needs the embedding model"
 #: How long a key whose reply used a tool or an action skips the cache machinery.
 UNCACHEABLE_MEMO_S = 60.0
 _STICKY_REFUSALS = frozenset({"tool", "action", "agent_marked", "call_data"})
@@ -122,30 +127,43 @@ class CachedAgent(Agent):
         self.cache_variables = agent.cache_variables
         self._flights: dict[str, _Flight] = {}
         self._background: set[asyncio.Task[Any]] = set()
-        self._semantic = SemanticTier(
-            cache,
-            policy,
-            digest,
-            self.metrics,
-            embedder,
-            get=self._get,
-            forget=lambda key: self._spawn(self._forget(key)),
-            unavailable=self._unavailable,
-            load=lambda: Embedder(),  # looked up at load time: tests replace the model
+        #: the semantic tier, only when the policy asks for it: it needs the embedding
+        #: model's packages (the ``semantic-cache`` extra), the exact tier does not
+        self._semantic: SemanticTier | None = (
+            self._semantic_tier(embedder) if policy.semantic else None
         )
         self._warming: asyncio.Task[None] | None = None
         self._uncacheable: dict[str, float] = {}
         self._quiet_until = 0.0
 
+    def _semantic_tier(self, embedder: Embedder | None) -> SemanticTier:
+        from switchboard.extras import require
+
+        require("semantic-cache", "onnxruntime", SEMANTIC_NEEDS)
+        from switchboard.cache import embedding
+        from switchboard.cache.semantic_tier import SemanticTier
+
+        return SemanticTier(
+            self.cache,
+            self.policy,
+            self.digest,
+            self.metrics,
+            embedder,
+            get=self._get,
+            forget=lambda key: self._spawn(self._forget(key)),
+            unavailable=self._unavailable,
+            load=lambda: embedding.Embedder(),  # looked up at load time: tests replace it
+        )
+
     # ------------------------------------------------------------------ lifecycle
 
     @property
     def semantic_ready(self) -> bool:
-        return self._semantic.ready
+        return self._semantic is not None and self._semantic.ready
 
     async def prepare(self) -> None:
         """Load the embedding model and the index now (else on first use, in the background)."""
-        if self.policy.semantic:
+        if self._semantic is not None:
             self._semantic.start()
             for task in (self._semantic.embedder_loading, self._semantic.index_loading):
                 if task is not None:
@@ -154,7 +172,7 @@ class CachedAgent(Agent):
     def start(self) -> None:
         """At server start: load the semantic tier and warm the file's ``warm`` lines, in the
         background (the node serves calls meanwhile; they miss until then)."""
-        if self.policy.semantic:
+        if self._semantic is not None:
             self._semantic.start()
         if self.policy.warm and self._warming is None:
             # Not a store: ``flush`` (which warming itself awaits) must not wait for it.
@@ -192,7 +210,8 @@ class CachedAgent(Agent):
                 await self.flush()
         if self._warming is not None:
             self._warming.cancel()
-        self._semantic.close()
+        if self._semantic is not None:
+            self._semantic.close()
         await self.cache.close()
         await self.agent.aclose()
 
@@ -309,17 +328,16 @@ class CachedAgent(Agent):
         """The semantic tier: (the agent's first item, a close entry to serve instead, the
         lookup task, whose vector a store reuses). The agent's request goes out first and
         the lookup runs beside it; a hit that comes first closes the agent's stream."""
+        semantic = self._semantic
         racing = False
-        if self.policy.semantic:
-            self._semantic.start()
-            racing = self.semantic_ready and self._semantic.index.has(
-                keys.context_key(request.context)
-            )
-        if not racing:
+        if semantic is not None:
+            semantic.start()
+            racing = semantic.ready and semantic.index.has(keys.context_key(request.context))
+        if semantic is None or not racing:
             # Nothing to race: the agent's first item directly, no task, no loop turn.
             return await _next(inner), None, None
         first = side_task(_next(inner))
-        lookup = side_task(self._semantic.lookup(request.context, request.caller))
+        lookup = side_task(semantic.lookup(request.context, request.caller))
         try:
             await asyncio.wait({first, lookup}, return_when=asyncio.FIRST_COMPLETED)
             if lookup.done() and not first.done():
@@ -417,7 +435,8 @@ class CachedAgent(Agent):
         return entry
 
     async def _forget(self, key: str) -> None:
-        self._semantic.index.remove(key)
+        if self._semantic is not None:
+            self._semantic.index.remove(key)
         with contextlib.suppress(CacheUnavailable):
             await self.cache.delete(key)
             await self.cache.delete_vector(self.digest, key)
@@ -431,18 +450,19 @@ class CachedAgent(Agent):
         try:
             await self.cache.put(key, encode_entry(entry), self.ttl_s)
             self.metrics.stored.inc()
-            if not self.policy.semantic or self._semantic.embedder is None:
+            semantic = self._semantic
+            if semantic is None or semantic.embedder is None:
                 return
             vector = None
             if lookup is not None:
                 with contextlib.suppress(BaseException):
                     vector = (await lookup)[0]
             if vector is None:
-                vector = await self._semantic.embed(entry.caller)
+                vector = await semantic.embed(entry.caller)
             if vector is None:
                 return  # the model was busy: this entry serves the exact tier only
             context = keys.context_key(entry.context)
-            self._semantic.index.add(context, key, vector)
+            semantic.index.add(context, key, vector)
             record = VectorRecord(context=context, vector=vector.tobytes())
             await self.cache.put_vector(self.digest, key, encode_vector(record), self.ttl_s)
         except CacheUnavailable as exc:

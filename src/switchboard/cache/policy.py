@@ -4,12 +4,16 @@
 cache:
   enabled: true        # default: on for agent: openai, off for the scripted agent
   exact: true
-  semantic: true       # default: on for agent: openai
+  semantic: true       # default: on for agent: openai, when the semantic-cache extra is in
   threshold: 0.85      # cosine similarity a semantic candidate must reach
   ttl_s: 3600          # default: settings.cache_ttl_s
   wait_ms: 1500        # how long concurrent misses wait for the first one (single-flight)
   warm: [lines...]     # caller lines the server answers into the cache at startup
 ```
+
+The semantic tier needs the ``semantic-cache`` extra. A default never asks for a missing
+extra: without it, an openai agent's default is the exact tier alone; a file that says
+``semantic: true`` gets the one line naming the extra when the server starts.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from switchboard import extras
 from switchboard.agents.loader import AgentFileError, read_agent_file
 
 DEFAULT_THRESHOLD = 0.85
@@ -49,7 +54,8 @@ def policy_from_spec(spec: dict[str, Any], path: Path | None = None) -> CachePol
         section = {}
     if not isinstance(section, dict):
         raise AgentFileError(path, "cache", "must be a mapping (enabled, exact, semantic, ...)")
-    merged = {"enabled": default_on, "semantic": default_on, **section}
+    semantic = default_on and extras.installed("onnxruntime")
+    merged = {"enabled": default_on, "semantic": semantic, **section}
     try:
         return msgspec.convert(merged, CachePolicy)
     except msgspec.ValidationError as exc:

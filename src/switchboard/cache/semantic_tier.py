@@ -9,11 +9,9 @@ threshold and when every guard agrees (``guards.guard_refusal``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from switchboard.cache import keys
 from switchboard.cache.base import CacheUnavailable, ResponseCache
@@ -23,6 +21,7 @@ from switchboard.cache.guards import guard_refusal
 from switchboard.cache.index import SemanticIndex
 from switchboard.cache.metrics import CacheMetrics
 from switchboard.cache.policy import CachePolicy
+from switchboard.cache.tasks import side_task
 from switchboard.log import get_logger
 
 #: How often the semantic index re-reads the backend (entries other nodes stored).
@@ -161,26 +160,3 @@ class SemanticTier:
                 continue
             return vector, entry
         return vector, None
-
-
-def side_task(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-    """A task whose result may never be awaited (a lookup that lost the race)."""
-    task = asyncio.get_running_loop().create_task(coro)
-    task.add_done_callback(_retrieve)
-    return task
-
-
-def _retrieve(task: asyncio.Task[Any]) -> None:
-    # Side tasks whose result nobody awaits must not log "exception was never
-    # retrieved"; their errors are counted where they happen.
-    if not task.cancelled():
-        task.exception()
-
-
-async def cancel(task: asyncio.Task[Any]) -> None:
-    """Cancel ``task`` and wait for it to unwind (so the generator it drives is free)."""
-    if task.done():
-        return
-    task.cancel()
-    with contextlib.suppress(BaseException):
-        await task

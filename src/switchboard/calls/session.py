@@ -448,8 +448,8 @@ class CallSession:
         await self._send(frames.side_frame(action, self._interrupt_id))
 
     async def _finish(self, gen: Generation, working: dict[str, Any], failure: str | None) -> None:
-        """Commit the turn, make it durable, then send ``content_complete`` (with the
-        fallback if nothing was said).
+        """Commit the turn, make it durable, count it (so whoever reads ``content_complete``
+        finds the turn on ``/metrics``), then send ``content_complete`` (with the fallback).
 
         The save comes first so that a node killed at any instant after Retell heard the
         turn end cannot lose it (a second greeting, a question asked again). It costs the
@@ -469,9 +469,9 @@ class CallSession:
         self._observer.persisted(durable, time.perf_counter_ns() - ended_ns)
         if self.current is not gen or self.closed:
             return
+        self._observer.turn_completed(gen.kind, time.perf_counter_ns() - gen.started_ns)
         with contextlib.suppress(SocketGone):
             await self._send(frames.final_frame(gen, content))
-            self._observer.turn_completed(gen.kind, time.perf_counter_ns() - gen.started_ns)
 
     async def _await_call_details(self) -> None:
         if not self._options.call_details or self._state.call is not None:

@@ -1,7 +1,10 @@
 """The ``switchboard`` application: every verb's module registered on one Typer app.
 
 Each subcommand is a thin shell: it parses options and calls into the package that owns
-the work. The order of registration is the order of ``switchboard --help``.
+the work. The order of registration is the order of ``switchboard --help``. A subcommand
+imports what it needs when it runs, so the command line of a single-profile install loads
+no optional package; one that needs a missing extra ends with the one line of
+``switchboard.extras`` (status 2), never a traceback.
 """
 
 from __future__ import annotations
@@ -77,4 +80,19 @@ HELP_COLUMNS = "120"
 def main() -> None:
     if not sys.stdout.isatty():
         os.environ.setdefault("COLUMNS", HELP_COLUMNS)
-    app()
+    from switchboard.extras import MissingExtra, missing_extra
+
+    try:
+        app()
+    except MissingExtra as exc:
+        _missing(exc)
+    except ModuleNotFoundError as exc:
+        found = missing_extra(exc)
+        if found is None:
+            raise
+        _missing(found)
+
+
+def _missing(exc: ImportError) -> None:
+    typer.echo(f"switchboard: {exc}", err=True)
+    sys.exit(2)

@@ -34,13 +34,20 @@ def bench(
 
     from rich.console import Console
 
-    from switchboard.bench.cases import BenchSettings, choose_cases
+    from switchboard.bench.cases import AGENT_FILES, BenchSettings, choose_cases
     from switchboard.bench.run import run_bench
+    from switchboard.config import builtin_example
+    from switchboard.extras import require_cluster
+    from switchboard.server.compose import check_agent_extras
 
     try:
         chosen = choose_cases(cases)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    for case in chosen:
+        if case.profile != "single" or case.via_haproxy or case.failover:
+            require_cluster(case.profile, f"switchboard bench (case {case.name})")
+        check_agent_extras(builtin_example(AGENT_FILES[case.agent]))
     settings = BenchSettings(
         duration_s=duration, turns=turns, think_ms=think_ms, results_dir=results_dir
     )

@@ -1,4 +1,8 @@
-"""``switchboard calls``: list live calls and act on one through the node that owns it."""
+"""``switchboard calls``: list live calls and act on one through the node that owns it.
+
+Redis is the ``distributed`` extra: it is imported when a command runs, so the command
+line of a single-profile install loads without it.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,16 @@ import asyncio
 import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import msgspec
 import typer
-from redis.exceptions import RedisError
 
-from switchboard.connections import describe
-from switchboard.control.client import CallControl, CommandFailed
-from switchboard.control.directory import LiveCall, NodeInfo
+from switchboard import extras
+
+if TYPE_CHECKING:
+    from switchboard.control.client import CallControl
+    from switchboard.control.directory import LiveCall, NodeInfo
 
 T = TypeVar("T")
 
@@ -50,6 +55,11 @@ def _run(url: str | None, namespace: str | None, act: Callable[[CallControl], Aw
         typer.echo("calls: no Redis given: pass --redis-url or set SWITCHBOARD_REDIS_URL", err=True)
         raise typer.Exit(2)
     ns = namespace or os.environ.get("SWITCHBOARD_REDIS_NAMESPACE") or "switchboard:"
+    extras.require("distributed", "redis", "switchboard calls needs Redis support")
+    from redis.exceptions import RedisError
+
+    from switchboard.connections import describe
+    from switchboard.control.client import CallControl, CommandFailed
 
     async def main() -> T:
         control = CallControl.from_url(url, namespace=ns)

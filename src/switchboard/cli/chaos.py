@@ -49,6 +49,10 @@ def chaos(
     2: bad input."""
     from rich.console import Console
 
+    from switchboard.extras import require
+
+    require("distributed", "redis", "switchboard chaos needs Redis support")
+
     from switchboard.chaos.report import print_summary, write_html, write_json
     from switchboard.chaos.run import ChaosInputError, ChaosOptions, run_chaos
 

@@ -49,11 +49,13 @@ def cluster(
     from switchboard.cluster.run import ClusterOptions, run_cluster
     from switchboard.cluster.services import BUS_KINDS
     from switchboard.config import BUDGET_MS, Profile
+    from switchboard.extras import require_cluster
 
     if profile not in BUDGET_MS:
         raise typer.BadParameter(f"profile must be one of {', '.join(BUDGET_MS)}, got {profile!r}")
     if bus not in BUS_KINDS:
         raise typer.BadParameter(f"bus must be one of {', '.join(BUS_KINDS)}, got {bus!r}")
+    require_cluster(profile, "switchboard cluster")
     options = ClusterOptions(
         nodes=nodes,
         port=port,

@@ -37,9 +37,12 @@ def demo(
     from switchboard.cluster.processes import ChildError
     from switchboard.config import BUDGET_MS
     from switchboard.demo.run import demo_options, run_demo
+    from switchboard.extras import require_cluster
 
     if profile not in BUDGET_MS:
         raise typer.BadParameter(f"profile must be one of {', '.join(BUDGET_MS)}, got {profile!r}")
+    if profile != "single":
+        require_cluster(profile, f"switchboard demo --profile {profile}")
     options = demo_options(profile, calls=calls, turns=turns, html=html)
     try:
         report = run_demo(options, Console())

@@ -55,6 +55,14 @@ def replay(
 
     Exit 0: nothing differs; 1: something does; 2: bad input.
     """
+    from switchboard.extras import require
+
+    if similarity < 1:
+        require(
+            "semantic-cache",
+            "onnxruntime",
+            "replay compares reworded replies with the embedding model (or pass --similarity 1)",
+        )
     from switchboard.log import configure
     from switchboard.replay.command import ReplayInputError, ReplayRequest, run_replay
 

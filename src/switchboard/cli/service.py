@@ -51,6 +51,13 @@ MetricsPortOption = Annotated[
 ]
 
 
+def _needs_services(what: str) -> None:
+    """The services and their SQLite stores are the ``event-driven`` extra."""
+    from switchboard.extras import require
+
+    require("event-driven", "aiosqlite", f"{what} is part of the event-driven profile")
+
+
 def _run_service(service: str, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Run a service to its end; a state file it cannot open is one line and exit 2."""
     import sqlite3
@@ -86,6 +93,7 @@ def service_archive(
     metrics_port: MetricsPortOption = None,
 ) -> None:
     """Archive calls, turns and Retell's analysis (SQLite by default, or PostgreSQL)."""
+    _needs_services("the archive service")
     from switchboard.log import configure
     from switchboard.services.archive import ArchiveWriter
     from switchboard.services.archive_db import default_db_url, open_archive
@@ -134,6 +142,7 @@ def service_analytics(
     dead_letters: DeadLettersOption = None,
 ) -> None:
     """Live aggregates: Prometheus /metrics, JSON /api/summary and a dashboard at /."""
+    _needs_services("the analytics service")
     from switchboard.log import configure
     from switchboard.services.analytics import Analytics, create_app
     from switchboard.services.analytics_store import AnalyticsStore
@@ -205,6 +214,7 @@ def service_escalation(
     metrics_port: MetricsPortOption = None,
 ) -> None:
     """Act on live calls when a rule fires: handoff line + transfer, or a supervisor alert."""
+    _needs_services("the escalation service")
     import httpx
 
     from switchboard.control.client import CallControl
@@ -400,6 +410,7 @@ StoreOption = Annotated[
 
 
 def _letters(store: Path, action: Callable[[DeadLetterStore], Awaitable[T]]) -> T:
+    _needs_services("the dead-letter store")
     from switchboard.services.dead_letters import DeadLetterStore
 
     if not store.exists():

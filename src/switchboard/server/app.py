@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -26,10 +26,12 @@ from switchboard.log import get_logger
 from switchboard.server.compose import Parts, compose
 from switchboard.server.metrics import RedisCollector, WebhookCollector
 from switchboard.server.node import Node
-from switchboard.server.redis_parts import RedisParts
 from switchboard.server.store_watch import StoreWatch
 from switchboard.server.webhook import WebhookReceiver
 from switchboard.state.base import CallStore
+
+if TYPE_CHECKING:
+    from switchboard.server.redis_parts import RedisParts
 
 _log = get_logger("switchboard.app")
 

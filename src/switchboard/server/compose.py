@@ -16,6 +16,10 @@ start with the app's lifespan (``SwitchboardApp``), and ``check_redis`` is the o
 network probe, run by ``switchboard serve`` before it builds anything. The command
 listener is the one Redis part made at start (``RedisParts.start``): it needs the node's
 live sessions to route commands to.
+
+The Redis, Kafka and embedding packages are extras (``switchboard.extras``): they are
+imported here only when a setting asks for them, and ``check_extras`` names the missing
+one before anything is built, so a single-profile install never loads them.
 """
 
 from __future__ import annotations
@@ -26,27 +30,28 @@ import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from switchboard import extras
 from switchboard.agents.base import Agent
-from switchboard.cache.agent import CachedAgent
+from switchboard.cache.agent import SEMANTIC_NEEDS, CachedAgent
 from switchboard.cache.base import ResponseCache
 from switchboard.cache.keys import file_digest
 from switchboard.cache.memory import MemoryResponseCache
 from switchboard.cache.policy import CachePolicy, read_policy
-from switchboard.cache.redis import RedisResponseCache
 from switchboard.calls.options import SessionOptions
 from switchboard.config import Settings
-from switchboard.connections import RedisHealth, check_reachable, describe, redis_client
-from switchboard.control.directory import Directory
-from switchboard.events.bus import open_bus
+from switchboard.events.bus import open_bus, parse_bus_url
 from switchboard.events.outbox import Outbox, OutboxOptions
 from switchboard.events.publisher import CallEventPublisher
-from switchboard.server.cluster_dedupe import SharedDedupe
-from switchboard.server.redis_parts import RedisParts
-from switchboard.server.releases import ReleaseQueue
 from switchboard.state.base import CallStore
 from switchboard.state.memory import MemoryCallStore
-from switchboard.state.redis import RedisCallStore
+
+if TYPE_CHECKING:
+    from switchboard.server.redis_parts import RedisParts
+
+
+REDIS_CACHE_NEEDS = "the Redis response cache needs Redis support"
 
 
 class CacheConfigError(ValueError):
@@ -91,6 +96,31 @@ def compose(settings: Settings, store: CallStore | None = None) -> Parts:
     return parts
 
 
+def check_extras(settings: Settings) -> None:
+    """Raise ``extras.MissingExtra`` if ``settings`` (or their agent file's cache section)
+    ask for a part whose packages are not installed; the message names the extra."""
+    if uses_redis(settings):
+        extra = "event-driven" if settings.profile == "event-driven" else "distributed"
+        extras.require(extra, "redis", f"the {settings.profile} profile needs Redis support")
+    if settings.bus_url:
+        scheme = parse_bus_url(settings.bus_url).scheme
+        if scheme == "kafka":
+            extras.require("event-driven", "aiokafka", "a Kafka event bus needs the Kafka client")
+        elif scheme == "redis":
+            extras.require("distributed", "redis", "a Redis Streams event bus needs Redis support")
+    if cache_backend(settings) == "redis":
+        extras.require("distributed", "redis", REDIS_CACHE_NEEDS)
+    check_agent_extras(settings.agent_file)
+
+
+def check_agent_extras(agent_file: Path) -> None:
+    """Raise ``extras.MissingExtra`` if the agent file's cache asks for the semantic tier
+    and the embedding model's packages are not installed."""
+    policy = read_policy(agent_file)
+    if policy.active and policy.semantic:
+        extras.require("semantic-cache", "onnxruntime", SEMANTIC_NEEDS)
+
+
 def default_node_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -113,6 +143,13 @@ def session_options(settings: Settings) -> SessionOptions:
 def redis_parts(settings: Settings, node_id: str) -> RedisParts:
     """One client and one ``RedisHealth`` for the store, the dedupe and the releases; a
     small client of its own for the heartbeat (see ``RedisParts``)."""
+    from switchboard.connections import RedisHealth, redis_client
+    from switchboard.control.directory import Directory
+    from switchboard.server.cluster_dedupe import SharedDedupe
+    from switchboard.server.redis_parts import RedisParts
+    from switchboard.server.releases import ReleaseQueue
+    from switchboard.state.redis import RedisCallStore
+
     if not settings.redis_url:
         raise ValueError(
             f"profile {settings.profile!r} needs Redis: set --redis-url or "
@@ -170,6 +207,8 @@ def check_redis(settings: Settings) -> str | None:
             f"profile {settings.profile!r} needs Redis: pass --redis-url or set "
             "SWITCHBOARD_REDIS_URL (e.g. redis://127.0.0.1:6379/0)"
         )
+    from switchboard.connections import check_reachable, describe
+
     problem = asyncio.run(check_reachable(settings.redis_url))
     if problem is not None:
         return f"Redis at {describe(settings.redis_url)} is unreachable ({problem})"
@@ -197,6 +236,9 @@ def build_cache(settings: Settings) -> ResponseCache | None:
             f"the response cache of profile {settings.profile!r} lives in Redis: set "
             "redis_url (or cache = 'memory' / 'off')"
         )
+    extras.require("distributed", "redis", REDIS_CACHE_NEEDS)
+    from switchboard.cache.redis import RedisResponseCache
+
     return RedisResponseCache.from_url(
         settings.redis_url, namespace=settings.redis_namespace, timeout_ms=settings.cache_timeout_ms
     )

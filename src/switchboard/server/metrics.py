@@ -4,15 +4,18 @@ process in tests). Children are bound once so the per-turn cost is one observe c
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from switchboard.agents.base import TurnKind
-from switchboard.connections import RedisHealth
 from switchboard.log import dropped_lines
 from switchboard.server.webhook import WebhookCounters
+
+if TYPE_CHECKING:
+    from switchboard.connections import RedisHealth
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 

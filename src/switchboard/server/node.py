@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import TYPE_CHECKING
 
 from switchboard.agents.base import Agent
 from switchboard.calls.call_events import NULL_CALL_EVENTS, CallEvents
@@ -19,9 +20,11 @@ from switchboard.log import get_logger
 from switchboard.server.compose import Parts
 from switchboard.server.loop_health import LoopHealth
 from switchboard.server.metrics import NodeMetrics
-from switchboard.server.releases import ReleaseQueue
 from switchboard.server.socket_access import Network, parse_networks
 from switchboard.state.base import CallState, CallStore, StoreUnavailable
+
+if TYPE_CHECKING:
+    from switchboard.server.releases import ReleaseQueue
 
 _log = get_logger("switchboard.node")
 #: How many calls write themselves back at once after the store lost its data.

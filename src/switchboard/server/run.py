@@ -132,7 +132,7 @@ def run_server(
     """Load everything, then serve until signalled. A configuration problem (settings,
     agent file, log level) is printed as a few lines on stderr and exits with status 2."""
     from switchboard.agents.loader import AgentFileError, load_agent
-    from switchboard.server.compose import check_redis, compose, with_cache
+    from switchboard.server.compose import check_extras, check_redis, compose, with_cache
 
     try:
         settings = load_settings(
@@ -156,6 +156,7 @@ def run_server(
     except PortError as err:
         raise StartupError(f"{err}; pass --port or stop the other server") from None
     try:
+        check_extras(settings)  # a missing extra is one line, before any part is built
         problem = check_redis(settings)
         if problem is not None:
             raise StartupError(problem)

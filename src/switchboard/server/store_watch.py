@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
-from switchboard.connections import RedisHealth
 from switchboard.log import get_logger
-from switchboard.state.redis import RedisCallStore
+
+if TYPE_CHECKING:
+    from switchboard.connections import RedisHealth
+    from switchboard.state.redis import RedisCallStore
 
 _log = get_logger("switchboard.store_watch")
 #: How long after a loss a claim that finds nothing is treated as a call under way.

@@ -22,7 +22,7 @@ import inspect
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from pydantic import SecretStr
@@ -33,8 +33,10 @@ from switchboard.log import LogThrottle, get_logger
 from switchboard.protocol.errors import ProtocolError
 from switchboard.protocol.signature import DEFAULT_TOLERANCE_MS, SIGNATURE_HEADER, check
 from switchboard.protocol.webhook import InboundCall, WebhookEvent, parse_webhook
-from switchboard.server.cluster_dedupe import SharedDedupe
 from switchboard.server.dedupe import Verdict, WebhookDedupe
+
+if TYPE_CHECKING:
+    from switchboard.server.cluster_dedupe import SharedDedupe
 
 Subscriber = Callable[[WebhookEvent], Awaitable[None] | None]
 #: Returns the overrides for an inbound call (``override_agent_id``, ``dynamic_variables``

@@ -93,11 +93,15 @@ async def open_archive(url: str | None = None, *, create: bool = True) -> Archiv
     """``postgresql://...`` -> PostgreSQL; ``sqlite:///PATH``, ``file:PATH`` or a plain path
     -> SQLite. Readers pass ``create=False``: a wrong ``--db`` must be an error, not a new
     empty archive that answers every query with nothing."""
+    from switchboard.extras import require
+
     url = url or default_db_url()
     if url.startswith(("postgres://", "postgresql://")):
+        require("postgres", "asyncpg", "a PostgreSQL archive needs asyncpg")
         from switchboard.services.archive_postgres import PostgresArchive
 
         return await PostgresArchive.connect(url)
+    require("event-driven", "aiosqlite", "a SQLite archive needs aiosqlite")
     from switchboard.services.archive_sqlite import SqliteArchive
 
     path = sqlite_path(url)

@@ -8,6 +8,7 @@ which ``/metrics`` is not reachable) gives an empty mapping, never an error.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -127,6 +128,17 @@ def segment_buckets(url: str, timeout_s: float = 5.0) -> Buckets:
     return out
 
 
+def merge_buckets(parts: Iterable[Buckets]) -> Buckets:
+    """Several nodes' segment buckets as one server's: counts at the same bound add up."""
+    total: dict[str, dict[float, float]] = {}
+    for buckets in parts:
+        for segment, points in buckets.items():
+            into = total.setdefault(segment, {})
+            for le, count in points:
+                into[le] = into.get(le, 0.0) + count
+    return {segment: sorted(points.items()) for segment, points in total.items()}
+
+
 def turn_breakdown(before: Buckets, after: Buckets) -> dict[str, float]:
     """Per segment, the run's own p50 and p99 bucket bounds in ms (``after`` minus
     ``before``, so earlier traffic on the server does not count) and the turn count:
@@ -148,12 +160,37 @@ def turn_breakdown(before: Buckets, after: Buckets) -> dict[str, float]:
     return out
 
 
+def _le(timings: dict[str, float], key: str) -> str:
+    value = timings.get(key)
+    return "-" if value is None else ("past the last bucket" if value < 0 else f"<= {value:g}")
+
+
+def _outside_ms(timings: dict[str, float], client_ttfb_p50_ms: float) -> float | None:
+    """At p50, how much of the client's time to first byte the server did not see."""
+    server_p50 = timings.get("first_chunk_p50_le_ms")
+    if server_p50 is None or server_p50 < 0:
+        return None
+    return max(0.0, client_ttfb_p50_ms - server_p50)
+
+
+def breakdown_figures(timings: dict[str, float], client_ttfb_p50_ms: float) -> dict[str, str]:
+    """The breakdown as labelled figures (``switchboard validate``'s report)."""
+    figures = {
+        f"server {label} {q} (ms)": _le(timings, f"{key}_{q}_le_ms")
+        for key, label in (("first_chunk", "first chunk"), ("save", "save before completing"))
+        for q in ("p50", "p99")
+    }
+    outside = _outside_ms(timings, client_ttfb_p50_ms)
+    if outside is not None:
+        figures["outside the server p50 (ms)"] = f">= {outside:.1f}"
+    return figures
+
+
 def breakdown_text(timings: dict[str, float], client_ttfb_p50_ms: float) -> str:
     """One line for reports: where a response turn's time went, by the server's clock."""
 
     def le(key: str) -> str:
-        value = timings.get(key)
-        return "-" if value is None else ("past the last bucket" if value < 0 else f"<= {value:g}")
+        return _le(timings, key)
 
     parts = [
         f"server first chunk p50 {le('first_chunk_p50_le_ms')} ms, "
@@ -161,9 +198,8 @@ def breakdown_text(timings: dict[str, float], client_ttfb_p50_ms: float) -> str:
         f"save before content_complete p50 {le('save_p50_le_ms')} ms, "
         f"p99 {le('save_p99_le_ms')} ms",
     ]
-    server_p50 = timings.get("first_chunk_p50_le_ms")
-    if server_p50 is not None and server_p50 >= 0:
-        outside = max(0.0, client_ttfb_p50_ms - server_p50)
+    outside = _outside_ms(timings, client_ttfb_p50_ms)
+    if outside is not None:
         parts.append(f"network, load balancer and queueing at p50 >= {outside:.1f} ms")
     return "; ".join(parts)
 
