@@ -3,7 +3,10 @@
 # Kubernetes files run it with `serve` or `service NAME` as arguments).
 #
 #   make image                      # docker or podman, tag switchboard:<version>
-#   docker run -p 8080:8080 switchboard:0.1.0 serve
+#   docker run -p 8080:8080 switchboard:<version> serve
+#
+# The version is written once, in pyproject.toml: `make image` passes it as VERSION, and the
+# build stops unless the installed package reports the same one.
 #
 # Stage 1 builds a virtualenv with the locked runtime dependencies (requirements.lock is the
 # constraint file, so the image holds exactly the versions the tests ran, and none of the dev
@@ -12,6 +15,7 @@
 ARG PYTHON_VERSION=3.11
 
 FROM python:${PYTHON_VERSION}-slim-bookworm AS build
+ARG VERSION
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 WORKDIR /src
@@ -21,10 +25,11 @@ COPY src ./src
 # The lock pins the dev tools too; as constraints, only what the package and every extra
 # need is installed (one image runs every profile, its services and the local cluster).
 RUN /opt/switchboard/bin/pip install --constraint requirements.lock ".[all]" \
-    && /opt/switchboard/bin/switchboard --help > /dev/null
+    && /opt/switchboard/bin/switchboard --help > /dev/null \
+    && test "$(/opt/switchboard/bin/switchboard --version)" = "switchboard ${VERSION}"
 
 FROM python:${PYTHON_VERSION}-slim-bookworm
-ARG VERSION=0.1.0
+ARG VERSION
 LABEL org.opencontainers.image.title="switchboard" \
       org.opencontainers.image.description="A backend for Retell AI custom-LLM voice agents, from one process to a cluster" \
       org.opencontainers.image.version="${VERSION}" \

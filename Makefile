@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-stress soak fuzz lint bench serve clean lock system-packages image
+.PHONY: demo test test-fast test-stress soak fuzz lint bench serve clean lock system-packages image
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ demo: $(STAMP)
 
 test: $(STAMP) system-packages
 	$(BIN)/python -m pytest -q
+
+# The unit tests alone: pure code, no process, no socket, no real part (well under a
+# minute). Integration and system tests: pytest -m integration, pytest -m system.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m unit
 
 # A long randomised search over the property tests (the suite's own runs are derandomised).
 # Run it before you stop; a failure prints the example and a blob to reproduce it.

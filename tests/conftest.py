@@ -5,6 +5,7 @@ import os
 from hypothesis import settings
 
 pytest_plugins = [
+    "tests.fixtures.levels",
     "tests.fixtures.ports",
     "tests.fixtures.server",
     "tests.fixtures.fake_llm",
@@ -15,6 +16,7 @@ pytest_plugins = [
     "tests.fixtures.buses",
     "tests.fixtures.outage",
     "tests.fixtures.postgres",
+    "pytester",
 ]
 
 # Everyday and CI runs are reproducible: the same examples every time, no example database.

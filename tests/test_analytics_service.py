@@ -26,6 +26,8 @@ from switchboard.events.types import (
 from switchboard.services.archive_db import open_archive
 from tests.fixtures.services import start_service, until
 
+pytestmark = pytest.mark.system
+
 CHROMIUM = "/usr/bin/chromium"
 
 

@@ -48,6 +48,7 @@ def _bus_url(backend: str, request: pytest.FixtureRequest) -> str:
 @pytest.mark.parametrize(
     ("backend", "store"), [("redis", "sqlite"), ("kafka", "sqlite"), ("redis", "postgres")]
 )
+@pytest.mark.system
 async def test_kill_9_mid_stream_loses_nothing_and_doubles_nothing(
     backend: str, store: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:

@@ -7,10 +7,13 @@ import io
 from pathlib import Path
 
 import psutil
+import pytest
 from rich.console import Console
 
 from switchboard.bench.cases import BenchCase, BenchSettings
 from switchboard.bench.run import run_bench
+
+pytestmark = pytest.mark.system
 
 
 def test_an_event_driven_case_measures_event_latency_and_cleans_up(tmp_path: Path) -> None:

@@ -129,12 +129,14 @@ def test_every_node_pod_is_scraped_with_the_labels_the_adapter_maps() -> None:
         assert target["pod"].startswith(d.name)
 
 
+@pytest.mark.integration
 def test_the_adapter_queries_select_every_node_pod_in_promtool(tmp_path: Path) -> None:
     d = deployment_for("event-driven")
     done = _adapter_queries_on(d, _scrape(d), tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.integration
 def test_the_chain_breaks_in_promtool_without_the_namespace_label(tmp_path: Path) -> None:
     """The scrape config as it was: the adapter's series query finds nothing."""
     d = deployment_for("event-driven")

@@ -121,6 +121,7 @@ def test_a_replaced_directory_is_swapped_whole(tmp_path: Path) -> None:
     assert os.stat(out).st_ino != inode
 
 
+@pytest.mark.integration
 def test_blueprint_runs_from_any_directory_on_the_shipped_figures_and_says_so(
     tmp_path: Path,
 ) -> None:

@@ -16,6 +16,8 @@ import pytest
 from switchboard.cluster.launch import wait_state
 from switchboard.cluster.processes import Child, free_port
 
+pytestmark = pytest.mark.system
+
 _SWITCHBOARD = (sys.executable, "-c", "from switchboard.cli import main; main()")
 
 #: profile -> blueprint inputs that the matrix answers with it (tiny caps keep it fast)

@@ -168,6 +168,7 @@ def _promtool_run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.integration
 def test_alert_rules_pass_promtool_check_and_their_unit_tests(
     deployment: Deployment, tmp_path: Path
 ) -> None:
@@ -204,6 +205,7 @@ def test_kubernetes_scrape_config_keeps_the_node_pods_and_the_services(
     assert config["rule_files"] == ["alerts.yml"]
 
 
+@pytest.mark.integration
 def test_promtool_unit_tests_fail_when_an_alert_is_broken(tmp_path: Path) -> None:
     where = _write_prometheus(deployment_for("distributed"), tmp_path)
     rules = (where / "alerts.yml").read_text()
@@ -264,6 +266,7 @@ def test_summary_gives_rationale_arithmetic_files_and_migration() -> None:
     assert "switchboard validate" in migration
 
 
+@pytest.mark.integration
 def test_haproxy_cfg_is_the_clusters_with_runtime_dns(tmp_path: Path) -> None:
     d = deployment_for("distributed")
     cfg = render_haproxy(d)

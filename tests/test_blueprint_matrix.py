@@ -213,6 +213,7 @@ def test_an_unreadable_bench_file_is_a_calibration_error(tmp_path: Path) -> None
         default_calibration(tmp_path)
 
 
+@pytest.mark.system
 def test_calibrate_measures_a_local_node(tmp_path: Path) -> None:
     from rich.console import Console
 

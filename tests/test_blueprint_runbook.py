@@ -183,6 +183,7 @@ def test_each_target_has_only_the_steps_for_what_was_asked(profile: str) -> None
 
 
 @pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.integration
 def test_the_compose_steps_find_every_variable_and_file_they_need(
     profile: str, tmp_path: Path
 ) -> None:

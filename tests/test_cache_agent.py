@@ -105,15 +105,16 @@ async def say(agent: Agent, t: Turn) -> tuple[list[str], list[Action]]:
 
 
 @pytest.fixture(params=["memory", "redis"])
-async def backend(
-    request: pytest.FixtureRequest, redis_server_url: str, redis_namespace: str
-) -> AsyncIterator[ResponseCache]:
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[ResponseCache]:
+    """The memory backend starts nothing; only the Redis one asks for the server."""
     cache: ResponseCache
     if request.param == "memory":
         cache = MemoryResponseCache()
     else:
         cache = RedisResponseCache.from_url(
-            redis_server_url, namespace=redis_namespace, timeout_ms=2000
+            request.getfixturevalue("redis_server_url"),
+            namespace=request.getfixturevalue("redis_namespace"),
+            timeout_ms=2000,
         )
     yield cache
     await cache.clear()
@@ -402,6 +403,7 @@ async def test_entry_of_another_agent_under_the_key_is_foreign(backend: Response
     assert mine.metrics.errors.labels("corrupt")._value.get() == 1
 
 
+@pytest.mark.integration
 async def test_redis_down_is_a_counted_miss_never_an_error() -> None:
     dead = RedisResponseCache.from_url(f"redis://127.0.0.1:{free_port()}/0", timeout_ms=50)
     inner = CountingAgent()

@@ -15,16 +15,17 @@ from tests.fixtures.ports import free_port
 
 
 @pytest.fixture(params=["memory", "redis"])
-async def cache(
-    request: pytest.FixtureRequest, redis_server_url: str, redis_namespace: str
-) -> AsyncIterator[ResponseCache]:
+async def cache(request: pytest.FixtureRequest) -> AsyncIterator[ResponseCache]:
+    """The memory backend starts nothing; only the Redis one asks for the server."""
     backend: ResponseCache
     if request.param == "memory":
         backend = MemoryResponseCache()
     else:
         # Generous deadline: the suite runs on busy cores; the speed is what bench measures.
         backend = RedisResponseCache.from_url(
-            redis_server_url, namespace=redis_namespace, timeout_ms=2000
+            request.getfixturevalue("redis_server_url"),
+            namespace=request.getfixturevalue("redis_namespace"),
+            timeout_ms=2000,
         )
     try:
         yield backend
@@ -106,6 +107,7 @@ async def test_two_redis_caches_with_different_namespaces_do_not_see_each_other(
         await b.close()
 
 
+@pytest.mark.integration
 async def test_dead_redis_fails_fast_then_is_skipped_for_a_while() -> None:
     # Nothing listens on this port: the connection is refused.
     cache = RedisResponseCache.from_url(f"redis://127.0.0.1:{free_port()}/0", timeout_ms=50)
@@ -120,6 +122,7 @@ async def test_dead_redis_fails_fast_then_is_skipped_for_a_while() -> None:
         await cache.close()
 
 
+@pytest.mark.integration
 async def test_silent_redis_times_out_within_the_cache_deadline() -> None:
     # A listener that accepts and never answers: the worst case, a hung server.
     async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

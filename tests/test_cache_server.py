@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 from switchboard.agents.openai_agent import OpenAIAgent
 from switchboard.cache.agent import CachedAgent
@@ -16,6 +17,8 @@ from switchboard.events.types import TurnCompleted
 from switchboard.testing.fake_llm import FakeLLMConfig, FakeLLMServer
 from tests.fixtures.conditions import eventually
 from tests.fixtures.server import retell, spoken
+
+pytestmark = pytest.mark.integration
 
 TIMEOUT = 10.0
 REPLY = "We are open from 8 AM to 6 PM. Is there anything else?"

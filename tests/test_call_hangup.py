@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from switchboard.agents.openai_agent import OpenAIAgent
 from switchboard.testing.fake_llm import FakeLLMConfig, FakeLLMServer
 from tests.fixtures.conditions import eventually
 from tests.fixtures.server import retell
+
+pytestmark = pytest.mark.integration
 
 
 async def test_hangup_mid_stream_closes_the_llm_stream_and_frees_the_slot(

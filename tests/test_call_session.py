@@ -20,6 +20,8 @@ from tests.fixtures.agents import (
 from tests.fixtures.conditions import eventually
 from tests.fixtures.server import retell, spoken
 
+pytestmark = pytest.mark.integration
+
 FALLBACK = "Sorry, I'm having a little trouble. Could you say that again?"
 
 

@@ -11,6 +11,7 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 from websockets.asyncio.client import connect
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
@@ -18,6 +19,8 @@ from websockets.streams import StreamReader
 from switchboard.server.websocket import parse_close
 from tests.fixtures.agents import EchoAgent
 from tests.fixtures.server import TIMEOUT, RetellPeer, retell, spoken
+
+pytestmark = pytest.mark.integration
 
 
 async def _raw_socket(port: int, path: str, **headers: str) -> tuple[Any, Any, bytes]:

@@ -21,6 +21,8 @@ from switchboard.state.base import (
 from switchboard.state.memory import MemoryCallStore
 from switchboard.state.redis import RedisCallStore
 
+pytestmark = pytest.mark.integration
+
 
 class FakeClock:
     def __init__(self) -> None:

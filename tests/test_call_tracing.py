@@ -18,6 +18,8 @@ from tests.fixtures.agents import EchoAgent
 from tests.fixtures.conditions import eventually
 from tests.fixtures.server import retell
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:

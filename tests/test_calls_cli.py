@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import msgspec
+import pytest
 from typer.testing import CliRunner
 
 from switchboard.cli import app
@@ -14,6 +15,8 @@ from tests.fixtures.agents import EchoAgent
 from tests.fixtures.distributed import begin, node
 from tests.fixtures.ports import free_port
 from tests.fixtures.server import retell
+
+pytestmark = pytest.mark.integration
 
 runner = CliRunner()
 

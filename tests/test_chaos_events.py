@@ -20,6 +20,8 @@ import pytest
 from switchboard.chaos.run import ChaosReport
 from tests.test_chaos_run import chaos_cluster, run_chaos
 
+pytestmark = pytest.mark.system
+
 #: every event-pipeline fault, plus the bus stopped and a service killed
 SHORT_FAULTS = "archive-stop:3,poison,oversized,bus-stop:2,kill-while-spilling:2,service-kill"
 #: entries a Redis stream keeps before trimming what every group acked: the archive's

@@ -12,6 +12,8 @@ import pytest
 
 from tests.test_chaos_run import chaos_cluster, run_chaos
 
+pytestmark = pytest.mark.system
+
 
 def kills(count: int) -> str:
     kinds = ("kill-mid-turn", "kill-after-reply", "kill")

@@ -33,6 +33,7 @@ def until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
         time.sleep(0.01)
 
 
+@pytest.mark.integration
 def test_valkey_restarted_empty_comes_back_on_its_port_without_its_data(tmp_path: Path) -> None:
     valkey = start_valkey(log_dir=tmp_path)
     url = redis_url(valkey)
@@ -74,6 +75,7 @@ def test_only_the_data_files_are_deleted(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
+@pytest.mark.integration
 def test_a_process_is_read_stopped_and_started_again_with_its_argv_env_and_cwd(
     tmp_path: Path,
 ) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+import pytest
 from typer.testing import CliRunner
 
 from switchboard.chaos.report import load_json
@@ -20,6 +21,8 @@ from switchboard.cli import app
 from switchboard.cluster.plan import ClusterState, read_state
 from switchboard.cluster.processes import SWITCHBOARD_ARGV, Child, free_port
 from tests.fixtures.cluster import running_cluster
+
+pytestmark = pytest.mark.system
 
 CHAOS_DEADLINE_S = 240.0
 

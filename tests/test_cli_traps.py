@@ -68,6 +68,7 @@ async def _create_archive(url: str) -> None:
     await archive.close()
 
 
+@pytest.mark.integration
 def test_simulate_against_a_dead_url_says_connection_refused() -> None:
     url = f"ws://127.0.0.1:{free_port()}/llm-websocket"
     result = runner.invoke(app, ["simulate", "--url", url, "--calls", "2"])
@@ -101,6 +102,7 @@ def test_blueprint_says_when_it_assumes_an_instant_llm() -> None:
     assert "no --llm-ttft-ms" not in with_ttft.output
 
 
+@pytest.mark.integration
 def test_help_in_a_pipe_keeps_each_description_whole() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "TERMINAL_WIDTH")}
     done = subprocess.run(
@@ -125,6 +127,7 @@ def test_each_profiles_demo_keeps_its_own_report() -> None:
 
 
 @pytest.mark.parametrize("service", ["archive", "analytics", "escalation"])
+@pytest.mark.integration
 def test_a_service_given_a_file_that_is_not_a_database_exits_with_one_line(
     service: str, tmp_path: Path
 ) -> None:

@@ -112,6 +112,7 @@ def test_a_model_haproxy_would_reject_is_refused_up_front(overrides: dict[str, o
         three_nodes(**overrides)
 
 
+@pytest.mark.integration
 def test_the_real_haproxy_accepts_the_rendered_config(tmp_path: Path) -> None:
     for lb in (three_nodes(), three_nodes(threads=1, log=False, bind_host="0.0.0.0")):
         path = tmp_path / "haproxy.cfg"
@@ -119,6 +120,7 @@ def test_the_real_haproxy_accepts_the_rendered_config(tmp_path: Path) -> None:
         check_config(path)
 
 
+@pytest.mark.integration
 def test_the_real_haproxy_rejection_is_reported_with_its_words(tmp_path: Path) -> None:
     path = tmp_path / "haproxy.cfg"
     path.write_text(render_config(three_nodes()).replace("balance leastconn", "balance nonsense"))
@@ -126,6 +128,7 @@ def test_the_real_haproxy_rejection_is_reported_with_its_words(tmp_path: Path) -
         check_config(path)
 
 
+@pytest.mark.integration
 def test_nodes_get_distinct_names_and_ports() -> None:
     assert node_ids(3) == ["node-1", "node-2", "node-3"]
     with pytest.raises(ValueError, match="at least one node"):

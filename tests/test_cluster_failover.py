@@ -26,6 +26,8 @@ from switchboard.sim.verdict import judge
 from tests.fixtures.broken_servers import fast_options
 from tests.fixtures.cluster import running_cluster
 
+pytestmark = pytest.mark.system
+
 PROFILE = "distributed"
 BOOKINGS = 10
 RANDOM_CALLS = 24

@@ -28,6 +28,8 @@ from tests.fixtures.cluster import CLUSTER_ENV, gone, running_cluster, stop_clus
 from tests.fixtures.server import RetellPeer
 from tests.test_demo_failover import processes_using
 
+pytestmark = pytest.mark.system
+
 
 async def active_calls(http: httpx.AsyncClient, port: int) -> int:
     body = (await http.get(f"http://127.0.0.1:{port}/readyz")).json()

@@ -22,6 +22,8 @@ from tests.fixtures.conditions import eventually, eventually_async
 from tests.fixtures.distributed import begin, node
 from tests.fixtures.server import RetellPeer, RunningServer, retell
 
+pytestmark = pytest.mark.integration
+
 
 def _handled(srv: RunningServer) -> int:
     shared = srv.app.shared

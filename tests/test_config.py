@@ -109,6 +109,7 @@ def serve_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         (("--agent-file", "missing.yaml"), {}, "missing.yaml: file not found"),
     ],
 )
+@pytest.mark.integration
 def test_serve_reports_a_configuration_error_in_a_line_or_two(
     args: tuple[str, ...], env: dict[str, str], message: str
 ) -> None:
@@ -120,6 +121,7 @@ def test_serve_reports_a_configuration_error_in_a_line_or_two(
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.integration
 def test_serve_help_shows_the_defaults_of_its_flags() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "switchboard", "serve", "--help"],
@@ -135,6 +137,7 @@ def test_serve_help_shows_the_defaults_of_its_flags() -> None:
     assert f"(default: {defaults['profile'].default})" in done.stdout
 
 
+@pytest.mark.integration
 def test_version() -> None:
     from switchboard import __version__
 

@@ -71,6 +71,7 @@ def children() -> Iterator[list[Child]]:
         child.stop()
 
 
+@pytest.mark.integration
 def test_stop_ends_the_child_and_everything_it_spawned(
     tmp_path: Path, children: list[Child]
 ) -> None:
@@ -91,6 +92,7 @@ def test_stop_ends_the_child_and_everything_it_spawned(
     assert child.stop() == -signal.SIGTERM  # stopping twice is harmless
 
 
+@pytest.mark.integration
 def test_stop_kills_a_child_that_ignores_sigterm(tmp_path: Path, children: list[Child]) -> None:
     code = (
         "import signal, time\n"
@@ -105,6 +107,7 @@ def test_stop_kills_a_child_that_ignores_sigterm(tmp_path: Path, children: list[
     assert gone(child.pid)
 
 
+@pytest.mark.integration
 def test_cpu_seconds_counts_the_childs_own_work(tmp_path: Path, children: list[Child]) -> None:
     code = (
         "import time\n"
@@ -120,6 +123,7 @@ def test_cpu_seconds_counts_the_childs_own_work(tmp_path: Path, children: list[C
     assert child.cpu_seconds() == 0.0
 
 
+@pytest.mark.integration
 def test_wait_http_ready_returns_once_the_child_answers(
     tmp_path: Path, children: list[Child]
 ) -> None:
@@ -132,6 +136,7 @@ def test_wait_http_ready_returns_once_the_child_answers(
     assert child.poll() is None
 
 
+@pytest.mark.integration
 def test_wait_http_ready_fails_at_once_when_the_child_dies(
     tmp_path: Path, children: list[Child]
 ) -> None:
@@ -146,6 +151,7 @@ def test_wait_http_ready_fails_at_once_when_the_child_dies(
     assert "bad agent file" in str(err.value)
 
 
+@pytest.mark.integration
 def test_readiness_waits_give_up_at_their_deadline(tmp_path: Path, children: list[Child]) -> None:
     child = Child("idle", python("import time; time.sleep(600)"), log_path=tmp_path / "i.log")
     children.append(child)
@@ -156,6 +162,7 @@ def test_readiness_waits_give_up_at_their_deadline(tmp_path: Path, children: lis
         wait_port_open(child, port, deadline_s=0.2)
 
 
+@pytest.mark.integration
 def test_wait_port_open_returns_once_the_child_listens(
     tmp_path: Path, children: list[Child]
 ) -> None:
@@ -175,6 +182,7 @@ def test_pinning_uses_taskset_only_for_an_existing_core() -> None:
         assert pin_prefix(0) == ["taskset", "-c", "0"]
 
 
+@pytest.mark.integration
 def test_a_simulator_that_writes_no_report_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ChildError, match="without writing"):
         run_simulator(
@@ -182,6 +190,7 @@ def test_a_simulator_that_writes_no_report_is_an_error(tmp_path: Path) -> None:
         )
 
 
+@pytest.mark.integration
 def test_server_starts_ready_and_stops_cleanly(tmp_path: Path) -> None:
     server = start_server(
         port=free_port(),
@@ -199,6 +208,7 @@ def test_server_starts_ready_and_stops_cleanly(tmp_path: Path) -> None:
     assert gone(server.pid)
 
 
+@pytest.mark.integration
 def test_a_server_that_cannot_start_reports_why(tmp_path: Path) -> None:
     with pytest.raises(ChildError, match="exited with code") as err:
         start_server(port=free_port(), agent_file=tmp_path / "missing.yaml", log_dir=tmp_path)
@@ -229,6 +239,7 @@ def quiet_console() -> Console:
     return Console(file=io.StringIO(), width=160, record=True, color_system=None)
 
 
+@pytest.mark.integration
 def test_demo_runs_scenarios_and_random_calls_and_passes(tmp_path: Path) -> None:
     before = child_pids()
     console = quiet_console()
@@ -249,6 +260,7 @@ def test_demo_runs_scenarios_and_random_calls_and_passes(tmp_path: Path) -> None
     assert switchboard_children(before) == []
 
 
+@pytest.mark.system
 def test_bench_measures_server_cpu_and_writes_results(tmp_path: Path) -> None:
     before = child_pids()
     console = quiet_console()
@@ -292,6 +304,7 @@ def test_missed_targets_are_named() -> None:
     assert missed_targets(BenchCase(name="c", agent="scripted", calls=1), report) == []
 
 
+@pytest.mark.integration
 def test_an_unknown_agent_is_reported_not_raised(tmp_path: Path) -> None:
     run = run_bench(
         [BenchCase(name="bad", agent="nope", calls=1)],

@@ -8,11 +8,14 @@ import io
 from pathlib import Path
 
 import msgspec
+import pytest
 from rich.console import Console
 
 from switchboard.demo.run import DemoOptions, run_demo
 from switchboard.sim.verdict import judge
 from tests.test_demo_failover import processes_using
+
+pytestmark = pytest.mark.system
 
 
 def test_event_driven_demo_archives_every_turn_and_escalates_once(tmp_path: Path) -> None:

@@ -8,11 +8,14 @@ from pathlib import Path
 
 import msgspec
 import psutil
+import pytest
 from rich.console import Console
 
 from switchboard.demo.run import DemoOptions, run_demo
 from switchboard.sim.report import load_json
 from switchboard.sim.verdict import judge
+
+pytestmark = pytest.mark.system
 
 
 def processes_using(directory: Path) -> list[psutil.Process]:

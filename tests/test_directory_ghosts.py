@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from switchboard.cluster.processes import Child, free_port, start_server
 from switchboard.config import builtin_example
 from switchboard.control.client import CallControl
@@ -24,6 +26,8 @@ from tests.fixtures.agents import EchoAgent
 from tests.fixtures.conditions import eventually_async
 from tests.fixtures.distributed import begin, node
 from tests.fixtures.server import retell, spoken
+
+pytestmark = pytest.mark.system
 
 
 @contextmanager

@@ -25,6 +25,8 @@ from tests.fixtures.conditions import eventually, eventually_async
 from tests.fixtures.distributed import Caller, begin, node
 from tests.fixtures.server import RunningServer, retell, running_server, spoken
 
+pytestmark = pytest.mark.integration
+
 
 async def saved_turns(
     store: RedisCallStore, call_id: str, turns: int, timeout: float = 10.0

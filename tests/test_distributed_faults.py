@@ -28,6 +28,8 @@ from tests.fixtures.outage import RestartableValkey
 from tests.fixtures.server import retell, spoken
 from tests.test_serve_drain import exit_code, serve_process
 
+pytestmark = pytest.mark.integration
+
 #: live calls over three nodes when Redis is restarted empty
 RESTART_CALLS = 51
 RECEPTIONIST = Path(__file__).resolve().parents[1] / "src/switchboard/examples/receptionist.yaml"

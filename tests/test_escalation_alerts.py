@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import msgspec
+import pytest
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -25,6 +26,8 @@ from switchboard.events.memory_bus import MemoryBus
 from switchboard.events.types import CallEscalated, TurnCompleted, make_event
 from switchboard.services.escalation import Escalation, EscalationStore
 from switchboard.services.escalation_rules import parse_rules
+
+pytestmark = pytest.mark.integration
 
 
 @contextlib.asynccontextmanager

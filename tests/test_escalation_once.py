@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import msgspec
+import pytest
 
 from switchboard.control.client import CallControl
 from switchboard.events.bus import Batch
@@ -31,6 +32,8 @@ from tests.fixtures.conditions import eventually_async
 from tests.fixtures.distributed import begin, node
 from tests.fixtures.server import RetellPeer, retell
 from tests.fixtures.services import start_service, until
+
+pytestmark = pytest.mark.system
 
 RULES = """
 transfer_number: "+15550100"

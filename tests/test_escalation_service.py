@@ -10,11 +10,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from switchboard.services.escalation import EscalationStore
 from tests.fixtures.agents import EchoAgent
 from tests.fixtures.conditions import eventually
 from tests.fixtures.server import RunningServer, retell, running_server
 from tests.fixtures.services import start_service, until
+
+pytestmark = pytest.mark.integration
 
 RULES = """
 transfer_number: "+15550100"

@@ -21,6 +21,8 @@ from switchboard.events.redis_bus import RedisStreamBus
 from switchboard.events.types import CallStarted, make_event
 from tests.fixtures.buses import KAFKA_SESSION_TIMEOUT_MS, collect
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

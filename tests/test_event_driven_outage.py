@@ -21,6 +21,8 @@ from switchboard.sim.verdict import judge
 from tests.fixtures.outage import RestartableValkey
 from tests.fixtures.services import start_service, until
 
+pytestmark = pytest.mark.system
+
 #: The long outage: callers keep placing calls for this many seconds while the bus is down.
 OUTAGE_S = 60
 

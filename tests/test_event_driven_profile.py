@@ -35,6 +35,7 @@ def _node_env(redis_url: str, namespace: str, node_id: str, tmp_path: Path) -> d
     }
 
 
+@pytest.mark.system
 async def test_two_nodes_every_simulated_turn_is_archived_once(
     redis_server_url: str, redis_namespace: str, tmp_path: Path
 ) -> None:
@@ -155,6 +156,7 @@ def test_bad_bus_urls_say_what_is_expected(url: str) -> None:
         parse_bus_url(url)
 
 
+@pytest.mark.system
 def test_a_second_node_on_the_same_outbox_dir_refuses_to_start(
     redis_server_url: str, redis_namespace: str, tmp_path: Path
 ) -> None:

@@ -50,6 +50,7 @@ def python(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.integration
 def test_the_hidden_packages_are_the_optional_ones() -> None:
     # The hook is only as good as its list: Redis, Kafka, the embedding runtime and the
     # PostgreSQL driver must be on it, and nothing the core itself needs.
@@ -84,6 +85,7 @@ def serve_and_play(tmp_path: Path, command: list[str], env: dict[str, str]) -> R
     return load_json(json_path)
 
 
+@pytest.mark.system
 def test_single_profile_serves_real_calls_without_any_extra(tmp_path: Path) -> None:
     report = serve_and_play(tmp_path, list(SWITCHBOARD_ARGV), env_without_extras())
     assert report.passed
@@ -91,6 +93,7 @@ def test_single_profile_serves_real_calls_without_any_extra(tmp_path: Path) -> N
     assert report.turns >= 9
 
 
+@pytest.mark.system
 def test_the_single_profile_demo_runs_without_any_extra(tmp_path: Path) -> None:
     html = tmp_path / "demo.html"
     done = switchboard("demo", "--calls", "1", "--turns", "1", "--html", str(html))
@@ -98,6 +101,7 @@ def test_the_single_profile_demo_runs_without_any_extra(tmp_path: Path) -> None:
     assert load_json(html.with_suffix(".json")).passed
 
 
+@pytest.mark.system
 def test_a_virtualenv_of_the_core_alone_serves_and_names_a_missing_extra(tmp_path: Path) -> None:
     # Nothing but the core distributions and switchboard: not hidden, absent.
     python = str(core_only_venv(tmp_path / "venv"))
@@ -160,6 +164,7 @@ def test_a_virtualenv_of_the_core_alone_serves_and_names_a_missing_extra(tmp_pat
     ],
     ids=["distributed", "event-driven", "kafka-bus", "semantic-cache", "cluster", "postgres"],
 )
+@pytest.mark.integration
 def test_a_missing_extra_is_one_line_naming_the_install(args: list[str], line: str) -> None:
     if args[0] == "serve":
         args = [*args, "--port", str(free_port())]  # the port is bound before the check
@@ -201,6 +206,7 @@ def test_a_stray_optional_import_names_its_extra() -> None:
         extras.install_command("kitchen-sink")
 
 
+@pytest.mark.integration
 def test_a_default_never_asks_for_a_missing_extra() -> None:
     # An openai agent caches by default, with the semantic tier when its extra is there;
     # without it the default is the exact tier alone, not a refusal to start.

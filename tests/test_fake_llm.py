@@ -14,6 +14,8 @@ from openai.types.chat import ChatCompletionFunctionToolParam
 
 from switchboard.testing.fake_llm import DEFAULT_REPLY, FakeLLMConfig, FakeLLMServer
 
+pytestmark = pytest.mark.integration
+
 TIMEOUT = 10.0
 BOOK_TOOL: ChatCompletionFunctionToolParam = {
     "type": "function",

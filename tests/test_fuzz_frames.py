@@ -22,6 +22,8 @@ from websockets.sync.client import ClientConnection, connect
 from tests.fixtures.agents import EchoAgent
 from tests.fixtures.threaded_server import ThreadedServer, threaded_server
 
+pytestmark = pytest.mark.integration
+
 LIMIT = 16 * 1024
 TIMEOUT = 10.0
 

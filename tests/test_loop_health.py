@@ -8,11 +8,14 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 
 from switchboard.bench.table import describe_loop
 from switchboard.sim.server_metrics import loop_health
 from tests.fixtures.agents import EchoAgent
 from tests.fixtures.server import TIMEOUT
+
+pytestmark = pytest.mark.integration
 
 
 async def test_a_blocked_loop_and_a_collection_show_in_metrics(serve: Any) -> None:

@@ -26,6 +26,8 @@ from switchboard.sim.runner import Simulation
 from tests.fixtures.broken_servers import fast_options
 from tests.fixtures.ports import free_port
 
+pytestmark = pytest.mark.system
+
 DEADLINE_S = 120.0
 #: calls live on the old node while it is drained: long enough (turns x think) to outlast
 #: the move by seconds, which the test checks on the node itself rather than assumes

@@ -433,6 +433,7 @@ async def test_provider_timeout_propagates_and_closes_the_stream(fake_llm: FakeL
     await fake_llm.stats.wait_for(lambda s: s.closed_early == 1, TIMEOUT)
 
 
+@pytest.mark.integration
 async def test_connection_refused_propagates(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     nowhere = OpenAIAgent(

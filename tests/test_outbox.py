@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from switchboard.cluster.processes import Child
 from switchboard.events.codec import decode, encode
 from switchboard.events.memory_bus import MemoryBus
@@ -90,6 +92,7 @@ async def test_bus_down_spills_then_replays_in_order_when_it_returns(
     assert outbox.stats.replayed == 200
 
 
+@pytest.mark.system
 async def test_a_killed_nodes_spilled_events_are_replayed_by_the_next_run(
     private_valkey: RestartableValkey, tmp_path: Path
 ) -> None:
@@ -172,6 +175,7 @@ async def test_close_spills_what_it_could_not_send(
     assert len(messages) == 7
 
 
+@pytest.mark.integration
 def test_a_second_process_cannot_share_a_spill_dir(tmp_path: Path) -> None:
     first = SpillFile(tmp_path)
     code = (

@@ -148,6 +148,7 @@ def silent_url() -> Iterator[str]:
 
 
 @pytest.mark.parametrize("spill", [True, False], ids=["spill", "memory"])
+@pytest.mark.integration
 async def test_puts_never_cut_a_backoff_short(
     refused_url: str, tmp_path: Path, spill: bool
 ) -> None:
@@ -168,6 +169,7 @@ async def test_puts_never_cut_a_backoff_short(
     await bus.close()
 
 
+@pytest.mark.integration
 async def test_while_spilling_put_writes_to_the_file_at_once(
     refused_url: str, tmp_path: Path
 ) -> None:
@@ -186,6 +188,7 @@ async def test_while_spilling_put_writes_to_the_file_at_once(
     await bus.close()
 
 
+@pytest.mark.integration
 async def test_a_hung_send_spills_what_waits_behind_it(silent_url: str, tmp_path: Path) -> None:
     bus = RedisStreamBus(silent_url, namespace="t:", timeout_s=120)
     outbox = Outbox(bus, OutboxOptions(spill_dir=tmp_path, stall_s=0.1, close_timeout_s=0.5))
@@ -200,6 +203,7 @@ async def test_a_hung_send_spills_what_waits_behind_it(silent_url: str, tmp_path
     await bus.close()
 
 
+@pytest.mark.integration
 async def test_a_spill_cap_drops_counts_and_never_raises(refused_url: str, tmp_path: Path) -> None:
     bus = RedisStreamBus(refused_url, namespace="t:", timeout_s=0.5)
     outbox = Outbox(bus, OutboxOptions(spill_dir=tmp_path, spill_max_bytes=4096))
@@ -233,6 +237,7 @@ async def _line(child: Child, prefix: str, timeout: float = 30) -> str:
         await asyncio.sleep(0.05)
 
 
+@pytest.mark.integration
 async def test_a_full_disk_never_raises_into_put(refused_url: str, tmp_path: Path) -> None:
     spill_dir = tmp_path / "spill"
     node = _child(tmp_path, "node", refused_url, str(spill_dir), "2000", "fsize:65536")

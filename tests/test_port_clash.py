@@ -23,6 +23,8 @@ from switchboard.ports import PortInUse, bind_listener, ensure_free
 from tests.fixtures.cluster import running_cluster
 from tests.fixtures.ports import free_port
 
+pytestmark = pytest.mark.integration
+
 #: Generous: a refused start exits at once, but the machine may be busy.
 EXIT_DEADLINE_S = 60.0
 SWITCHBOARD = [sys.executable, "-m", "switchboard"]

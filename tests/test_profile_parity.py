@@ -31,6 +31,8 @@ from tests.fixtures.distributed import begin
 from tests.fixtures.memory_transport import memory_call
 from tests.fixtures.server import RetellPeer, RunningServer, retell, running_server, spoken
 
+pytestmark = pytest.mark.integration
+
 PROFILES = ["single", "distributed", "event-driven"]
 FALLBACK = "Sorry, I'm having a little trouble. Could you say that again?"
 CONVERSATION = ["hello", "what are your hours", "careful", "tell me everything", "bye"]

@@ -6,7 +6,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.fixtures.server import retell, spoken
+
+pytestmark = pytest.mark.integration
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -29,6 +29,8 @@ from tests.fixtures.conditions import eventually, eventually_async
 from tests.fixtures.distributed import node
 from tests.fixtures.server import TIMEOUT, RetellPeer, retell
 
+pytestmark = pytest.mark.integration
+
 #: Calls in each burst (the issue's figure; the pool holds 64 sockets).
 BURST = 1000
 GREETING = "Hello from the clinic."

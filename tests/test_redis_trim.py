@@ -12,6 +12,8 @@ from switchboard.events.redis_bus import RedisStreamBus, trim_floor
 from switchboard.events.types import Event, TurnCompleted, make_event
 from tests.fixtures.buses import collect
 
+pytestmark = pytest.mark.integration
+
 
 def _events(n: int, tag: str = "") -> list[Event]:
     return [

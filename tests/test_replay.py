@@ -93,6 +93,7 @@ def _switchboard(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.integration
 def test_replaying_the_receptionists_own_calls_finds_no_difference(
     recorded: tuple[Path, list[dict[str, Any]]], tmp_path: Path
 ) -> None:
@@ -152,6 +153,7 @@ def _replies(call: dict[str, Any]) -> list[tuple[int, str, str]]:
     return out
 
 
+@pytest.mark.integration
 def test_a_changed_agent_differs_in_exactly_the_changed_turns(
     recorded: tuple[Path, list[dict[str, Any]]], tmp_path: Path
 ) -> None:
@@ -182,6 +184,7 @@ def test_a_changed_agent_differs_in_exactly_the_changed_turns(
         assert "Tuesday to Friday" in d["got"]
 
 
+@pytest.mark.integration
 def test_a_changed_transfer_and_a_lost_hang_up_are_action_differences(
     recorded: tuple[Path, list[dict[str, Any]]], tmp_path: Path
 ) -> None:
@@ -204,6 +207,7 @@ def test_a_changed_transfer_and_a_lost_hang_up_are_action_differences(
     } | {(cid, "end_call", "none") for cid in hung_up}
 
 
+@pytest.mark.integration
 def test_an_agent_that_hangs_up_early_leaves_the_later_turns_missing(
     recorded: tuple[Path, list[dict[str, Any]]], tmp_path: Path
 ) -> None:
@@ -227,6 +231,7 @@ def test_an_agent_that_hangs_up_early_leaves_the_later_turns_missing(
     assert summary["turns_compared"] == _caller_lines(first)
 
 
+@pytest.mark.integration
 def test_a_recorded_line_left_unanswered_is_an_extra_reply(
     recorded: tuple[Path, list[dict[str, Any]]], tmp_path: Path
 ) -> None:
@@ -319,6 +324,7 @@ def test_a_renamed_or_missing_field_fails_loudly(
         parse_calls_json(json.dumps(partial), "calls.json")
 
 
+@pytest.mark.integration
 def test_bad_input_exits_2_with_one_line_and_no_traceback(
     recorded: tuple[Path, list[dict[str, Any]]], tmp_path: Path
 ) -> None:

@@ -203,6 +203,7 @@ async def test_an_export_reads_back_as_the_same_calls(tmp_path: Path) -> None:
         ]
 
 
+@pytest.mark.integration
 def test_archive_export_cli_writes_calls_since_and_refuses_a_bad_since(tmp_path: Path) -> None:
     import asyncio
 

@@ -26,6 +26,8 @@ from tests.fixtures.broken_servers import fast_options
 from tests.fixtures.cluster import running_cluster
 from tests.fixtures.conditions import eventually_async
 
+pytestmark = pytest.mark.system
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -6,8 +6,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from tests.fixtures.agents import EchoAgent, GatedAgent
 from tests.fixtures.server import retell, spoken
+
+pytestmark = pytest.mark.integration
 
 FALLBACK = "Sorry, I'm having a little trouble. Could you say that again?"
 

@@ -10,10 +10,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
+import pytest
 from websockets.asyncio.client import connect
 
 from tests.fixtures.ports import free_port
 from tests.fixtures.server import RetellPeer, handshake_status, spoken
+
+pytestmark = pytest.mark.integration
 
 DEADLINE = 20.0
 

@@ -20,6 +20,8 @@ from tests.fixtures.ports import free_port
 from tests.fixtures.server import RetellPeer, handshake_status, spoken
 from tests.test_serve_drain import DEADLINE, exit_code, until_status
 
+pytestmark = pytest.mark.integration
+
 
 @asynccontextmanager
 async def serve_process(

@@ -14,6 +14,8 @@ from switchboard.state.memory import MemoryCallStore
 from tests.fixtures.agents import EchoAgent
 from tests.fixtures.server import handshake_status, retell, spoken
 
+pytestmark = pytest.mark.integration
+
 
 async def test_admission_cap_is_exact_and_readiness_follows_it(serve: Any) -> None:
     async with serve(EchoAgent(), call_details=False, max_calls=2) as srv:

@@ -11,12 +11,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
 from switchboard.services.analytics import Analytics, create_app
 from switchboard.services.analytics_store import AnalyticsStore
 from switchboard.services.archive_db import open_archive
 from switchboard.services.process import serve_http
 from tests.fixtures.ports import free_port
+
+pytestmark = pytest.mark.integration
 
 
 @asynccontextmanager

@@ -36,6 +36,8 @@ from switchboard.services.archive_db import ArchiveDb, open_archive
 from tests.fixtures.ports import free_port
 from tests.fixtures.services import start_service, until
 
+pytestmark = pytest.mark.system
+
 
 def _good(calls: int, turns: int) -> list[Event]:
     events = []

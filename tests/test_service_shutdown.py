@@ -15,6 +15,8 @@ from switchboard.cluster.processes import Child, free_port, wait_http_ready
 from switchboard.cluster.tansu import bootstrap, start_tansu
 from tests.fixtures.services import start_service
 
+pytestmark = pytest.mark.system
+
 #: generous: the process exits in about half a second once it gets the signal
 EXIT_DEADLINE_S = 60.0
 

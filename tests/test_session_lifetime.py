@@ -20,6 +20,8 @@ from switchboard.server.call_socket import CallSocket
 from tests.fixtures.agents import GatedAgent
 from tests.fixtures.server import TIMEOUT, retell
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def tracked(monkeypatch: pytest.MonkeyPatch) -> list[weakref.ref[Any]]:

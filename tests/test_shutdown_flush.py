@@ -9,6 +9,7 @@ import time
 
 import httpx
 import msgspec
+import pytest
 
 from switchboard.config import Settings
 from switchboard.protocol.signature import sign
@@ -18,6 +19,8 @@ from switchboard.server.run import DrainingServer, uvicorn_config
 from tests.fixtures.agents import EchoAgent
 from tests.fixtures.conditions import eventually
 from tests.fixtures.server import retell
+
+pytestmark = pytest.mark.integration
 
 KEY = "flush-test-key"
 WAIT_S = 20.0

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from switchboard.cluster.processes import SWITCHBOARD_ARGV, Child, free_port, wait_http_ready
 from switchboard.sim.server_metrics import breakdown_text, turn_breakdown
 
@@ -35,6 +37,7 @@ def test_the_run_is_after_minus_before_and_bounds_are_bucket_edges() -> None:
     assert turn_breakdown({}, {}) == {}
 
 
+@pytest.mark.system
 def test_simulate_reports_the_servers_breakdown_of_its_own_turns(tmp_path: Path) -> None:
     port = free_port()
     server = Child(

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import pytest
+
 from switchboard.sim.results import RunReport
 from switchboard.sim.runner import simulate
 from tests.fixtures.broken_servers import (
@@ -27,6 +29,8 @@ from tests.fixtures.broken_servers import (
     TalksAfterComplete,
     fast_options,
 )
+
+pytestmark = pytest.mark.integration
 
 Start = Callable[[Handler], Awaitable[str]]
 

@@ -6,10 +6,13 @@ import json
 import signal
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from switchboard.cli import app
 from tests.fixtures.broken_servers import NeverCompletes, ReferenceServer, threaded_llm_server
+
+pytestmark = pytest.mark.integration
 
 runner = CliRunner()
 FAST = ["--think-ms", "0", "--seed", "1"]

@@ -24,6 +24,8 @@ from switchboard.sim.client_socket import (
     text_frame,
 )
 
+pytestmark = pytest.mark.integration
+
 TIMEOUT = 10.0
 
 Handler = Callable[[ServerConnection], Awaitable[None]]

@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import msgspec
+import pytest
 
 from switchboard.sim.report import render_html
 from switchboard.sim.runner import Simulation, simulate
@@ -21,6 +22,8 @@ from tests.fixtures.broken_servers import (
     RepeatsGreeting,
     fast_options,
 )
+
+pytestmark = pytest.mark.integration
 
 Start = Callable[[Handler], Awaitable[str]]
 

@@ -9,6 +9,8 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
+
 from switchboard.protocol import FrameDecoder, ReminderRequired, ResponseRequired
 from switchboard.sim.runner import Simulation, simulate
 from switchboard.sim.scenario import parse_scenario
@@ -22,6 +24,8 @@ from tests.fixtures.broken_servers import (
     ToolsAndExtras,
     fast_options,
 )
+
+pytestmark = pytest.mark.integration
 
 Start = Callable[[Handler], Awaitable[str]]
 

@@ -182,6 +182,7 @@ def test_shipped_receptionist_scenarios_parse() -> None:
     assert any(len(s.turns) >= 4 for s in scenarios)  # a booking across several turns
 
 
+@pytest.mark.integration
 async def test_receptionist_scenarios_pass_against_the_real_server() -> None:
     agent = load_agent(builtin_example("receptionist.yaml"))
     async with running_server(agent) as server:

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import msgspec
+import pytest
 from typer.testing import CliRunner
 
 from switchboard.bench.cases import BenchCase
@@ -67,6 +68,7 @@ def test_merged_metrics_add_counts_and_keep_every_latency() -> None:
     assert merged.elapsed() == max(s["finished"] for s in states) - merged.started
 
 
+@pytest.mark.integration
 def test_simulate_with_workers_writes_one_report_of_every_call(tmp_path: Path) -> None:
     json_path = tmp_path / "run.json"
     with threaded_llm_server(ReferenceServer()) as url:

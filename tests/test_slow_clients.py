@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from switchboard.protocol.signature import sign
 from tests.fixtures.agents import EchoAgent
 from tests.fixtures.conditions import eventually
 from tests.fixtures.server import retell, spoken
+
+pytestmark = pytest.mark.integration
 
 KEY = "slow-test-key"
 WAIT_S = 20.0

@@ -97,6 +97,7 @@ async def test_talking_over_a_reply_cuts_it_to_what_was_said(agent_call: Any) ->
     assert agent_lines[1] == "Let me see."  # the rest was never heard
 
 
+@pytest.mark.integration
 async def test_an_llm_agent_talks_to_the_fake_openai_server(
     agent_call: Any, fake_openai: Any
 ) -> None:
@@ -107,6 +108,7 @@ async def test_an_llm_agent_talks_to_the_fake_openai_server(
     assert fake_openai.stats.started >= 1
 
 
+@pytest.mark.integration
 def test_scenario_files_run_as_pytest_items(tmp_path: Path) -> None:
     scenarios = ROOT / "examples" / "scenarios" / "receptionist"
     result = subprocess.run(

@@ -95,6 +95,7 @@ class _Receiver(BaseHTTPRequestHandler):
         pass
 
 
+@pytest.mark.integration
 def test_spans_reach_an_otlp_http_receiver(monkeypatch: pytest.MonkeyPatch) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

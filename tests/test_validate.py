@@ -128,6 +128,7 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.integration
 def test_the_terminal_report_shows_the_servers_turn_breakdown(tmp_path: Path) -> None:
     with threaded_server(EchoAgent(), max_calls=4) as srv:
         result = CliRunner().invoke(
@@ -156,6 +157,7 @@ def test_the_terminal_report_shows_the_servers_turn_breakdown(tmp_path: Path) ->
     assert srv.loop_errors == []
 
 
+@pytest.mark.integration
 def test_any_fail_exits_1_and_still_writes_the_report(tmp_path: Path) -> None:
     with threaded_llm_server(GreetsAgain()) as url:
         result = CliRunner().invoke(

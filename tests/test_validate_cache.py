@@ -23,6 +23,8 @@ from switchboard.testing.fake_llm import FakeLLMConfig, FakeLLMServer
 from tests.fixtures.agents import EchoAgent
 from tests.fixtures.broken_servers import ReferenceServer, threaded_llm_server
 
+pytestmark = pytest.mark.integration
+
 TTFT_MS = 800.0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from switchboard.blueprint.validate_events import ARCHIVE, ESCALATION
@@ -15,6 +16,8 @@ from switchboard.blueprint.validate_report import load_report
 from switchboard.cli import app
 from switchboard.cluster.launch import start_cluster_child, stop_cluster_child
 from switchboard.config import builtin_example
+
+pytestmark = pytest.mark.system
 
 
 def test_validate_an_event_driven_cluster(tmp_path: Path) -> None:

@@ -10,6 +10,8 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
+
 from switchboard.blueprint.validate_events import (
     ARCHIVE,
     ESCALATION,
@@ -27,6 +29,8 @@ from tests.fixtures.agents import EchoAgent
 from tests.fixtures.conditions import eventually
 from tests.fixtures.server import RunningServer, running_server
 from tests.fixtures.services import start_service, until
+
+pytestmark = pytest.mark.system
 
 RULES = """
 transfer_number: "+15550100"

@@ -10,10 +10,14 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+import pytest
+
 from switchboard.cluster.processes import free_port
 from switchboard.cluster.valkey import redis_url, start_valkey
 from switchboard.connections import redis_client
 from switchboard.state.redis import RedisCallStore
+
+pytestmark = pytest.mark.system
 
 
 async def test_call_state_survives_a_kill_9_of_the_clusters_valkey(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import msgspec
+import pytest
 
 from switchboard.cluster.processes import free_port
 from switchboard.connections import RedisHealth, redis_client
@@ -23,6 +24,8 @@ from tests.fixtures.agents import EchoAgent
 from tests.fixtures.conditions import eventually, eventually_async
 from tests.fixtures.distributed import node
 from tests.fixtures.server import RunningServer
+
+pytestmark = pytest.mark.integration
 
 KEY = "test-api-key"
 

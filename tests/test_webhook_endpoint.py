@@ -31,7 +31,7 @@ KEY = "test-api-key"
 NOW = 1_700_000_000_000
 WAIT_S = 10
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
 
 class Inbox:

@@ -164,6 +164,7 @@ def test_close_frames_carry_code_and_reason() -> None:
 
 
 @given(st.binary(max_size=300), st.integers(min_value=1, max_value=64))
+@pytest.mark.integration
 def test_any_bytes_either_parse_or_raise_frame_error(data: bytes, chunk: int) -> None:
     reader, seen = FrameReader(200), Collector()
     code = None

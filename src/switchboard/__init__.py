@@ -2,7 +2,12 @@
 
 The same agent code runs on the ``single``, ``distributed`` and ``event-driven``
 profiles; see ``docs/`` and the README.
+
+``__version__`` is read from the installed package's metadata, so ``pyproject.toml`` is
+the one place the version is written (the Makefile's image tag reads it there too).
 """
+
+from importlib.metadata import version as _package_version
 
 from switchboard.agents.base import (
     Action,
@@ -38,4 +43,4 @@ __all__ = [
     "UpdateAgent",
 ]
 
-__version__ = "0.1.0"
+__version__: str = _package_version("switchboard")

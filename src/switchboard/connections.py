@@ -1,4 +1,4 @@
-"""Redis connections: one client per process, short deadlines, and an outage tracker.
+"""Redis connections: the one place clients are made, short deadlines, an outage tracker.
 
 redis-py's defaults suit batch jobs, not calls: a dead link is retried with backoff for
 many seconds. Here every command has ``timeout_ms`` (connect and read), one immediate
@@ -24,12 +24,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from redis import Redis as SyncRedis
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry as SyncRetry
 
 from switchboard.log import get_logger
 
@@ -100,25 +102,48 @@ class BoundedPool(BlockingConnectionPool):
 def redis_client(
     url: str,
     *,
-    timeout_ms: int = 250,
+    timeout_ms: float = 250,
+    read_timeout_ms: float | None = None,
+    retries: int = 1,
     max_connections: int = MAX_CONNECTIONS,
-    pool_wait_ms: int = POOL_WAIT_MS,
+    pool_wait_ms: float = POOL_WAIT_MS,
 ) -> Redis:
     """A client for ``url`` whose every command fails within about ``2 * timeout_ms``
-    once it holds a socket, and waits at most ``pool_wait_ms`` for one."""
+    once it holds a socket, and waits at most ``pool_wait_ms`` for one.
+
+    Every asyncio Redis client of the package is made here; callers differ only in these
+    figures. ``retries=0`` suits a caller with its own deadline or fallback (the response
+    cache, the event bus); ``read_timeout_ms`` is for a connection that blocks on purpose
+    (a stream consumer's ``XREADGROUP BLOCK``), whose connect must still fail fast.
+    """
     timeout = timeout_ms / 1000
     pool = BoundedPool.from_url(
         url,
         max_connections=max_connections,
         timeout=pool_wait_ms / 1000,
-        socket_timeout=timeout,
+        socket_timeout=timeout if read_timeout_ms is None else read_timeout_ms / 1000,
         socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 1),
+        retry=Retry(NoBackoff(), retries),
         retry_on_timeout=False,
         health_check_interval=0,
         client_name="switchboard",
     )
     return Redis.from_pool(pool)
+
+
+def blocking_redis_client(url: str, *, timeout_ms: float = 1000) -> SyncRedis:
+    """A synchronous client, for tools that run outside an event loop (``switchboard
+    chaos`` reading a server's settings or a call's owner between faults): one connection
+    at a time, each command bounded by ``timeout_ms``, no retry."""
+    timeout = timeout_ms / 1000
+    return SyncRedis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=SyncRetry(NoBackoff(), 0),
+        retry_on_timeout=False,
+        client_name="switchboard",
+    )
 
 
 def describe(url: str) -> str:

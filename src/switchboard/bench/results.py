@@ -4,11 +4,11 @@ JSON file it is written to and read back from (``bench/results/``).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import msgspec
 
+from switchboard.atomic_file import write_atomically
 from switchboard.bench.cases import BenchCase
 from switchboard.sim.resources import ServerResources
 from switchboard.sim.results import RunReport
@@ -52,10 +52,7 @@ class BenchRun(msgspec.Struct, kw_only=True):
 
 
 def write_run(run: BenchRun, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(msgspec.json.format(msgspec.json.encode(run), indent=2))
-    os.replace(tmp, path)
+    write_atomically(path, msgspec.json.format(msgspec.json.encode(run), indent=2))
 
 
 def load_bench(path: Path) -> BenchRun:

@@ -8,10 +8,11 @@ cache, no bus, no node to kill) is listed under *not run* with the reason, never
 from __future__ import annotations
 
 import html
-import os
 from pathlib import Path
 
 import msgspec
+
+from switchboard.atomic_file import write_atomically
 
 REPORT_SCHEMA_VERSION = 1
 
@@ -54,10 +55,7 @@ def load_report(path: Path) -> ValidationReport:
 
 
 def _atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_atomically(path, data)
 
 
 def write_report(report: ValidationReport, html_path: Path) -> Path:

@@ -24,13 +24,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from switchboard.cache.base import CacheUnavailable
+from switchboard.connections import redis_client
 
 T = TypeVar("T")
 
@@ -39,24 +38,13 @@ T = TypeVar("T")
 WRITE_TIMEOUT_S = 0.5
 
 
-def cache_client(url: str, timeout_ms: float) -> aioredis.Redis:
+def cache_client(url: str, timeout_ms: float) -> Redis:
     """A client that never retries; lookups are bounded by their own deadline on top.
-
-    A blocking pool: when every connection is busy (a burst of stores) a command waits
-    for one instead of failing with "too many connections".
-    """
-    timeout = max(timeout_ms / 1000, WRITE_TIMEOUT_S)
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=32,
-        timeout=timeout,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-        retry_on_timeout=False,
-        health_check_interval=0,
+    When every connection is busy (a burst of stores) a command waits for one."""
+    timeout_ms = max(timeout_ms, WRITE_TIMEOUT_S * 1000)
+    return redis_client(
+        url, timeout_ms=timeout_ms, retries=0, max_connections=32, pool_wait_ms=timeout_ms
     )
-    return aioredis.Redis(connection_pool=pool)
 
 
 class RedisResponseCache:
@@ -64,7 +52,7 @@ class RedisResponseCache:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: Redis,
         *,
         namespace: str = "switchboard:",
         timeout_ms: float = 5.0,

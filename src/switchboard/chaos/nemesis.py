@@ -39,6 +39,7 @@ from switchboard.chaos.generator import Generator, Tripwire
 from switchboard.chaos.history import FaultEvent
 from switchboard.chaos.processes import ClusterProcess, ProcessError, delete_valkey_data
 from switchboard.chaos.schedule import ScheduledFault
+from switchboard.connections import blocking_redis_client
 from switchboard.events.bus import open_bus
 from switchboard.events.codec import CONTENT_TYPE, SPEC_VERSION, BusMessage
 from switchboard.sim.conversation import CallerTurn
@@ -232,7 +233,7 @@ class Nemesis:
         """Entries in the Redis stream bus, or ``None`` (a Kafka bus, or no answer)."""
         if not self.bus_url or not self.bus_url.startswith(("redis://", "rediss://")):
             return None
-        client = redis.Redis.from_url(self.bus_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        client = blocking_redis_client(self.bus_url, timeout_ms=1000)
         try:
             return int(client.xlen(f"{self.namespace}events"))
         except redis.RedisError:
@@ -380,9 +381,7 @@ class Nemesis:
         if self.redis_url is None:
             yield lambda _: []
             return
-        client = redis.Redis.from_url(
-            self.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5
-        )
+        client = blocking_redis_client(self.redis_url, timeout_ms=500)
 
         def owned_by(node: str) -> list[str]:
             ids = self.generator.live_call_ids()

@@ -24,6 +24,8 @@ import httpx
 import psutil
 import redis
 
+from switchboard.connections import blocking_redis_client
+
 POLL_S = 0.05
 
 
@@ -175,7 +177,7 @@ def read_valkey(name: str, pid: int, *, port: int | None, url: str) -> ClusterPr
         exe = os.readlink(f"/proc/{pid}/exe")
     except OSError as exc:
         raise ProcessError(f"cannot read {name} (pid {pid}): {exc}") from None
-    client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    client = blocking_redis_client(url, timeout_ms=2000)
     try:
         argv = [exe]
         for key in VALKEY_SETTINGS:

@@ -9,7 +9,6 @@ is escaped.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator
 from html import escape
 from pathlib import Path
@@ -20,6 +19,7 @@ from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
 
+from switchboard.atomic_file import write_atomically
 from switchboard.chaos.run import ChaosReport
 
 #: Colours of the fault bands, by kind.
@@ -54,10 +54,7 @@ def write_html(report: ChaosReport, path: Path) -> None:
 
 
 def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_atomically(path, data)
 
 
 # --- terminal ------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from switchboard.blueprint.matrix import Decision
+from switchboard.blueprint.model import IMAGE
 
 
 def blueprint(
@@ -34,9 +35,7 @@ def blueprint(
         int, typer.Option(help="Blast-radius cap: calls one node may hold.")
     ] = 200,
     bus: Annotated[str, typer.Option(help="Event bus: kafka or redis-streams.")] = "kafka",
-    image: Annotated[str, typer.Option(help="Container image of switchboard.")] = (
-        "switchboard:0.1.0"
-    ),
+    image: Annotated[str, typer.Option(help="Container image of switchboard.")] = IMAGE,
     namespace: Annotated[str, typer.Option(help="Kubernetes namespace.")] = "switchboard",
     bench_file: Annotated[
         Path | None, typer.Option("--bench", help="Bench JSON to calibrate from.")

@@ -8,12 +8,12 @@ carries the plan out.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
 
+from switchboard.atomic_file import write_atomically
 from switchboard.cluster.haproxy import CALL_PATH, WEBHOOK_PATH, LoadBalancer, Server
 from switchboard.config import Profile
 
@@ -172,10 +172,7 @@ def cluster_state(
 
 def write_state(state: ClusterState, path: Path) -> None:
     """Atomically: a reader polling for the file never sees half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(msgspec.json.format(msgspec.json.encode(state), indent=2))
-    os.replace(tmp, path)
+    write_atomically(path, msgspec.json.format(msgspec.json.encode(state), indent=2))
 
 
 def read_state(path: Path) -> ClusterState:

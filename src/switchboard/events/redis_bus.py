@@ -30,11 +30,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
+from switchboard.connections import redis_client
 from switchboard.events.bus import Batch, BusUnavailable, decode_batch
 from switchboard.events.codec import BusMessage
 from switchboard.log import get_logger
@@ -51,14 +50,9 @@ _batch_decoder = msgspec.msgpack.Decoder(list[BusMessage])
 MAX_BLOCK_S = 10.0
 
 
-def _client(url: str, timeout_s: float, read_timeout_s: float | None = None) -> aioredis.Redis:
-    return aioredis.Redis.from_url(
-        url,
-        socket_timeout=read_timeout_s or timeout_s,
-        socket_connect_timeout=timeout_s,
-        retry=Retry(NoBackoff(), 0),
-        retry_on_timeout=False,
-    )
+def _client(url: str, timeout_s: float, read_timeout_s: float | None = None) -> Redis:
+    read_ms = None if read_timeout_s is None else read_timeout_s * 1000
+    return redis_client(url, timeout_ms=timeout_s * 1000, read_timeout_ms=read_ms, retries=0)
 
 
 def _messages(fields: dict[bytes, bytes]) -> list[BusMessage]:
@@ -201,7 +195,7 @@ class RedisStreamBus:
 
 class RedisStreamConsumer:
     def __init__(
-        self, client: aioredis.Redis, stream: str, group: str, name: str, claim_idle_ms: int
+        self, client: Redis, stream: str, group: str, name: str, claim_idle_ms: int
     ) -> None:
         self._client = client
         self._stream = stream

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import msgspec
 
+from switchboard.atomic_file import write_atomically
 from switchboard.events.codec import BusMessage
 from switchboard.log import get_logger
 
@@ -315,9 +316,7 @@ class SpillFile:
             self.records = 0
             self._offset_path.unlink(missing_ok=True)
             return
-        tmp = self._offset_path.with_suffix(".tmp")
-        tmp.write_text(str(offset))
-        os.replace(tmp, self._offset_path)
+        write_atomically(self._offset_path, str(offset))
 
     def close(self) -> None:
         self._log.close()

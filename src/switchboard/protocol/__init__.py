@@ -1,6 +1,6 @@
 """Retell's custom-LLM WebSocket wire format: typed messages, decode and encode.
 
-Pure and I/O-free. The spec is ``shared/retell-protocol.md`` (section 1).
+Pure and I/O-free. The protocol, in our words, is ``docs/protocol.md``.
 """
 
 from switchboard.protocol.codec import FrameDecoder, decode_inbound, encode, undecodable_request

@@ -9,22 +9,19 @@ that changed.
 from __future__ import annotations
 
 import json
-import os
 from collections import defaultdict
 from html import escape
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
+from switchboard.atomic_file import write_atomically
 from switchboard.replay.compare import Difference, Summary
 from switchboard.replay.run import ReplayRun
 from switchboard.sim.report import CSS
 
 
 def _write(path: Path, data: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(data, encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomically(path, data)
 
 
 def write_json(summary: Summary, path: Path) -> None:

@@ -9,7 +9,6 @@ those may echo whatever a server under test sent.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from html import escape
 from pathlib import Path
@@ -21,6 +20,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from switchboard.atomic_file import write_atomically
 from switchboard.sim.plots import cdf_svg, histogram_svg
 from switchboard.sim.results import FailoverSummary, LatencySummary, RunReport, TurnKindStats
 from switchboard.sim.verdict import BUDGET_RULE, JUDGED_KINDS
@@ -385,9 +385,7 @@ def _html_scenarios(report: RunReport) -> str:
 
 def _write_atomically(path: Path, data: bytes) -> None:
     """Readers (a browser refreshing, CI collecting artifacts) never see half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_atomically(path, data)
 
 
 #: The report pages' style, shared with the replay report (one look for every page).
