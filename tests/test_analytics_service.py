@@ -22,7 +22,7 @@ from switchboard.events.types import (
     TurnCompleted,
     make_event,
 )
-from switchboard.services.archive_db import open_archive
+from switchboard.services.archive.store import open_archive
 from switchboard.sim.processes import Child, free_port, wait_http_ready
 from tests.fixtures.services import start_service, until
 

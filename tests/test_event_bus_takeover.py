@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from switchboard.events.bus import BusUnavailable, open_bus
+from switchboard.events.buses.kafka import KafkaBus
+from switchboard.events.buses.redis import RedisStreamBus
 from switchboard.events.codec import encode_all
-from switchboard.events.kafka_bus import KafkaBus
-from switchboard.events.redis_bus import RedisStreamBus
 from switchboard.events.types import CallStarted, make_event
 from switchboard.sim.processes import Child, free_port
 from tests.fixtures.buses import KAFKA_SESSION_TIMEOUT_MS, collect

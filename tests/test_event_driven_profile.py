@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from switchboard.config import builtin_example
-from switchboard.services import archive_queries as q
-from switchboard.services.archive_db import open_archive
+from switchboard.services.archive import queries as q
+from switchboard.services.archive.store import open_archive
 from switchboard.sim.processes import Child, free_port, run_simulator, start_server
 from tests.fixtures.services import SWITCHBOARD, start_service, until
 

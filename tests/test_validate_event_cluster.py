@@ -10,11 +10,11 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from switchboard.blueprint.validate_events import ARCHIVE, ESCALATION
-from switchboard.blueprint.validate_report import load_report
 from switchboard.cli import app
 from switchboard.cluster.launch import start_cluster_child, stop_cluster_child
 from switchboard.config import builtin_example
+from switchboard.validate.events import ARCHIVE, ESCALATION
+from switchboard.validate.report import load_report
 
 
 def test_validate_an_event_driven_cluster(tmp_path: Path) -> None:

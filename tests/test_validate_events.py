@@ -10,7 +10,9 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from switchboard.blueprint.validate_events import (
+from switchboard.services.escalation.rules import parse_rules
+from switchboard.sim.processes import Child
+from switchboard.validate.events import (
     ARCHIVE,
     ESCALATION,
     ESCALATION_LINE,
@@ -19,10 +21,8 @@ from switchboard.blueprint.validate_events import (
     escalation_plan,
     service_rules,
 )
-from switchboard.blueprint.validate_run import ValidateOptions, validate
-from switchboard.blueprint.validate_target import cluster_target, url_target
-from switchboard.services.escalation_rules import parse_rules
-from switchboard.sim.processes import Child
+from switchboard.validate.run import ValidateOptions, validate
+from switchboard.validate.target import cluster_target, url_target
 from tests.fixtures.agents import EchoAgent
 from tests.fixtures.conditions import eventually
 from tests.fixtures.server import RunningServer, running_server

@@ -12,8 +12,8 @@ import httpx
 import msgspec
 
 from switchboard.connections import RedisHealth, redis_client
+from switchboard.events.buses.memory import MemoryBus
 from switchboard.events.codec import decode
-from switchboard.events.memory_bus import MemoryBus
 from switchboard.protocol.signature import sign
 from switchboard.protocol.webhook import WebhookEvent, parse_webhook
 from switchboard.server.cluster_dedupe import SharedDedupe

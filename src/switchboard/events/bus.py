@@ -165,18 +165,18 @@ def open_bus(
     ``options`` go to the backend (timeouts, tests)."""
     parsed = parse_bus_url(url)
     if parsed.scheme == "memory":
-        from switchboard.events.memory_bus import MemoryBus
+        from switchboard.events.buses.memory import MemoryBus
 
         return MemoryBus()
     if parsed.scheme == "redis":
-        from switchboard.events.redis_bus import RedisStreamBus
+        from switchboard.events.buses.redis import RedisStreamBus
 
         stream = parsed.options.get("stream", "events")
         if max_len is not None:
             options["maxlen"] = max_len
         options |= _ints(parsed.options, "maxlen", "claim_idle_ms")
         return RedisStreamBus(parsed.target, namespace=namespace, stream=stream, **options)
-    from switchboard.events.kafka_bus import KafkaBus
+    from switchboard.events.buses.kafka import KafkaBus
 
     topic = parsed.options.get("topic", "switchboard.events")
     options |= _ints(parsed.options, "partitions", "session_timeout_ms")

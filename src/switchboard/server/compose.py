@@ -35,12 +35,12 @@ from switchboard.cache.memory import MemoryResponseCache
 from switchboard.cache.policy import CachePolicy, read_policy
 from switchboard.cache.redis import RedisResponseCache
 from switchboard.calls.options import SessionOptions
+from switchboard.calls.publisher import CallEventPublisher
 from switchboard.config import Settings
 from switchboard.connections import RedisHealth, check_reachable, describe, redis_client
 from switchboard.control.directory import Directory
 from switchboard.events.bus import open_bus
 from switchboard.events.outbox import Outbox, OutboxOptions
-from switchboard.events.publisher import CallEventPublisher
 from switchboard.server.cluster_dedupe import SharedDedupe
 from switchboard.server.redis_parts import RedisParts
 from switchboard.server.releases import ReleaseQueue

@@ -11,10 +11,10 @@ import time
 
 from switchboard.agents.base import Agent
 from switchboard.calls.call_events import NULL_CALL_EVENTS, CallEvents
+from switchboard.calls.publisher import CallEventPublisher
 from switchboard.calls.session import CallSession
 from switchboard.config import Settings
 from switchboard.events.outbox import Outbox
-from switchboard.events.publisher import CallEventPublisher
 from switchboard.log import get_logger
 from switchboard.server.compose import Parts
 from switchboard.server.loop_health import LoopHealth

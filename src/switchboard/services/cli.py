@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from switchboard.services import archive_queries as q
+from switchboard.services.archive import queries as q
 
 if TYPE_CHECKING:
-    from switchboard.services.archive_db import ArchiveDb
+    from switchboard.services.archive.store import ArchiveDb
     from switchboard.services.dead_letters import DeadLetterStore
 
 T = TypeVar("T")
@@ -87,8 +87,8 @@ def service_archive(
 ) -> None:
     """Archive calls, turns and Retell's analysis (SQLite by default, or PostgreSQL)."""
     from switchboard.log import configure
-    from switchboard.services.archive import ArchiveWriter
-    from switchboard.services.archive_db import default_db_url, open_archive
+    from switchboard.services.archive.service import ArchiveWriter
+    from switchboard.services.archive.store import default_db_url, open_archive
     from switchboard.services.dead_letters import default_path
     from switchboard.services.process import ServiceOptions, run_consumer, serve_metrics
     from switchboard.services.service_metrics import ServiceStats
@@ -135,9 +135,9 @@ def service_analytics(
 ) -> None:
     """Live aggregates: Prometheus /metrics, JSON /api/summary and a dashboard at /."""
     from switchboard.log import configure
-    from switchboard.services.analytics import Analytics, create_app
-    from switchboard.services.analytics_store import AnalyticsStore
-    from switchboard.services.archive_db import open_archive
+    from switchboard.services.analytics.service import Analytics, create_app
+    from switchboard.services.analytics.store import AnalyticsStore
+    from switchboard.services.archive.store import open_archive
     from switchboard.services.dead_letters import default_path
     from switchboard.services.process import ServiceOptions, run_consumer, serve_http
     from switchboard.services.service_metrics import ServiceStats
@@ -211,8 +211,8 @@ def service_escalation(
     from switchboard.events.bus import open_bus
     from switchboard.log import configure
     from switchboard.services.dead_letters import default_path
-    from switchboard.services.escalation import Escalation, EscalationStore
-    from switchboard.services.escalation_rules import RulesError, load_rules
+    from switchboard.services.escalation.rules import RulesError, load_rules
+    from switchboard.services.escalation.service import Escalation, EscalationStore
     from switchboard.services.process import ServiceOptions, run_consumer, serve_metrics
     from switchboard.services.service_metrics import ServiceStats
 
@@ -265,7 +265,7 @@ def _read(db: str | None, query: Callable[[ArchiveDb], Awaitable[T]]) -> T:
     is one line and exit 2."""
     import sqlite3
 
-    from switchboard.services.archive_db import ArchiveMissing, open_archive
+    from switchboard.services.archive.store import ArchiveMissing, open_archive
 
     async def go() -> T:
         archive = await open_archive(db, create=False)
@@ -374,7 +374,7 @@ def archive_export(
     """Archived calls as Retell call objects: a regression set for switchboard replay."""
     from switchboard.replay.export import call_object, parse_since
     from switchboard.replay.source import SourceError, load_archive
-    from switchboard.services.archive_db import default_db_url
+    from switchboard.services.archive.store import default_db_url
 
     try:
         cutoff = parse_since(since) if since is not None else None

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from switchboard.events.types import Event
-from switchboard.services import archive_sql as sql
-from switchboard.services.archive_plan import Plan, Row, plan
+from switchboard.services.archive import sql as sql
+from switchboard.services.archive.plan import Plan, Row, plan
 
 #: Where the archive lives when no ``--db`` is given.
 DEFAULT_DB_ENV = "SWITCHBOARD_ARCHIVE_DB"
@@ -95,10 +95,10 @@ async def open_archive(url: str | None = None, *, create: bool = True) -> Archiv
     empty archive that answers every query with nothing."""
     url = url or default_db_url()
     if url.startswith(("postgres://", "postgresql://")):
-        from switchboard.services.archive_postgres import PostgresArchive
+        from switchboard.services.archive.postgres import PostgresArchive
 
         return await PostgresArchive.connect(url)
-    from switchboard.services.archive_sqlite import SqliteArchive
+    from switchboard.services.archive.sqlite import SqliteArchive
 
     path = sqlite_path(url)
     if not create and not path.is_file():

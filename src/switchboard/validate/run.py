@@ -20,9 +20,13 @@ import httpx
 import psutil
 from websockets.exceptions import WebSocketException
 
-from switchboard.blueprint.validate_cache import NAME as CACHE_CHECK
-from switchboard.blueprint.validate_cache import cache_check
-from switchboard.blueprint.validate_events import (
+from switchboard.config import BUDGET_MS
+from switchboard.sim.options import SimOptions
+from switchboard.sim.results import RunReport
+from switchboard.sim.runner import Simulation
+from switchboard.validate.cache import NAME as CACHE_CHECK
+from switchboard.validate.cache import cache_check
+from switchboard.validate.events import (
     ARCHIVE,
     ESCALATION,
     archive_check,
@@ -30,13 +34,13 @@ from switchboard.blueprint.validate_events import (
     escalation_plan,
     service_rules,
 )
-from switchboard.blueprint.validate_probes import (
+from switchboard.validate.probes import (
     ProbeError,
     hold_to_capacity,
     reconnect_once,
 )
-from switchboard.blueprint.validate_report import Check, ValidationReport
-from switchboard.blueprint.validate_target import (
+from switchboard.validate.report import Check, ValidationReport
+from switchboard.validate.target import (
     NodeStatus,
     StateNode,
     Target,
@@ -44,10 +48,6 @@ from switchboard.blueprint.validate_target import (
     origin_status,
     signal_node,
 )
-from switchboard.config import BUDGET_MS
-from switchboard.sim.options import SimOptions
-from switchboard.sim.results import RunReport
-from switchboard.sim.runner import Simulation
 
 #: The most calls the capacity check will hold open itself.
 MAX_CAPACITY_PROBE = 2000

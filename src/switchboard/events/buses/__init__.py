@@ -1,0 +1,1 @@
+"""The ``EventBus`` backends, one module each: ``memory``, ``redis`` (Streams), ``kafka``."""
