@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from switchboard.events.bus import open_bus
+from switchboard.events.buses import open_bus
 from switchboard.events.codec import encode_all
 from switchboard.events.types import (
     CallEnded,
@@ -22,7 +22,7 @@ from switchboard.events.types import (
     TurnCompleted,
     make_event,
 )
-from switchboard.services.archive.store import open_archive
+from switchboard.services.archive import open_archive
 from switchboard.sim.processes import Child, free_port, wait_http_ready
 from tests.fixtures.services import start_service, until
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import asyncpg
 
 from switchboard.events.types import Event, TurnCompleted, make_event
+from switchboard.services.archive import open_archive
 from switchboard.services.archive import queries as q
 from switchboard.services.archive.sql import SCHEMA
-from switchboard.services.archive.store import open_archive
 
 LARGEST = 2**63 - 1
 

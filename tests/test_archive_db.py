@@ -17,8 +17,9 @@ from switchboard.events.types import (
     TurnCompleted,
     make_event,
 )
+from switchboard.services.archive import open_archive
 from switchboard.services.archive import queries as q
-from switchboard.services.archive.store import ArchiveDb, open_archive
+from switchboard.services.archive.store import ArchiveDb
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

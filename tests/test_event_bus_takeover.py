@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from switchboard.events.bus import BusUnavailable, open_bus
+from switchboard.events.bus import BusUnavailable
+from switchboard.events.buses import open_bus
 from switchboard.events.buses.kafka import KafkaBus
 from switchboard.events.buses.redis import RedisStreamBus
 from switchboard.events.codec import encode_all

@@ -14,8 +14,8 @@ import msgspec
 import pytest
 
 from switchboard.config import builtin_example
+from switchboard.services.archive import open_archive
 from switchboard.services.archive import queries as q
-from switchboard.services.archive.store import open_archive
 from switchboard.sim.processes import free_port, run_simulator, start_server
 from switchboard.sim.verdict import judge
 from tests.fixtures.outage import RestartableValkey

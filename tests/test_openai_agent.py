@@ -13,6 +13,7 @@ import openai
 import pytest
 from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall, ChoiceDeltaToolCallFunction
 
+from switchboard.agents.agent_file import AgentFileError
 from switchboard.agents.base import (
     Action,
     ToolCallFinished,
@@ -21,7 +22,7 @@ from switchboard.agents.base import (
     Turn,
     TurnKind,
 )
-from switchboard.agents.loader import AgentFileError, load_agent
+from switchboard.agents.loader import load_agent
 from switchboard.agents.openai_agent import (
     DEFAULT_REMINDER,
     TOOL_TEMPERATURE,

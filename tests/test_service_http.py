@@ -14,7 +14,7 @@ import httpx
 
 from switchboard.services.analytics.service import Analytics, create_app
 from switchboard.services.analytics.store import AnalyticsStore
-from switchboard.services.archive.store import open_archive
+from switchboard.services.archive import open_archive
 from switchboard.services.process import serve_http
 from tests.fixtures.ports import free_port
 

@@ -19,7 +19,7 @@ from typer.testing import CliRunner, Result
 
 from switchboard.cli import app
 from switchboard.config import builtin_example
-from switchboard.events.bus import open_bus
+from switchboard.events.buses import open_bus
 from switchboard.events.buses.kafka import KafkaBus
 from switchboard.events.codec import BusMessage, encode, encode_all
 from switchboard.events.types import (
@@ -30,8 +30,9 @@ from switchboard.events.types import (
     TurnCompleted,
     make_event,
 )
+from switchboard.services.archive import open_archive
 from switchboard.services.archive import queries as q
-from switchboard.services.archive.store import ArchiveDb, open_archive
+from switchboard.services.archive.store import ArchiveDb
 from switchboard.sim.processes import Child
 from tests.fixtures.ports import free_port
 from tests.fixtures.services import start_service, until

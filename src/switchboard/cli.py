@@ -399,11 +399,12 @@ def _add_subcommands() -> None:
     from switchboard.blueprint.cli import blueprint, validate
     from switchboard.chaos.cli import chaos
     from switchboard.control.cli import calls_app
-    from switchboard.replay.cli import replay
+    from switchboard.replay.cli import archive_export, replay
     from switchboard.services.cli import archive_app, service_app
 
     app.add_typer(calls_app)
     app.add_typer(service_app, name="service")
+    archive_app.command("export")(archive_export)  # replay's input, read from the archive
     app.add_typer(archive_app, name="archive")
     app.command()(blueprint)
     app.command()(validate)

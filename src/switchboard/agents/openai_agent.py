@@ -54,6 +54,7 @@ from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall
 
 from switchboard import tracing
 from switchboard.agents import sse
+from switchboard.agents.agent_file import AgentFileError
 from switchboard.agents.base import (
     Action,
     Agent,
@@ -63,7 +64,6 @@ from switchboard.agents.base import (
     TurnKind,
 )
 from switchboard.agents.chunking import SentenceChunker
-from switchboard.agents.loader import AgentFileError
 from switchboard.agents.templating import Template, TemplateError
 from switchboard.agents.tools import (
     Tool,

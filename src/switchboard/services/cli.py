@@ -87,8 +87,8 @@ def service_archive(
 ) -> None:
     """Archive calls, turns and Retell's analysis (SQLite by default, or PostgreSQL)."""
     from switchboard.log import configure
+    from switchboard.services.archive import default_db_url, open_archive
     from switchboard.services.archive.service import ArchiveWriter
-    from switchboard.services.archive.store import default_db_url, open_archive
     from switchboard.services.dead_letters import default_path
     from switchboard.services.process import ServiceOptions, run_consumer, serve_metrics
     from switchboard.services.service_metrics import ServiceStats
@@ -137,7 +137,7 @@ def service_analytics(
     from switchboard.log import configure
     from switchboard.services.analytics.service import Analytics, create_app
     from switchboard.services.analytics.store import AnalyticsStore
-    from switchboard.services.archive.store import open_archive
+    from switchboard.services.archive import open_archive
     from switchboard.services.dead_letters import default_path
     from switchboard.services.process import ServiceOptions, run_consumer, serve_http
     from switchboard.services.service_metrics import ServiceStats
@@ -208,7 +208,7 @@ def service_escalation(
     import httpx
 
     from switchboard.control.client import CallControl
-    from switchboard.events.bus import open_bus
+    from switchboard.events.buses import open_bus
     from switchboard.log import configure
     from switchboard.services.dead_letters import default_path
     from switchboard.services.escalation.rules import RulesError, load_rules
@@ -265,7 +265,7 @@ def _read(db: str | None, query: Callable[[ArchiveDb], Awaitable[T]]) -> T:
     is one line and exit 2."""
     import sqlite3
 
-    from switchboard.services.archive.store import ArchiveMissing, open_archive
+    from switchboard.services.archive import ArchiveMissing, open_archive
 
     async def go() -> T:
         archive = await open_archive(db, create=False)
@@ -360,31 +360,6 @@ def archive_questions(
         return
     for text, n in rows:
         typer.echo(f"{n:6}  {text}")
-
-
-@archive_app.command("export")
-def archive_export(
-    out: Annotated[Path, typer.Option("--out", help="Where to write the JSON array.")],
-    since: Annotated[
-        str | None,
-        typer.Option("--since", help="Calls started since: 7d, 24h, 30m or an ISO date/time."),
-    ] = None,
-    db: DbOption = None,
-) -> None:
-    """Archived calls as Retell call objects: a regression set for switchboard replay."""
-    from switchboard.replay.export import call_object, parse_since
-    from switchboard.replay.source import SourceError, load_archive
-    from switchboard.services.archive.store import default_db_url
-
-    try:
-        cutoff = parse_since(since) if since is not None else None
-        calls = asyncio.run(load_archive(db or default_db_url(), cutoff))
-    except (ValueError, SourceError) as err:
-        typer.echo(f"archive: {err}", err=True)
-        raise typer.Exit(2) from None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps([call_object(c) for c in calls], indent=1) + "\n")
-    typer.echo(f"{len(calls)} call(s) written to {out}")
 
 
 dead_letters_app = typer.Typer(

@@ -23,8 +23,8 @@ from rich.console import Console
 from switchboard.cluster.launch import start_cluster_child, stop_cluster_child
 from switchboard.cluster.plan import ClusterState
 from switchboard.config import builtin_example
+from switchboard.services.archive import open_archive
 from switchboard.services.archive import queries as q
-from switchboard.services.archive.store import open_archive
 from switchboard.sim.processes import POLL_INTERVAL_S, run_simulator
 from switchboard.sim.results import RunReport
 

@@ -29,7 +29,8 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import WebSocketException
 
 from switchboard.protocol.outbound import AgentInterrupt, PingPongReply, Response
-from switchboard.services.archive.store import ArchiveDb, open_archive
+from switchboard.services.archive import open_archive
+from switchboard.services.archive.store import ArchiveDb
 from switchboard.services.escalation.rules import (
     DEFAULT_PHRASES,
     RulesError,

@@ -15,7 +15,8 @@ import asyncpg
 from switchboard.events.types import Event
 from switchboard.services.archive import sql as sql
 from switchboard.services.archive.plan import plan
-from switchboard.services.archive.store import Applied, counter_rows, fresh_events, statements
+from switchboard.services.archive.store import Applied, counter_rows, statements
+from switchboard.services.dedupe import fresh_events
 
 _MARK_PROCESSED = (
     "INSERT INTO processed_events (event_id, applied_at) SELECT unnest($1::text[]), $2"

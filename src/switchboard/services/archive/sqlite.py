@@ -19,7 +19,8 @@ import aiosqlite
 from switchboard.events.types import Event
 from switchboard.services.archive import sql as sql
 from switchboard.services.archive.plan import plan
-from switchboard.services.archive.store import Applied, counter_rows, fresh_events, statements
+from switchboard.services.archive.store import Applied, counter_rows, statements
+from switchboard.services.dedupe import fresh_events
 from switchboard.services.sqlite_file import open_sqlite
 
 #: SQLite's limit on host parameters is 32766; two per id.

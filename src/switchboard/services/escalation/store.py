@@ -18,7 +18,7 @@ import aiosqlite
 import msgspec
 
 from switchboard.events.types import Event
-from switchboard.services.archive.store import fresh_events
+from switchboard.services.dedupe import fresh_events
 from switchboard.services.escalation.rules import CallTrack, Decision, RulesFile, observe
 from switchboard.services.sqlite_file import open_sqlite
 
