@@ -17,6 +17,7 @@ from pathlib import Path
 
 from switchboard.config import builtin_example
 from switchboard.control.client import CallControl
+from switchboard.control.directory import Directory
 from switchboard.sim.processes import Child, free_port, start_server
 from switchboard.state.redis import RedisCallStore
 from tests.fixtures.agents import EchoAgent
@@ -149,3 +150,37 @@ async def test_a_paused_nodes_calls_are_listed_again_when_it_resumes(
 async def _not(condition: object) -> bool:
     assert asyncio.iscoroutine(condition)
     return not await condition
+
+
+async def test_calls_written_back_and_pruned_before_their_nodes_next_beat_are_listed_at_it(
+    redis_server_url: str, redis_namespace: str
+) -> None:
+    """Redis lost its data; the node wrote its calls back, but another node pruned them
+    (their owner had no entry yet) before this node's next beat. That beat lists them
+    again, though it is not late. (A 3-node restart test once found 51 calls written
+    back and never listed.)"""
+    control = CallControl.from_url(redis_server_url, namespace=redis_namespace)
+    # Beats an hour apart: this test makes each step itself, in the order of the race.
+    async with (
+        node(EchoAgent(), redis_server_url, redis_namespace, "a", heartbeat_ms=3_600_000) as a,
+        retell(a.ws_url, "call-w") as peer,
+    ):
+        await begin(peer)
+        await greeting_saved(control, "call-w")
+        client = control.directory.client
+        keys = [k async for k in client.scan_iter(match=f"{redis_namespace}*")]
+        await client.delete(*keys)  # Redis lost this cluster's data
+        assert await a.app.node.reassert_calls() == 1
+        assert await in_live_set(control, "call-w")
+        # Another node's prune, before "a" beats again: "a" has no entry, the call goes.
+        other = Directory(client, namespace=redis_namespace)
+        await other.prune_page(0)
+        assert not await in_live_set(control, "call-w")
+        shared = a.app.shared
+        assert shared is not None
+        node_ = a.app.node
+        await shared.beat(
+            lambda: shared.node_info(node_.active, False), lambda: list(node_.sessions)
+        )
+        assert await owner_listed(control, "call-w") == "a"
+    await control.aclose()

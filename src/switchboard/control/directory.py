@@ -137,15 +137,18 @@ class Directory:
     def call_key(self, call_id: str) -> str:
         return f"{self.namespace}call:{call_id}"
 
-    async def heartbeat(self, info: NodeInfo, ttl_ms: int) -> None:
+    async def heartbeat(self, info: NodeInfo, ttl_ms: int) -> bool:
         """Refresh the node's entry (expires after ``ttl_ms``, three beats) and its
-        ``holds`` marker (expires ``ttl_ms`` later still)."""
+        ``holds`` marker (expires ``ttl_ms`` later still). Returns whether the entry was
+        still there: when it was not (it expired, or Redis lost its data), other nodes
+        may have pruned this node's calls as ghosts, and the caller lists them again."""
         info.heartbeat_at_ms = int(time.time() * 1000)
         async with self.client.pipeline(transaction=False) as pipe:
-            pipe.set(self.node_key(info.node_id), msgspec.json.encode(info), px=ttl_ms)
+            pipe.set(self.node_key(info.node_id), msgspec.json.encode(info), px=ttl_ms, get=True)
             pipe.set(self.holds_key(info.node_id), info.started_at_ms, px=2 * ttl_ms)
             pipe.sadd(self.nodes_key, info.node_id)
-            await pipe.execute()
+            previous, _, _ = await pipe.execute()
+        return previous is not None
 
     async def forget_node(self, node_id: str, linger_ms: int = 0) -> None:
         """A node that stops cleanly leaves the directory at once; calls it still lists

@@ -65,6 +65,7 @@ class RedisParts:
         self.dedupe = dedupe
         self.releases = releases
         self._prune_offset = 0
+        self._last_beat: float | None = None
         self._listener: CommandListener | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self.started_at_ms = int(time.time() * 1000)
@@ -96,31 +97,36 @@ class RedisParts:
         return self._listener
 
     async def _beat(self, info: Callable[[], NodeInfo], held: Callable[[], Iterable[str]]) -> None:
-        """Beat every ``heartbeat_ms``. A beat that comes after a gap of three beats or
-        more (a stalled loop, an outage) relists this node's calls, which other nodes
-        may have pruned meanwhile."""
-        loop = asyncio.get_running_loop()
+        """Beat every ``heartbeat_ms`` (see ``beat``)."""
         interval = self.settings.heartbeat_ms / 1000
-        ttl_ms = 3 * self.settings.heartbeat_ms
-        last_beat: float | None = None
         while True:
             if self.health.is_up:
-                try:
-                    await self.directory.heartbeat(info(), ttl_ms)
-                    late = last_beat is not None and loop.time() - last_beat >= ttl_ms / 1000
-                    last_beat = loop.time()
-                    if late:
-                        await self._relist(list(held()))
-                except Exception as exc:
-                    self.health.down(exc)
-                self.releases.retry()
-                await self._prune()
+                await self.beat(info, held)
             await asyncio.sleep(interval)
+
+    async def beat(self, info: Callable[[], NodeInfo], held: Callable[[], Iterable[str]]) -> None:
+        """One heartbeat, then the release retries and one page of pruning.
+
+        Other nodes prune a call as a ghost once its owner's entry and marker are gone, so
+        a beat that finds this node's entry gone lists its calls again: after a gap of
+        three beats (a stalled loop, an outage) the entry expired; after Redis lost its
+        data it vanished, and the calls this node wrote back may have been pruned by
+        another node before this beat put the entry back."""
+        loop = asyncio.get_running_loop()
+        try:
+            was_listed = await self.directory.heartbeat(info(), 3 * self.settings.heartbeat_ms)
+            first, self._last_beat = self._last_beat is None, loop.time()
+            if not was_listed and not first:
+                await self._relist(list(held()))
+        except Exception as exc:
+            self.health.down(exc)
+        self.releases.retry()
+        await self._prune()
 
     async def _relist(self, call_ids: list[str]) -> None:
         relisted = await self.directory.relist(self.node_id, call_ids)
         if relisted:
-            _log.warning("heartbeat was late; calls listed again", calls=relisted)
+            _log.warning("node entry was gone; calls listed again", calls=relisted)
 
     async def _prune(self) -> None:
         try:
