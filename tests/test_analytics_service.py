@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from switchboard.cluster.processes import Child, free_port, wait_http_ready
 from switchboard.events.buses import open_bus
 from switchboard.events.codec import encode_all
 from switchboard.events.types import (
@@ -23,7 +24,6 @@ from switchboard.events.types import (
     make_event,
 )
 from switchboard.services.archive import open_archive
-from switchboard.sim.processes import Child, free_port, wait_http_ready
 from tests.fixtures.services import start_service, until
 
 CHROMIUM = "/usr/bin/chromium"

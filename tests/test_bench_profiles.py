@@ -9,7 +9,8 @@ from pathlib import Path
 import psutil
 from rich.console import Console
 
-from switchboard.sim.bench import BenchCase, BenchSettings, run_bench
+from switchboard.bench.cases import BenchCase, BenchSettings
+from switchboard.bench.run import run_bench
 
 
 def test_an_event_driven_case_measures_event_latency_and_cleans_up(tmp_path: Path) -> None:

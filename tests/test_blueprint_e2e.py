@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from switchboard.cluster.launch import wait_state
-from switchboard.sim.processes import Child, free_port
+from switchboard.cluster.processes import Child, free_port
 
 _SWITCHBOARD = (sys.executable, "-c", "from switchboard.cli import main; main()")
 

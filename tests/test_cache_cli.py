@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from switchboard.cli import app
 from switchboard.config import builtin_example
-from switchboard.sim.fake_llm import FakeLLMConfig, FakeLLMServer
+from switchboard.testing.fake_llm import FakeLLMConfig, FakeLLMServer
 
 runner = CliRunner()
 

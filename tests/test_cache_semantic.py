@@ -17,7 +17,7 @@ from switchboard.cache.embedding import MAX_TOKENS, Embedder, EmbeddingUnavailab
 from switchboard.cache.memory import MemoryResponseCache
 from switchboard.cache.policy import CachePolicy
 from switchboard.cache.redis import RedisResponseCache
-from switchboard.sim.fake_llm import FakeLLMConfig, FakeLLMServer
+from switchboard.testing.fake_llm import FakeLLMConfig, FakeLLMServer
 from tests.fixtures.conditions import eventually
 from tests.test_cache_agent import CountingAgent, say, turn
 

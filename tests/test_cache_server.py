@@ -13,7 +13,7 @@ from switchboard.cache.policy import CachePolicy
 from switchboard.events.buses.memory import MemoryBus
 from switchboard.events.codec import decode
 from switchboard.events.types import TurnCompleted
-from switchboard.sim.fake_llm import FakeLLMConfig, FakeLLMServer
+from switchboard.testing.fake_llm import FakeLLMConfig, FakeLLMServer
 from tests.fixtures.conditions import eventually
 from tests.fixtures.server import retell, spoken
 

@@ -14,7 +14,7 @@ from switchboard.cache.memory import MemoryResponseCache
 from switchboard.cache.redis import RedisResponseCache
 from switchboard.cache.warm import start_and_warm
 from switchboard.config import Settings, builtin_example
-from switchboard.sim.fake_llm import FakeLLMConfig, FakeLLMServer
+from switchboard.testing.fake_llm import FakeLLMConfig, FakeLLMServer
 
 OPENAI = builtin_example("openai-receptionist.yaml")
 SCRIPTED = builtin_example("receptionist.yaml")

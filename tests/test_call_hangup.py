@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from switchboard.agents.openai_agent import OpenAIAgent
-from switchboard.sim.fake_llm import FakeLLMConfig, FakeLLMServer
+from switchboard.testing.fake_llm import FakeLLMConfig, FakeLLMServer
 from tests.fixtures.conditions import eventually
 from tests.fixtures.server import retell
 

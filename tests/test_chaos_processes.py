@@ -20,8 +20,8 @@ from switchboard.chaos.processes import (
     delete_valkey_data,
     read_valkey,
 )
+from switchboard.cluster.processes import Child
 from switchboard.cluster.valkey import redis_url, start_valkey
-from switchboard.sim.processes import Child
 
 
 def until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:

@@ -18,7 +18,7 @@ from switchboard.chaos.report import load_json
 from switchboard.chaos.run import ChaosReport
 from switchboard.cli import app
 from switchboard.cluster.plan import ClusterState, read_state
-from switchboard.sim.processes import SWITCHBOARD_ARGV, Child, free_port
+from switchboard.cluster.processes import SWITCHBOARD_ARGV, Child, free_port
 from tests.fixtures.cluster import running_cluster
 
 CHAOS_DEADLINE_S = 240.0

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 import msgspec
 import pytest
 
+from switchboard.cluster.failover import kill_busiest_mid_run, summarize
 from switchboard.cluster.plan import ClusterState
 from switchboard.config import builtin_example
-from switchboard.sim.failover import kill_busiest_mid_run, summarize
 from switchboard.sim.results import FailoverSummary, RunReport
 from switchboard.sim.runner import Simulation
 from switchboard.sim.scenario import Scenario, load_scenarios

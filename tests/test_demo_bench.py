@@ -17,17 +17,11 @@ import psutil
 import pytest
 from rich.console import Console
 
-from switchboard.config import builtin_example
-from switchboard.sim.bench import (
-    BenchCase,
-    BenchSettings,
-    load_bench,
-    missed_targets,
-    run_bench,
-    with_server_cpu,
-)
-from switchboard.sim.demo import DemoOptions, run_demo
-from switchboard.sim.processes import (
+from switchboard.bench.cases import BenchCase, BenchSettings
+from switchboard.bench.judge import missed_targets
+from switchboard.bench.results import load_bench
+from switchboard.bench.run import run_bench, with_server_cpu
+from switchboard.cluster.processes import (
     Child,
     ChildError,
     free_port,
@@ -37,6 +31,8 @@ from switchboard.sim.processes import (
     wait_http_ready,
     wait_port_open,
 )
+from switchboard.config import builtin_example
+from switchboard.demo.run import DemoOptions, run_demo
 from switchboard.sim.report import load_json
 from tests.fixtures.redis import SESSION_SERVER_PIDS
 from tests.test_verdict import passing_report
@@ -209,12 +205,17 @@ def test_a_server_that_cannot_start_reports_why(tmp_path: Path) -> None:
     assert "missing.yaml" in str(err.value)
 
 
-def switchboard_children() -> list[psutil.Process]:
-    """Processes this test run started that are still alive (servers, simulators, fake LLMs),
-    apart from the session's shared servers (the test Redis)."""
+def child_pids() -> set[int]:
+    return {proc.pid for proc in psutil.Process().children(recursive=True)}
+
+
+def switchboard_children(before: set[int]) -> list[psutil.Process]:
+    """Processes started since ``before`` was read that are still alive (servers,
+    simulators, fake LLMs), apart from the session's shared servers (the test Redis).
+    Children of earlier tests (multiprocessing's resource tracker) are not this test's."""
     alive = []
     for proc in psutil.Process().children(recursive=True):
-        if proc.pid in SESSION_SERVER_PIDS:
+        if proc.pid in SESSION_SERVER_PIDS or proc.pid in before:
             continue
         try:
             if proc.status() != psutil.STATUS_ZOMBIE:
@@ -229,6 +230,7 @@ def quiet_console() -> Console:
 
 
 def test_demo_runs_scenarios_and_random_calls_and_passes(tmp_path: Path) -> None:
+    before = child_pids()
     console = quiet_console()
     options = DemoOptions(
         calls=2, turns=2, html_path=tmp_path / "demo.html", json_path=tmp_path / "demo.json"
@@ -244,10 +246,11 @@ def test_demo_runs_scenarios_and_random_calls_and_passes(tmp_path: Path) -> None
     text = console.export_text()
     assert "PASS" in text
     assert str(options.html_path) in text
-    assert switchboard_children() == []
+    assert switchboard_children(before) == []
 
 
 def test_bench_measures_server_cpu_and_writes_results(tmp_path: Path) -> None:
+    before = child_pids()
     console = quiet_console()
     cases = [
         BenchCase(name="tiny-scripted", agent="scripted", calls=3, min_turns_per_core_s=1),
@@ -274,7 +277,7 @@ def test_bench_measures_server_cpu_and_writes_results(tmp_path: Path) -> None:
     assert load_bench(stamped[0]) == latest
     assert [r.report for r in latest.results] == [r.report for r in run.results]
     assert "tiny-scripted" in console.export_text()
-    assert switchboard_children() == []
+    assert switchboard_children(before) == []
 
 
 def test_missed_targets_are_named() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import msgspec
 from rich.console import Console
 
-from switchboard.sim.demo import DemoOptions, run_demo
+from switchboard.demo.run import DemoOptions, run_demo
 from switchboard.sim.verdict import judge
 from tests.test_demo_failover import processes_using
 

@@ -10,7 +10,7 @@ import msgspec
 import psutil
 from rich.console import Console
 
-from switchboard.sim.demo import DemoOptions, run_demo
+from switchboard.demo.run import DemoOptions, run_demo
 from switchboard.sim.report import load_json
 from switchboard.sim.verdict import judge
 

@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from switchboard.cluster.processes import Child, free_port, start_server
 from switchboard.config import builtin_example
 from switchboard.control.client import CallControl
 from switchboard.control.directory import Directory
-from switchboard.sim.processes import Child, free_port, start_server
 from switchboard.state.redis import RedisCallStore
 from tests.fixtures.agents import EchoAgent
 from tests.fixtures.conditions import eventually_async

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from switchboard.cluster.processes import Child, free_port, start_server
 from switchboard.connections import redis_client
 from switchboard.control.client import CallControl
-from switchboard.sim.processes import Child, free_port, start_server
 from switchboard.state.redis import RedisCallStore
 from tests.fixtures.agents import EchoAgent
 from tests.fixtures.conditions import eventually, eventually_async

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from switchboard.cluster.processes import Child, free_port
 from switchboard.events.bus import BusUnavailable
 from switchboard.events.buses import open_bus
 from switchboard.events.buses.kafka import KafkaBus
 from switchboard.events.buses.redis import RedisStreamBus
 from switchboard.events.codec import encode_all
 from switchboard.events.types import CallStarted, make_event
-from switchboard.sim.processes import Child, free_port
 from tests.fixtures.buses import KAFKA_SESSION_TIMEOUT_MS, collect
 
 ROOT = Path(__file__).resolve().parent.parent

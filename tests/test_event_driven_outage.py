@@ -13,10 +13,10 @@ import httpx
 import msgspec
 import pytest
 
+from switchboard.cluster.processes import free_port, run_simulator, start_server
 from switchboard.config import builtin_example
 from switchboard.services.archive import open_archive
 from switchboard.services.archive import queries as q
-from switchboard.sim.processes import free_port, run_simulator, start_server
 from switchboard.sim.verdict import judge
 from tests.fixtures.outage import RestartableValkey
 from tests.fixtures.services import start_service, until
@@ -54,7 +54,14 @@ async def _metric(port: int, name: str) -> float:
     raise AssertionError(f"{name} not on /metrics")
 
 
-@pytest.mark.parametrize("outage_s", [None, OUTAGE_S], ids=["short", f"{OUTAGE_S}s"])
+@pytest.mark.parametrize(
+    "outage_s",
+    [
+        pytest.param(None, id="short"),
+        # a minute of outage under load: make soak (the short one runs in make test)
+        pytest.param(OUTAGE_S, id=f"{OUTAGE_S}s", marks=pytest.mark.soak),
+    ],
+)
 async def test_bus_outage_mid_run_loses_and_doubles_nothing(
     redis_server_url: str,
     redis_namespace: str,

@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
+from switchboard.cluster.processes import Child, free_port, run_simulator, start_server
 from switchboard.config import builtin_example
 from switchboard.services.archive import open_archive
 from switchboard.services.archive import queries as q
-from switchboard.sim.processes import Child, free_port, run_simulator, start_server
 from tests.fixtures.services import SWITCHBOARD, start_service, until
 
 #: The scale guarantee: this many calls (half per node) of this many caller turns each.

@@ -7,7 +7,7 @@ import msgspec
 from typer.testing import CliRunner
 
 from switchboard.cli import app
-from switchboard.sim.failover import busiest, summarize
+from switchboard.cluster.failover import busiest, summarize
 from switchboard.sim.results import FailoverSummary, ReconnectEvent
 from switchboard.sim.verdict import judge
 from tests.test_verdict import passing_report
@@ -86,7 +86,8 @@ def test_cluster_and_demo_refuse_an_unknown_profile() -> None:
 
 
 def test_bench_targets_relative_to_another_case_of_the_same_run() -> None:
-    from switchboard.sim.bench import DEFAULT_CASES, missed_targets
+    from switchboard.bench.cases import DEFAULT_CASES
+    from switchboard.bench.judge import missed_targets
     from tests.test_verdict import kind
 
     cases = {c.name: c for c in DEFAULT_CASES}

@@ -12,7 +12,7 @@ import pytest
 from openai import AsyncOpenAI, InternalServerError
 from openai.types.chat import ChatCompletionFunctionToolParam
 
-from switchboard.sim.fake_llm import DEFAULT_REPLY, FakeLLMConfig, FakeLLMServer
+from switchboard.testing.fake_llm import DEFAULT_REPLY, FakeLLMConfig, FakeLLMServer
 
 TIMEOUT = 10.0
 BOOK_TOOL: ChatCompletionFunctionToolParam = {
@@ -325,7 +325,7 @@ async def test_command_line_prints_a_ready_line_and_serves() -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "switchboard.sim.fake_llm",
+        "switchboard.testing.fake_llm",
         "--port",
         "0",
         "--ttft-ms",

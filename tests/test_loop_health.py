@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from switchboard.sim.bench import describe_loop
+from switchboard.bench.table import describe_loop
 from switchboard.sim.server_metrics import loop_health
 from tests.fixtures.agents import EchoAgent
 from tests.fixtures.server import TIMEOUT

@@ -20,8 +20,8 @@ import httpx
 import pytest
 
 from switchboard.cluster.haproxy import LoadBalancer, Server, start_haproxy
+from switchboard.cluster.processes import SWITCHBOARD_ARGV, Child, wait_http_ready
 from switchboard.cluster.valkey import redis_url, start_valkey
-from switchboard.sim.processes import SWITCHBOARD_ARGV, Child, wait_http_ready
 from switchboard.sim.runner import Simulation
 from tests.fixtures.broken_servers import fast_options
 from tests.fixtures.ports import free_port

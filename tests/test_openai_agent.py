@@ -41,7 +41,7 @@ from switchboard.agents.tools import (
 )
 from switchboard.config import builtin_example
 from switchboard.protocol.inbound import Utterance
-from switchboard.sim.fake_llm import FakeLLMConfig, FakeLLMServer
+from switchboard.testing.fake_llm import FakeLLMConfig, FakeLLMServer
 from tests.fixtures.ports import free_port
 from tests.fixtures.server import retell, spoken
 

@@ -11,13 +11,13 @@ import sys
 import time
 from pathlib import Path
 
+from switchboard.cluster.processes import Child
 from switchboard.events.buses.memory import MemoryBus
 from switchboard.events.buses.redis import RedisStreamBus
 from switchboard.events.codec import decode, encode
 from switchboard.events.outbox import Outbox, OutboxOptions
 from switchboard.events.spill import SpillFile
 from switchboard.events.types import Event, TurnCompleted, make_event
-from switchboard.sim.processes import Child
 from tests.fixtures.buses import collect
 from tests.fixtures.conditions import eventually
 from tests.fixtures.outage import RestartableValkey

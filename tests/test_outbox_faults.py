@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from switchboard.cluster.processes import Child, free_port
 from switchboard.events.bus import MessagesRejected
 from switchboard.events.buses.kafka import KafkaBus
 from switchboard.events.buses.redis import RedisStreamBus
@@ -27,7 +28,6 @@ from switchboard.events.outbox import Outbox, OutboxOptions
 from switchboard.events.parked import read_parked
 from switchboard.events.spill import HEADER_BYTES, SpillFile
 from switchboard.events.types import Event, TurnCompleted, make_event
-from switchboard.sim.processes import Child, free_port
 from tests.fixtures.buses import collect
 from tests.fixtures.conditions import eventually
 from tests.fixtures.outage import RestartableValkey

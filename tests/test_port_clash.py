@@ -18,8 +18,8 @@ import pytest
 
 from switchboard.cluster.haproxy import start_haproxy
 from switchboard.cluster.plan import plan_cluster
+from switchboard.cluster.processes import ChildError
 from switchboard.ports import PortInUse, bind_listener, ensure_free
-from switchboard.sim.processes import ChildError
 from tests.fixtures.cluster import running_cluster
 from tests.fixtures.ports import free_port
 
@@ -87,7 +87,7 @@ def test_serve_still_starts_and_serves_on_a_free_port(tmp_path: Path) -> None:
     """The bound socket is the one uvicorn serves (not a second bind)."""
     import httpx
 
-    from switchboard.sim.processes import Child, wait_http_ready
+    from switchboard.cluster.processes import Child, wait_http_ready
 
     port = free_port()
     child = Child(

@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner, Result
 
 from switchboard.cli import app
+from switchboard.cluster.processes import Child
 from switchboard.config import builtin_example
 from switchboard.events.buses import open_bus
 from switchboard.events.buses.kafka import KafkaBus
@@ -33,7 +34,6 @@ from switchboard.events.types import (
 from switchboard.services.archive import open_archive
 from switchboard.services.archive import queries as q
 from switchboard.services.archive.store import ArchiveDb
-from switchboard.sim.processes import Child
 from tests.fixtures.ports import free_port
 from tests.fixtures.services import start_service, until
 

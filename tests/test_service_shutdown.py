@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from switchboard.cluster.processes import Child, free_port, wait_http_ready
 from switchboard.cluster.tansu import bootstrap, start_tansu
-from switchboard.sim.processes import Child, free_port, wait_http_ready
 from tests.fixtures.services import start_service
 
 #: generous: the process exits in about half a second once it gets the signal

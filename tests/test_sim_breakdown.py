@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from switchboard.sim.processes import SWITCHBOARD_ARGV, Child, free_port, wait_http_ready
+from switchboard.cluster.processes import SWITCHBOARD_ARGV, Child, free_port, wait_http_ready
 from switchboard.sim.server_metrics import breakdown_text, turn_breakdown
 
 INF = float("inf")

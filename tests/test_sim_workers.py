@@ -10,9 +10,10 @@ from pathlib import Path
 import msgspec
 from typer.testing import CliRunner
 
+from switchboard.bench.cases import BenchCase
+from switchboard.bench.frame_costs import SIZES, measure, transcript_of
+from switchboard.bench.judge import missed_targets
 from switchboard.cli import app
-from switchboard.sim.bench import BenchCase, missed_targets
-from switchboard.sim.frame_costs import SIZES, measure, transcript_of
 from switchboard.sim.metrics import RunMetrics
 from switchboard.sim.options import SimOptions
 from switchboard.sim.results import ReconnectEvent

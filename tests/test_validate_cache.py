@@ -13,9 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from switchboard.cli import app
+from switchboard.cluster.processes import Child, free_port, start_server
 from switchboard.config import builtin_example
-from switchboard.sim.fake_llm import FakeLLMConfig, FakeLLMServer
-from switchboard.sim.processes import Child, free_port, start_server
+from switchboard.testing.fake_llm import FakeLLMConfig, FakeLLMServer
 from switchboard.validate.cache import FAQ_LINES, NAME, cache_check
 from switchboard.validate.report import Check
 from switchboard.validate.run import ValidateOptions, validate

@@ -10,8 +10,8 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from switchboard.cluster.processes import Child
 from switchboard.services.escalation.rules import parse_rules
-from switchboard.sim.processes import Child
 from switchboard.validate.events import (
     ARCHIVE,
     ESCALATION,

@@ -10,9 +10,9 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+from switchboard.cluster.processes import free_port
 from switchboard.cluster.valkey import redis_url, start_valkey
 from switchboard.connections import redis_client
-from switchboard.sim.processes import free_port
 from switchboard.state.redis import RedisCallStore
 
 

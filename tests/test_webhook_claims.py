@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import msgspec
 
+from switchboard.cluster.processes import free_port
 from switchboard.connections import RedisHealth, redis_client
 from switchboard.events.buses.memory import MemoryBus
 from switchboard.events.codec import decode
@@ -18,7 +19,6 @@ from switchboard.protocol.signature import sign
 from switchboard.protocol.webhook import WebhookEvent, parse_webhook
 from switchboard.server.cluster_dedupe import SharedDedupe
 from switchboard.server.dedupe import Verdict
-from switchboard.sim.processes import free_port
 from tests.fixtures.agents import EchoAgent
 from tests.fixtures.conditions import eventually, eventually_async
 from tests.fixtures.distributed import node

@@ -24,7 +24,8 @@ def calibrate(
     loads: tuple[int, ...] = CALIBRATION_LOADS,
     results_dir: Path = Path("bench/results/calibration"),
 ) -> Calibration:
-    from switchboard.sim.bench import BenchCase, BenchSettings, run_bench
+    from switchboard.bench.cases import BenchCase, BenchSettings
+    from switchboard.bench.run import run_bench
 
     cases = [BenchCase(name=f"calibrate-openai-{n}", agent="openai", calls=n) for n in loads]
     settings = BenchSettings(duration_s=duration_s, ramp_ms=500.0, results_dir=results_dir)

@@ -141,7 +141,7 @@ def measurements_from_bench(path: Path, source: str | None = None) -> Calibratio
     ``source`` names the figures for the reader (default: the path)."""
     from msgspec import DecodeError, ValidationError
 
-    from switchboard.sim.bench import load_bench
+    from switchboard.bench.results import load_bench
 
     try:
         run = load_bench(path)

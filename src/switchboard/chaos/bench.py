@@ -18,9 +18,9 @@ import psutil
 from switchboard.chaos.report import load_json
 from switchboard.chaos.run import ChaosReport
 from switchboard.cluster.launch import start_cluster_child, stop_cluster_child
+from switchboard.cluster.processes import SWITCHBOARD_ARGV, Child
 from switchboard.config import BUDGET_MS
 from switchboard.sim.metrics import Histogram
-from switchboard.sim.processes import SWITCHBOARD_ARGV, Child
 from switchboard.sim.results import RunReport, TurnKindStats
 
 #: The chaos run lasts at least this long, whatever the bench's duration: 8 faults need room.

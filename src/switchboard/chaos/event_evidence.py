@@ -40,8 +40,8 @@ from switchboard.chaos.event_checker import (
 from switchboard.chaos.history import History
 from switchboard.chaos.processes import ClusterProcess
 from switchboard.cluster.plan import ClusterState
+from switchboard.cluster.processes import SWITCHBOARD_ARGV
 from switchboard.services.dead_letters import default_path
-from switchboard.sim.processes import SWITCHBOARD_ARGV
 
 GROUPS = ("archive", "analytics", "escalation")
 POLL_S = 0.5

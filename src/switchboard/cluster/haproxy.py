@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from switchboard.sim.processes import Child, wait_http_ready
+from switchboard.cluster.processes import Child, wait_http_ready
 
 #: The paths the nodes serve that the load balancer routes (see server/app.py).
 CALL_PATH = "/llm-websocket"

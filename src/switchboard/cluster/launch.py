@@ -16,7 +16,7 @@ from pathlib import Path
 import msgspec
 
 from switchboard.cluster.plan import ClusterState, read_state
-from switchboard.sim.processes import (
+from switchboard.cluster.processes import (
     POLL_INTERVAL_S,
     SWITCHBOARD_ARGV,
     Child,

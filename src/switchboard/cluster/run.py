@@ -41,18 +41,18 @@ from switchboard.cluster.plan import (
     read_state,
     write_state,
 )
-from switchboard.cluster.services import BusKind, EventStack, start_event_stack
-from switchboard.cluster.valkey import redis_url as valkey_url
-from switchboard.cluster.valkey import start_valkey
-from switchboard.config import Profile
-from switchboard.ports import ensure_free
-from switchboard.sim.processes import (
+from switchboard.cluster.processes import (
     SWITCHBOARD_ARGV,
     Child,
     ChildError,
     free_port,
     wait_http_ready,
 )
+from switchboard.cluster.services import BusKind, EventStack, start_event_stack
+from switchboard.cluster.valkey import redis_url as valkey_url
+from switchboard.cluster.valkey import start_valkey
+from switchboard.config import Profile
+from switchboard.ports import ensure_free
 
 #: How long a node may take beyond its own drain timeout before it is killed.
 STOP_GRACE_S = 10.0

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from switchboard.cluster.processes import SWITCHBOARD_ARGV, Child, free_port, wait_http_ready
 from switchboard.cluster.tansu import bootstrap, start_tansu
 from switchboard.config import builtin_example
 from switchboard.services.escalation.rules import load_rules
-from switchboard.sim.processes import SWITCHBOARD_ARGV, Child, free_port, wait_http_ready
 
 BusKind = Literal["kafka", "redis"]
 BUS_KINDS: tuple[BusKind, ...] = ("kafka", "redis")

@@ -11,7 +11,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from switchboard.sim.processes import Child, free_port, listening
+from switchboard.cluster.processes import Child, free_port, listening
 
 
 def tansu_binary() -> str:

@@ -17,7 +17,7 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
-from switchboard.sim.processes import Child, free_port, listening
+from switchboard.cluster.processes import Child, free_port, listening
 
 
 def valkey_binary() -> str:

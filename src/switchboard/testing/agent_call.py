@@ -54,6 +54,7 @@ from switchboard.protocol.outbound import (
     UpdateAgentConfig,
 )
 from switchboard.state.memory import MemoryCallStore
+from switchboard.testing.memory_transport import MemoryTransport
 
 #: seconds a reply may take before the test fails (a hung agent must not hang the suite)
 DEFAULT_TIMEOUT_S = 10.0
@@ -98,30 +99,6 @@ class Reply:
         return [a for a in self.actions if isinstance(a, ToolCallStarted)]
 
 
-class _Transport:
-    """The session's socket, in memory: frames are decoded and handed to the call."""
-
-    def __init__(self, call: AgentCall) -> None:
-        self._call = call
-        self.closed_with: int | None = None
-
-    def send_now(self, text: str) -> None:
-        if self.closed_with is not None:
-            raise ConnectionError("the call's transport is closed")
-        self._call._on_frame(_decode(text))
-
-    async def send_text(self, text: str) -> None:
-        self.send_now(text)
-
-    def close(self, code: int) -> None:
-        if self.closed_with is None:
-            self.closed_with = code
-            self._call._on_closed()
-
-    def abort(self) -> None:
-        self.close(1006)
-
-
 class AgentCall:
     """One call between a test (playing Retell and the caller) and an agent."""
 
@@ -141,7 +118,9 @@ class AgentCall:
         self.metadata = metadata
         self.timeout_s = timeout_s
         self.store = MemoryCallStore()
-        self._transport = _Transport(self)
+        self._transport = MemoryTransport(
+            on_frame=lambda text: self._on_frame(_decode(text)), on_close=self._on_closed
+        )
         self.session = CallSession(
             call_id, self._transport, agent, self.store, options or SessionOptions()
         )
@@ -259,7 +238,7 @@ class AgentCall:
     async def _wait(self, rid: int) -> Reply:
         reply = self.replies.setdefault(rid, Reply(rid))
         try:
-            await self._until(lambda: reply.completed or self._transport.closed_with is not None)
+            await self._until(lambda: reply.completed or self._transport.closed)
         except TimeoutError:
             raise AssertionError(
                 f"no complete reply to request {rid} within {self.timeout_s:g} s "

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from switchboard.sim.fake_llm import FakeLLMServer
     from switchboard.testing.agent_call import AgentCall
+    from switchboard.testing.fake_llm import FakeLLMServer
 
 #: the key the fake server accepts (any key works; the SDK insists on one)
 FAKE_API_KEY = "sk-switchboard-fake"
@@ -73,7 +73,7 @@ async def agent_call() -> AsyncIterator[Callable[..., Awaitable[AgentCall]]]:
 @pytest.fixture(scope="session")
 def fake_openai_server() -> Iterator[FakeLLMServer]:
     """The fake OpenAI-compatible server, started once per session (its own thread)."""
-    from switchboard.sim.fake_llm import FakeLLMServer
+    from switchboard.testing.fake_llm import FakeLLMServer
 
     server = FakeLLMServer().start()
     try:
@@ -89,7 +89,7 @@ def fake_openai(
     """The fake server with default behaviour and fresh counters, and ``OPENAI_BASE_URL``
     / ``OPENAI_API_KEY`` pointing at it for this test. Set ``.config`` to change how it
     answers; ``.stats`` holds what it saw."""
-    from switchboard.sim.fake_llm import FakeLLMConfig
+    from switchboard.testing.fake_llm import FakeLLMConfig
 
     fake_openai_server.config = FakeLLMConfig()
     fake_openai_server.stats.reset()

@@ -362,6 +362,31 @@ def archive_questions(
         typer.echo(f"{n:6}  {text}")
 
 
+@archive_app.command("export")
+def archive_export(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the JSON array.")],
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Calls started since: 7d, 24h, 30m or an ISO date/time."),
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Archived calls as Retell call objects: a regression set for switchboard replay."""
+    from switchboard.replay.export import call_object, parse_since
+    from switchboard.replay.source import SourceError, load_archive
+    from switchboard.services.archive import default_db_url
+
+    try:
+        cutoff = parse_since(since) if since is not None else None
+        calls = asyncio.run(load_archive(db or default_db_url(), cutoff))
+    except (ValueError, SourceError) as err:
+        typer.echo(f"archive: {err}", err=True)
+        raise typer.Exit(2) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps([call_object(c) for c in calls], indent=1) + "\n")
+    typer.echo(f"{len(calls)} call(s) written to {out}")
+
+
 dead_letters_app = typer.Typer(
     help="A service's dead letters: messages it could never process.",
     no_args_is_help=True,

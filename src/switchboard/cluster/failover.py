@@ -21,8 +21,8 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from switchboard.cluster.plan import ClusterState, NodeInfo
+from switchboard.cluster.processes import POLL_INTERVAL_S
 from switchboard.sim.metrics import Histogram
-from switchboard.sim.processes import POLL_INTERVAL_S
 from switchboard.sim.results import FailoverSummary, ReconnectEvent
 
 

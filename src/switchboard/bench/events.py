@@ -1,6 +1,6 @@
 """Event-path figures: the outbox's cost on the turn path, and each service's throughput.
 
-``python -m switchboard.sim.event_bench [--events N] [--cpu C]``: builds and puts turn
+``python -m switchboard.bench.events [--events N] [--cpu C]``: builds and puts turn
 events the way a node does (CPU per turn on the turn path, then the sender's cost per
 event to a real valkey), then prefills a Redis stream with ``N`` events and times each
 service (a real ``switchboard service ...`` process, pinned to one core) until it has
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ import psutil
 from switchboard.agents.base import TurnKind
 from switchboard.calls.generation import Generation
 from switchboard.calls.publisher import CallEventPublisher
+from switchboard.cluster.processes import SWITCHBOARD_ARGV, Child, pin_prefix
 from switchboard.cluster.tansu import bootstrap, start_tansu
 from switchboard.cluster.valkey import redis_url, start_valkey
 from switchboard.events.bus import EventBus
@@ -33,9 +33,6 @@ from switchboard.events.codec import BusMessage, encode_all
 from switchboard.events.outbox import Outbox, OutboxOptions
 from switchboard.events.types import CallEnded, CallStarted, Event, TurnCompleted, make_event
 from switchboard.protocol.inbound import Utterance
-from switchboard.sim.processes import Child, pin_prefix
-
-_SWITCHBOARD = (sys.executable, "-c", "from switchboard.cli import main; main()")
 
 
 def turn_path_cost(turns: int = 50_000) -> float:
@@ -114,7 +111,7 @@ def service_rate(
     db = work / f"{kind}.db"
     argv = [
         *pin_prefix(cpu),
-        *_SWITCHBOARD,
+        *SWITCHBOARD_ARGV,
         "service",
         kind,
         "--bus",

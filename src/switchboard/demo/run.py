@@ -12,7 +12,7 @@ load balancer, and, once the calls are up, ``kill -9`` of the node that holds th
 The verdict then also requires every call cut off by the kill to be resumed on another
 node, and reports kill -> first answered turn after the reconnect.
 
-With ``profile="event-driven"`` it is the event pipeline demo (sim/event_demo.py): the
+With ``profile="event-driven"`` it is the event pipeline demo (demo/event_driven.py): the
 cluster with the bus and the services, the escalation scenario and random calls, and a
 verdict that also needs the archive and analytics to agree with the simulator.
 """
@@ -26,17 +26,17 @@ from pathlib import Path
 import msgspec
 from rich.console import Console
 
+from switchboard.cluster.failover import kill_busiest_mid_run, summarize
 from switchboard.cluster.launch import start_cluster_child, stop_cluster_child
-from switchboard.config import builtin_example
-from switchboard.sim import event_demo
-from switchboard.sim.failover import kill_busiest_mid_run, summarize
-from switchboard.sim.processes import (
+from switchboard.cluster.processes import (
     free_port,
     run_simulator,
     simulator_result,
     start_server,
     start_simulator,
 )
+from switchboard.config import builtin_example
+from switchboard.demo import demo_report_path, event_driven
 from switchboard.sim.report import print_summary, write_html, write_json
 from switchboard.sim.results import FailoverSummary, RunReport
 from switchboard.sim.verdict import judge
@@ -64,6 +64,22 @@ FAILOVER_CALLS = 30
 FAILOVER_TURNS = 12
 #: Kill once the calls have answered this many turns each on average (mid-conversation).
 KILL_AFTER_TURNS = 1
+
+
+def demo_options(
+    profile: str, *, calls: int | None = None, turns: int | None = None, html: Path | None = None
+) -> DemoOptions:
+    """The demo of ``profile`` with its defaults (the failover and event demos run more and
+    longer calls, so they outlast the kill); the JSON report goes beside the HTML one."""
+    single = profile == "single"
+    html = html or demo_report_path(profile)
+    return DemoOptions(
+        calls=calls or (20 if single else FAILOVER_CALLS),
+        turns=turns or (4 if single else FAILOVER_TURNS),
+        profile=profile,
+        html_path=html,
+        json_path=html.with_suffix(".json"),
+    )
 
 
 def run_demo(options: DemoOptions, console: Console, log_dir: Path | None = None) -> RunReport:
@@ -173,16 +189,16 @@ def run_events_demo(options: DemoOptions, console: Console, log_dir: Path) -> Ru
         "SWITCHBOARD_DRAIN_TIMEOUT_S": "2",
         "SWITCHBOARD_MAX_CALLS": str(max(100, options.calls * 2)),
     }
-    report, tally = event_demo.run_event_demo(
+    report, tally = event_driven.run_event_demo(
         nodes=options.nodes,
-        simulator_args=lambda url: simulator_args(options, url, event_demo.SCENARIOS_DIR),
+        simulator_args=lambda url: simulator_args(options, url, event_driven.SCENARIOS_DIR),
         env=env,
         console=console,
         log_dir=log_dir,
     )
-    report = event_demo.judge_events(judge(report), tally)
+    report = event_driven.judge_events(judge(report), tally)
     report = _finish(report, options, console)
-    event_demo.print_tally(tally, console)
+    event_driven.print_tally(tally, console)
     console.print(f"verdict: {'[green]PASS[/]' if report.passed else '[red]FAIL[/]'}")
     return report
 

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-from switchboard.sim.processes import Child, pin_prefix
-
-_SWITCHBOARD = (sys.executable, "-c", "from switchboard.cli import main; main()")
+from switchboard.cluster.processes import SWITCHBOARD_ARGV, Child, pin_prefix
 
 
 @contextlib.contextmanager
@@ -31,7 +28,7 @@ def archive_service(
         yield None
         return
     db = log_dir / name / "archive.db"
-    argv = [*pin_prefix(cpu), *_SWITCHBOARD, "service", "archive"]
+    argv = [*pin_prefix(cpu), *SWITCHBOARD_ARGV, "service", "archive"]
     argv += ["--bus", env["SWITCHBOARD_BUS_URL"], "--namespace", env["SWITCHBOARD_REDIS_NAMESPACE"]]
     argv += ["--db", str(db)]
     child = Child("archive", argv, log_path=log_dir / name / "archive.log")

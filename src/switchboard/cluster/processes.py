@@ -33,7 +33,6 @@ from switchboard.sim.results import RunReport
 POLL_INTERVAL_S = 0.05
 #: Runs ``switchboard`` with this very interpreter, whether or not the script is on PATH.
 SWITCHBOARD_ARGV = (sys.executable, "-c", "from switchboard.cli import main; main()")
-_SWITCHBOARD = SWITCHBOARD_ARGV
 
 
 class ChildError(RuntimeError):
@@ -281,7 +280,7 @@ def start_server(
     ready_deadline_s: float = 30.0,
 ) -> Child:
     """``switchboard serve`` on 127.0.0.1:``port``, returned once ``/readyz`` answers 200."""
-    argv = [*_SWITCHBOARD, "serve", "--host", "127.0.0.1", "--port", str(port)]
+    argv = [*SWITCHBOARD_ARGV, "serve", "--host", "127.0.0.1", "--port", str(port)]
     argv += ["--agent-file", str(agent_file)]
     if config is not None:
         argv += ["--config", str(config)]
@@ -305,7 +304,7 @@ def start_fake_llm(
     ready_deadline_s: float = 30.0,
 ) -> Child:
     """The OpenAI-compatible fake LLM on 127.0.0.1:``port``, returned once it listens."""
-    argv = [sys.executable, "-m", "switchboard.sim.fake_llm", "--host", "127.0.0.1"]
+    argv = [sys.executable, "-m", "switchboard.testing.fake_llm", "--host", "127.0.0.1"]
     argv += ["--port", str(port), "--ttft-ms", f"{ttft_ms:g}", "--token-ms", f"{token_ms:g}"]
     log_path = log_dir / f"fake-llm-{port}.log"
     child = Child("fake LLM", argv, log_path=log_path, cpu=cpu, port=port)
@@ -318,7 +317,7 @@ def start_simulator(
     """Start ``switchboard simulate ARGS --json PATH --quiet`` and return at once (a
     failover run kills a node while it plays); ``simulator_result`` waits for it."""
     json_path.unlink(missing_ok=True)
-    argv = [*_SWITCHBOARD, "simulate", *args, "--json", str(json_path), "--quiet"]
+    argv = [*SWITCHBOARD_ARGV, "simulate", *args, "--json", str(json_path), "--quiet"]
     return Child("simulator", argv, log_path=log_dir / f"{json_path.stem}.log", cpu=cpu)
 
 
