@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from switchboard.agents.agent_file import AgentFileError
 from switchboard.agents.base import EndCall, Turn, TurnKind
-from switchboard.agents.loader import AgentFileError, load_agent
+from switchboard.agents.loader import load_agent
 from switchboard.agents.scripted import ScriptedAgent
 from switchboard.config import builtin_example
 from switchboard.protocol.inbound import Utterance

@@ -1,4 +1,4 @@
-"""The analytics service's last hour (``analytics_history.History``): slots by event time,
+"""The analytics service's last hour (``analytics.history.History``): slots by event time,
 every slot of the hour present, percentiles per slot, skew and age bounded."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from switchboard.events.types import CallStarted, Event, TurnCompleted, make_event
-from switchboard.services.analytics_history import STEP_S, History
+from switchboard.services.analytics.history import STEP_S, History
 
 NOW = 1_800_000_000.0  # a slot boundary
 

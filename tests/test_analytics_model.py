@@ -18,7 +18,7 @@ from switchboard.events.types import (
     TurnCompleted,
     make_event,
 )
-from switchboard.services.analytics_model import (
+from switchboard.services.analytics.model import (
     MAX_LABEL_CHARS,
     Window,
     bucket,

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from switchboard.cluster.processes import Child, free_port, wait_http_ready
-from switchboard.events.bus import open_bus
+from switchboard.events.buses import open_bus
 from switchboard.events.codec import encode_all
 from switchboard.events.types import (
     CallEnded,
@@ -23,7 +23,7 @@ from switchboard.events.types import (
     TurnCompleted,
     make_event,
 )
-from switchboard.services.archive_db import open_archive
+from switchboard.services.archive import open_archive
 from tests.fixtures.services import start_service, until
 
 pytestmark = pytest.mark.system

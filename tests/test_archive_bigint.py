@@ -9,9 +9,9 @@ from pathlib import Path
 import asyncpg
 
 from switchboard.events.types import Event, TurnCompleted, make_event
-from switchboard.services import archive_queries as q
-from switchboard.services.archive_db import open_archive
-from switchboard.services.archive_sql import SCHEMA
+from switchboard.services.archive import open_archive
+from switchboard.services.archive import queries as q
+from switchboard.services.archive.sql import SCHEMA
 
 LARGEST = 2**63 - 1
 

@@ -17,8 +17,9 @@ from switchboard.events.types import (
     TurnCompleted,
     make_event,
 )
-from switchboard.services import archive_queries as q
-from switchboard.services.archive_db import ArchiveDb, open_archive
+from switchboard.services.archive import open_archive
+from switchboard.services.archive import queries as q
+from switchboard.services.archive.store import ArchiveDb
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -13,12 +13,12 @@ import pytest
 from typer.testing import CliRunner
 
 from switchboard.cli import app
-from switchboard.events.bus import open_bus
+from switchboard.events.buses import open_bus
+from switchboard.events.buses.kafka import KafkaBus
 from switchboard.events.codec import BusMessage, encode_all
-from switchboard.events.kafka_bus import KafkaBus
 from switchboard.events.types import CallEnded, CallStarted, Event, TurnCompleted, make_event
-from switchboard.services import archive_queries as q
-from switchboard.services.archive_db import open_archive
+from switchboard.services.archive import open_archive
+from switchboard.services.archive import queries as q
 from tests.fixtures.services import start_service, until
 
 

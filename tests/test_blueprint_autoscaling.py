@@ -16,8 +16,9 @@ import pytest
 import yaml
 
 from switchboard.blueprint.model import Deployment
+from switchboard.blueprint.render_alerts import JOB
 from switchboard.blueprint.render_kubernetes import render_kubernetes
-from switchboard.blueprint.render_prometheus import JOB, SERVICES_JOB, render_prometheus
+from switchboard.blueprint.render_prometheus import SERVICES_JOB, render_prometheus
 from tests.fixtures.blueprints import deployment_for
 from tests.fixtures.relabel import scraped_targets
 

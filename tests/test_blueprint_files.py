@@ -25,7 +25,7 @@ from switchboard.blueprint.render_settings import render_settings
 from switchboard.cluster.haproxy import LoadBalancer, Server, check_config, render_config
 from switchboard.config import load_settings
 from switchboard.connections import RedisHealth
-from switchboard.events.memory_bus import MemoryBus
+from switchboard.events.buses.memory import MemoryBus
 from switchboard.events.metrics import OutboxCollector
 from switchboard.events.outbox import Outbox
 from switchboard.server.metrics import NodeMetrics, RedisCollector

@@ -11,8 +11,8 @@ from switchboard.agents.openai_agent import OpenAIAgent
 from switchboard.cache.agent import CachedAgent
 from switchboard.cache.memory import MemoryResponseCache
 from switchboard.cache.policy import CachePolicy
+from switchboard.events.buses.memory import MemoryBus
 from switchboard.events.codec import decode
-from switchboard.events.memory_bus import MemoryBus
 from switchboard.events.types import TurnCompleted
 from switchboard.testing.fake_llm import FakeLLMConfig, FakeLLMServer
 from tests.fixtures.conditions import eventually

@@ -6,12 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from switchboard.agents.loader import AgentFileError, load_agent
+from switchboard.agents.agent_file import AgentFileError
+from switchboard.agents.loader import load_agent
 from switchboard.cache.agent import CachedAgent
+from switchboard.cache.build import CacheConfigError, with_cache
 from switchboard.cache.memory import MemoryResponseCache
 from switchboard.cache.redis import RedisResponseCache
+from switchboard.cache.warm import start_and_warm
 from switchboard.config import Settings, builtin_example
-from switchboard.server.compose import CacheConfigError, with_cache
 from switchboard.testing.fake_llm import FakeLLMConfig, FakeLLMServer
 
 OPENAI = builtin_example("openai-receptionist.yaml")
@@ -69,7 +71,7 @@ async def test_server_start_warms_the_agent_file_lines(
     path.write_text(text)
     wrapped = with_cache(load_agent(path), Settings(agent_file=path))
     assert isinstance(wrapped, CachedAgent)
-    wrapped.start()
+    start_and_warm(wrapped)
     await wrapped.warmed()
     assert await wrapped.cache.count() == 2  # the booking line used a tool
     await wrapped.aclose()

@@ -12,9 +12,9 @@ import msgspec
 
 from switchboard.agents.base import TurnKind
 from switchboard.calls.generation import Generation
+from switchboard.calls.publisher import caller_line, end_how
+from switchboard.events.buses.memory import MemoryBus
 from switchboard.events.codec import decode
-from switchboard.events.memory_bus import MemoryBus
-from switchboard.events.publisher import caller_line, end_how
 from switchboard.events.types import CallEnded, CallStarted, Event, RetellWebhook, TurnCompleted
 from switchboard.protocol.inbound import Utterance
 from switchboard.protocol.signature import SIGNATURE_HEADER, sign

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from switchboard.cli import app, demo_report_path
-from switchboard.services.archive_db import open_archive, sqlite_path
+from switchboard.services.archive import open_archive, sqlite_path
 from tests.fixtures.ports import free_port
 
 runner = CliRunner()

@@ -20,8 +20,9 @@ from websockets.asyncio.client import connect
 
 from switchboard.cluster.launch import start_cluster_child
 from switchboard.cluster.processes import ChildError
-from switchboard.services import archive_queries as q
-from switchboard.services.archive_db import ArchiveDb, open_archive
+from switchboard.services.archive import open_archive
+from switchboard.services.archive import queries as q
+from switchboard.services.archive.store import ArchiveDb
 from switchboard.sim.runner import simulate
 from tests.fixtures.broken_servers import fast_options
 from tests.fixtures.cluster import CLUSTER_ENV, gone, running_cluster, stop_cluster

@@ -13,13 +13,13 @@ from urllib.parse import parse_qs, urlsplit
 import aiosqlite
 import pytest
 
+from switchboard.events.buses.memory import MemoryBus
 from switchboard.events.codec import BusMessage, encode, encode_all
-from switchboard.events.memory_bus import MemoryBus
 from switchboard.events.types import Event, TurnCompleted, make_event
-from switchboard.services import archive_queries as q
-from switchboard.services.archive import ArchiveWriter
-from switchboard.services.archive_postgres import PostgresArchive
-from switchboard.services.archive_sqlite import SqliteArchive
+from switchboard.services.archive import queries as q
+from switchboard.services.archive.postgres import PostgresArchive
+from switchboard.services.archive.service import ArchiveWriter
+from switchboard.services.archive.sqlite import SqliteArchive
 from switchboard.services.dead_letters import PARKED, REPLAYED, DeadLetterStore
 from switchboard.services.runner import Runner, classify
 from tests.fixtures.conditions import eventually, eventually_async

@@ -21,11 +21,11 @@ from starlette.routing import Route
 
 from switchboard.control.client import CallControl
 from switchboard.events.bus import Batch
+from switchboard.events.buses.memory import MemoryBus
 from switchboard.events.codec import decode
-from switchboard.events.memory_bus import MemoryBus
 from switchboard.events.types import CallEscalated, TurnCompleted, make_event
-from switchboard.services.escalation import Escalation, EscalationStore
-from switchboard.services.escalation_rules import parse_rules
+from switchboard.services.escalation.rules import parse_rules
+from switchboard.services.escalation.service import Escalation, EscalationStore
 
 pytestmark = pytest.mark.integration
 

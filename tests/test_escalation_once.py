@@ -22,11 +22,11 @@ import pytest
 
 from switchboard.control.client import CallControl
 from switchboard.events.bus import Batch
-from switchboard.events.memory_bus import MemoryBus
-from switchboard.events.redis_bus import RedisStreamBus
+from switchboard.events.buses.memory import MemoryBus
+from switchboard.events.buses.redis import RedisStreamBus
 from switchboard.events.types import CallEscalated, Event, TurnCompleted, make_event
-from switchboard.services.escalation import Escalation, EscalationStore
-from switchboard.services.escalation_rules import parse_rules
+from switchboard.services.escalation.rules import parse_rules
+from switchboard.services.escalation.service import Escalation, EscalationStore
 from tests.fixtures.agents import EchoAgent
 from tests.fixtures.conditions import eventually_async
 from tests.fixtures.distributed import begin, node

@@ -15,7 +15,7 @@ from switchboard.events.types import (
     TurnCompleted,
     make_event,
 )
-from switchboard.services.escalation_rules import (
+from switchboard.services.escalation.rules import (
     CallTrack,
     RulesError,
     load_rules,

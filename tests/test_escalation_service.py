@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from switchboard.services.escalation import EscalationStore
+from switchboard.services.escalation.service import EscalationStore
 from tests.fixtures.agents import EchoAgent
 from tests.fixtures.conditions import eventually
 from tests.fixtures.server import RunningServer, retell, running_server

@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from switchboard.cluster.processes import Child, free_port
-from switchboard.events.bus import BusUnavailable, open_bus
+from switchboard.events.bus import BusUnavailable
+from switchboard.events.buses import open_bus
+from switchboard.events.buses.kafka import KafkaBus
+from switchboard.events.buses.redis import RedisStreamBus
 from switchboard.events.codec import encode_all
-from switchboard.events.kafka_bus import KafkaBus
-from switchboard.events.redis_bus import RedisStreamBus
 from switchboard.events.types import CallStarted, make_event
 from tests.fixtures.buses import KAFKA_SESSION_TIMEOUT_MS, collect
 

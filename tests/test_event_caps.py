@@ -11,15 +11,15 @@ import msgspec
 
 from switchboard.agents.base import TurnKind
 from switchboard.calls.generation import Generation
-from switchboard.events.kafka_bus import KafkaBus
-from switchboard.events.outbox import Outbox, OutboxOptions
-from switchboard.events.publisher import (
+from switchboard.calls.publisher import (
     MAX_TEXT_CHARS,
     MAX_TRANSCRIPT_CHARS,
     CallEventPublisher,
     capped,
     slim_call,
 )
+from switchboard.events.buses.kafka import KafkaBus
+from switchboard.events.outbox import Outbox, OutboxOptions
 from switchboard.events.types import RetellWebhook, TurnCompleted
 from switchboard.protocol.inbound import Utterance
 from switchboard.protocol.webhook import WebhookEvent, parse_webhook

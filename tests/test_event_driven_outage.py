@@ -15,8 +15,8 @@ import pytest
 
 from switchboard.cluster.processes import free_port, run_simulator, start_server
 from switchboard.config import builtin_example
-from switchboard.services import archive_queries as q
-from switchboard.services.archive_db import open_archive
+from switchboard.services.archive import open_archive
+from switchboard.services.archive import queries as q
 from switchboard.sim.verdict import judge
 from tests.fixtures.outage import RestartableValkey
 from tests.fixtures.services import start_service, until

@@ -14,8 +14,8 @@ import pytest
 
 from switchboard.cluster.processes import Child, free_port, run_simulator, start_server
 from switchboard.config import builtin_example
-from switchboard.services import archive_queries as q
-from switchboard.services.archive_db import open_archive
+from switchboard.services.archive import open_archive
+from switchboard.services.archive import queries as q
 from tests.fixtures.services import SWITCHBOARD, start_service, until
 
 #: The scale guarantee: this many calls (half per node) of this many caller turns each.
@@ -150,7 +150,7 @@ def test_event_driven_without_a_bus_refuses_to_start(redis_server_url: str) -> N
 
 @pytest.mark.parametrize("url", ["ftp://x", "kafka://", "redis://"])
 def test_bad_bus_urls_say_what_is_expected(url: str) -> None:
-    from switchboard.events.bus import parse_bus_url
+    from switchboard.events.buses import parse_bus_url
 
     with pytest.raises(ValueError, match="bus URL"):
         parse_bus_url(url)

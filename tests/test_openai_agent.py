@@ -13,6 +13,7 @@ import openai
 import pytest
 from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall, ChoiceDeltaToolCallFunction
 
+from switchboard.agents.agent_file import AgentFileError
 from switchboard.agents.base import (
     Action,
     ToolCallFinished,
@@ -21,13 +22,13 @@ from switchboard.agents.base import (
     Turn,
     TurnKind,
 )
-from switchboard.agents.loader import AgentFileError, load_agent
+from switchboard.agents.chat_messages import accumulate
+from switchboard.agents.loader import load_agent
 from switchboard.agents.openai_agent import (
     DEFAULT_REMINDER,
     TOOL_TEMPERATURE,
     OpenAIAgent,
     OpenAIAgentError,
-    _accumulate,
 )
 from switchboard.agents.receptionist_tools import bookings
 from switchboard.agents.tools import (
@@ -526,14 +527,14 @@ def test_tool_call_fragments_merge_however_the_server_streams_them() -> None:
         fragment(1, "b", "hours", "{}"),
         fragment(0, None, None, '"mon"}'),
     ]:
-        _accumulate(openai_style, [delta])
+        accumulate(openai_style, [delta])
     assert [(c.id, c.name, c.arguments) for c in openai_style.values()] == [
         ("a", "book", '{"day":"mon"}'),
         ("b", "hours", "{}"),
     ]
     whole_calls: dict[int, Any] = {}  # whole calls, every one at index 0, or with no index
-    _accumulate(whole_calls, [fragment(0, "x", "book", "{}"), fragment(0, "y", "hours", "{}")])
-    _accumulate(whole_calls, [fragment(None, None, "end", "")])
+    accumulate(whole_calls, [fragment(0, "x", "book", "{}"), fragment(0, "y", "hours", "{}")])
+    accumulate(whole_calls, [fragment(None, None, "end", "")])
     calls = list(whole_calls.values())
     assert [(c.id, c.name) for c in calls[:2]] == [("x", "book"), ("y", "hours")]
     assert calls[2].name == "end"

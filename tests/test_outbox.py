@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from switchboard.cluster.processes import Child
+from switchboard.events.buses.memory import MemoryBus
+from switchboard.events.buses.redis import RedisStreamBus
 from switchboard.events.codec import decode, encode
-from switchboard.events.memory_bus import MemoryBus
 from switchboard.events.outbox import Outbox, OutboxOptions
-from switchboard.events.redis_bus import RedisStreamBus
 from switchboard.events.spill import SpillFile
 from switchboard.events.types import Event, TurnCompleted, make_event
 from tests.fixtures.buses import collect

@@ -20,12 +20,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from switchboard.cluster.processes import Child, free_port
 from switchboard.events.bus import MessagesRejected
+from switchboard.events.buses.kafka import KafkaBus
+from switchboard.events.buses.redis import RedisStreamBus
 from switchboard.events.codec import encode
-from switchboard.events.kafka_bus import KafkaBus
 from switchboard.events.metrics import OutboxCollector
 from switchboard.events.outbox import Outbox, OutboxOptions
 from switchboard.events.parked import read_parked
-from switchboard.events.redis_bus import RedisStreamBus
 from switchboard.events.spill import HEADER_BYTES, SpillFile
 from switchboard.events.types import Event, TurnCompleted, make_event
 from tests.fixtures.buses import collect

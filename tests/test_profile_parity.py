@@ -23,7 +23,7 @@ import pytest
 
 from switchboard.agents.base import Agent
 from switchboard.events.bus import EventBus
-from switchboard.events.redis_bus import RedisStreamBus
+from switchboard.events.buses.redis import RedisStreamBus
 from switchboard.events.types import TurnCompleted
 from tests.fixtures.agents import EchoAgent, FailingAgent, GatedAgent, SilentAgent
 from tests.fixtures.conditions import eventually

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
+from switchboard.events.buses.redis import RedisStreamBus, trim_floor
 from switchboard.events.codec import encode_all
-from switchboard.events.redis_bus import RedisStreamBus, trim_floor
 from switchboard.events.types import Event, TurnCompleted, make_event
 from tests.fixtures.buses import collect
 

@@ -16,8 +16,8 @@ from switchboard.events.types import CallEnded, CallStarted, Event, TurnComplete
 from switchboard.replay.export import call_object, parse_since
 from switchboard.replay.model import RecordedReply
 from switchboard.replay.source import SourceError, load_archive, parse_calls_json
-from switchboard.services import archive_sql as sql
-from switchboard.services.archive_db import open_archive
+from switchboard.services.archive import open_archive
+from switchboard.services.archive import sql as sql
 
 ROOT = Path(__file__).resolve().parent.parent
 

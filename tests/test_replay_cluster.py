@@ -19,8 +19,9 @@ import pytest
 from switchboard.replay.command import ReplayRequest, replay
 from switchboard.replay.model import RecordedReply
 from switchboard.replay.source import load_archive, parse_calls_json
-from switchboard.services import archive_queries as q
-from switchboard.services.archive_db import ArchiveDb, open_archive
+from switchboard.services.archive import open_archive
+from switchboard.services.archive import queries as q
+from switchboard.services.archive.store import ArchiveDb
 from switchboard.sim.runner import simulate
 from tests.fixtures.broken_servers import fast_options
 from tests.fixtures.cluster import running_cluster

@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from switchboard.services.analytics import Analytics, create_app
-from switchboard.services.analytics_store import AnalyticsStore
-from switchboard.services.archive_db import open_archive
+from switchboard.services.analytics.service import Analytics, create_app
+from switchboard.services.analytics.store import AnalyticsStore
+from switchboard.services.archive import open_archive
 from switchboard.services.process import serve_http
 from tests.fixtures.ports import free_port
 

@@ -20,9 +20,9 @@ from typer.testing import CliRunner, Result
 from switchboard.cli import app
 from switchboard.cluster.processes import Child
 from switchboard.config import builtin_example
-from switchboard.events.bus import open_bus
+from switchboard.events.buses import open_bus
+from switchboard.events.buses.kafka import KafkaBus
 from switchboard.events.codec import BusMessage, encode, encode_all
-from switchboard.events.kafka_bus import KafkaBus
 from switchboard.events.types import (
     CallEnded,
     CallStarted,
@@ -31,8 +31,9 @@ from switchboard.events.types import (
     TurnCompleted,
     make_event,
 )
-from switchboard.services import archive_queries as q
-from switchboard.services.archive_db import ArchiveDb, open_archive
+from switchboard.services.archive import open_archive
+from switchboard.services.archive import queries as q
+from switchboard.services.archive.store import ArchiveDb
 from tests.fixtures.ports import free_port
 from tests.fixtures.services import start_service, until
 

@@ -12,10 +12,10 @@ import pytest
 from typer.testing import CliRunner
 from websockets.asyncio.server import ServerConnection
 
-from switchboard.blueprint.validate_report import load_report, write_report
-from switchboard.blueprint.validate_run import ValidateOptions, validate
-from switchboard.blueprint.validate_target import TargetError, cluster_target, url_target
 from switchboard.cli import app
+from switchboard.validate.report import load_report, write_report
+from switchboard.validate.run import ValidateOptions, validate
+from switchboard.validate.target import TargetError, cluster_target, url_target
 from tests.fixtures.agents import EchoAgent
 from tests.fixtures.broken_servers import ReferenceServer, threaded_llm_server
 from tests.fixtures.threaded_server import threaded_server

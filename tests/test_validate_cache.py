@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from switchboard.blueprint.validate_cache import FAQ_LINES, NAME, cache_check
-from switchboard.blueprint.validate_report import Check
-from switchboard.blueprint.validate_run import ValidateOptions, validate
-from switchboard.blueprint.validate_target import url_target
 from switchboard.cli import app
 from switchboard.cluster.processes import Child, free_port, start_server
 from switchboard.config import builtin_example
 from switchboard.testing.fake_llm import FakeLLMConfig, FakeLLMServer
+from switchboard.validate.cache import FAQ_LINES, NAME, cache_check
+from switchboard.validate.report import Check
+from switchboard.validate.run import ValidateOptions, validate
+from switchboard.validate.target import url_target
 from tests.fixtures.agents import EchoAgent
 from tests.fixtures.broken_servers import ReferenceServer, threaded_llm_server
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from switchboard.blueprint.validate_events import ARCHIVE, ESCALATION
-from switchboard.blueprint.validate_report import load_report
 from switchboard.cli import app
 from switchboard.cluster.launch import start_cluster_child, stop_cluster_child
 from switchboard.config import builtin_example
+from switchboard.validate.events import ARCHIVE, ESCALATION
+from switchboard.validate.report import load_report
 
 pytestmark = pytest.mark.system
 

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from switchboard.blueprint.validate_events import (
+from switchboard.cluster.processes import Child
+from switchboard.services.escalation.rules import parse_rules
+from switchboard.validate.events import (
     ARCHIVE,
     ESCALATION,
     ESCALATION_LINE,
@@ -21,10 +23,8 @@ from switchboard.blueprint.validate_events import (
     escalation_plan,
     service_rules,
 )
-from switchboard.blueprint.validate_run import ValidateOptions, validate
-from switchboard.blueprint.validate_target import cluster_target, url_target
-from switchboard.cluster.processes import Child
-from switchboard.services.escalation_rules import parse_rules
+from switchboard.validate.run import ValidateOptions, validate
+from switchboard.validate.target import cluster_target, url_target
 from tests.fixtures.agents import EchoAgent
 from tests.fixtures.conditions import eventually
 from tests.fixtures.server import RunningServer, running_server

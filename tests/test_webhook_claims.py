@@ -14,8 +14,8 @@ import pytest
 
 from switchboard.cluster.processes import free_port
 from switchboard.connections import RedisHealth, redis_client
+from switchboard.events.buses.memory import MemoryBus
 from switchboard.events.codec import decode
-from switchboard.events.memory_bus import MemoryBus
 from switchboard.protocol.signature import sign
 from switchboard.protocol.webhook import WebhookEvent, parse_webhook
 from switchboard.server.cluster_dedupe import SharedDedupe

@@ -159,6 +159,11 @@ OTHER_VARIABLES = frozenset(
 )
 
 
+def uses_redis(settings: Settings) -> bool:
+    """Whether the profile keeps call state in Redis (every profile but ``single``)."""
+    return settings.profile != "single"
+
+
 class ConfigError(ValueError):
     """Settings that cannot be used; the message says which and why, in a few lines."""
 

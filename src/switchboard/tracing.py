@@ -73,10 +73,12 @@ def configure(environ: Mapping[str, str] | None = None) -> bool:
 def use_provider(provider: TracerProvider) -> None:
     """Trace into ``provider`` (tests give one with an in-memory exporter)."""
     global ENABLED, _tracer, _provider
-    from switchboard import __version__
+    # The installed version, not ``switchboard.__version__``: importing the package's face
+    # from here would tie this bottom module to the agent API it re-exports.
+    from importlib.metadata import version
 
     _provider = provider
-    _tracer = provider.get_tracer("switchboard", __version__)
+    _tracer = provider.get_tracer("switchboard", version("switchboard"))
     ENABLED = True
 
 

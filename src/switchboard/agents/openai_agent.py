@@ -29,9 +29,7 @@ import contextlib
 import os
 import re
 import time
-import uuid
-from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
@@ -54,6 +52,7 @@ from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall
 
 from switchboard import tracing
 from switchboard.agents import sse
+from switchboard.agents.agent_file import AgentFileError
 from switchboard.agents.base import (
     Action,
     Agent,
@@ -62,8 +61,13 @@ from switchboard.agents.base import (
     Turn,
     TurnKind,
 )
+from switchboard.agents.chat_messages import (
+    PendingCall,
+    accumulate,
+    assistant_message,
+    history_with_tools,
+)
 from switchboard.agents.chunking import SentenceChunker
-from switchboard.agents.loader import AgentFileError
 from switchboard.agents.templating import Template, TemplateError
 from switchboard.agents.tools import (
     Tool,
@@ -236,7 +240,7 @@ class OpenAIAgent(Agent):
             {"role": "system", "content": f"{system}\n\n{self._now()}"}
         ]
         if turn.transcript_with_tool_calls:
-            messages.extend(_history_with_tools(turn.transcript_with_tool_calls))
+            messages.extend(history_with_tools(turn.transcript_with_tool_calls))
         else:
             for utterance in turn.transcript:
                 if utterance.content:
@@ -263,7 +267,7 @@ class OpenAIAgent(Agent):
         while True:
             last_round = not offer_tools or rounds >= self.max_tool_rounds
             said: list[str] = []
-            calls: dict[int, _PendingCall] = {}
+            calls: dict[int, PendingCall] = {}
             body: dict[str, Any] = {"model": self.model, "messages": messages, "stream": True}
             if self.temperature is not None:
                 body["temperature"] = self.temperature
@@ -299,7 +303,7 @@ class OpenAIAgent(Agent):
                             typed = [
                                 ChoiceDeltaToolCall.model_validate(f) for f in delta.tool_calls
                             ]
-                            _accumulate(calls, typed)
+                            accumulate(calls, typed)
                 except httpx2.TimeoutException as err:
                     # The SDK maps transport errors while it owns the response; the body is
                     # read here, so map them the same way.
@@ -322,7 +326,7 @@ class OpenAIAgent(Agent):
                 yield rest if rest[-1].isspace() else rest + " "
             rounds += 1
             pending = list(calls.values())
-            messages.append(_assistant_message("".join(said), pending))
+            messages.append(assistant_message("".join(said), pending))
             for call in pending:
                 yield ToolCallStarted(call.id, call.name, call.arguments)
                 tool = self._tools_by_name.get(call.name)
@@ -355,7 +359,7 @@ class OpenAIAgent(Agent):
             },
         )
 
-    def _context(self, turn: Turn, call: _PendingCall) -> ToolContext:
+    def _context(self, turn: Turn, call: PendingCall) -> ToolContext:
         return ToolContext(
             call_id=turn.call_id,
             tool_call_id=call.id,
@@ -376,93 +380,6 @@ class OpenAIAgent(Agent):
             )
             self._clock_minute = minute
         return self._clock_line
-
-
-@dataclass(slots=True)
-class _PendingCall:
-    """A tool call being assembled from streamed fragments."""
-
-    id: str = ""
-    name: str = ""
-    parts: list[str] = field(default_factory=list)
-
-    @property
-    def arguments(self) -> str:
-        return "".join(self.parts)
-
-
-def _accumulate(calls: dict[int, _PendingCall], deltas: Iterable[ChoiceDeltaToolCall]) -> None:
-    """Merge streamed tool-call fragments: ``index`` says which call a fragment extends.
-
-    Servers differ: OpenAI streams the name once and the arguments in pieces; others send
-    whole calls at once, sometimes without an index or reusing one with a new id.
-    """
-    for delta in deltas:
-        index = delta.index if isinstance(delta.index, int) else len(calls)
-        call = calls.get(index)
-        if call is None or (delta.id and call.id and delta.id != call.id):
-            index = index if call is None else max(calls) + 1
-            call = calls[index] = _PendingCall()
-        if delta.id:
-            call.id = delta.id
-        function = delta.function
-        if function is not None:
-            if function.name:
-                call.name += function.name
-            if function.arguments:
-                call.parts.append(function.arguments)
-    for call in calls.values():
-        if not call.id:
-            call.id = f"call_{uuid.uuid4().hex[:24]}"
-
-
-def _assistant_message(text: str, calls: Sequence[_PendingCall]) -> ChatCompletionMessageParam:
-    return {
-        "role": "assistant",
-        "content": text or None,
-        "tool_calls": [
-            {
-                "id": call.id,
-                "type": "function",
-                "function": {"name": call.name, "arguments": call.arguments or "{}"},
-            }
-            for call in calls
-        ],
-    }
-
-
-def _history_with_tools(items: Sequence[Mapping[str, Any]]) -> list[ChatCompletionMessageParam]:
-    """Retell's ``transcript_with_tool_calls`` as chat messages, tool calls included.
-
-    Each invocation is followed at once by its result, as the API requires (Retell may
-    place speech between them), and an invocation without a result (cancelled by a
-    barge-in) is left out: the API rejects an unanswered tool call.
-    """
-    results = {
-        item.get("tool_call_id"): item.get("content")
-        for item in items
-        if item.get("role") == "tool_call_result"
-    }
-    messages: list[ChatCompletionMessageParam] = []
-    for item in items:
-        role = item.get("role")
-        content = item.get("content")
-        if role == "agent" or role in ("user", "transfer_target"):
-            if isinstance(content, str) and content:
-                if role == "agent":
-                    messages.append({"role": "assistant", "content": content})
-                else:
-                    messages.append({"role": "user", "content": content})
-        elif role == "tool_call_invocation":
-            call_id = item.get("tool_call_id")
-            if not isinstance(call_id, str) or call_id not in results:
-                continue
-            arguments = item.get("arguments")
-            call = _PendingCall(call_id, str(item.get("name", "")), [str(arguments or "")])
-            messages.append(_assistant_message("", [call]))
-            result = results[call_id]
-            messages.append({"role": "tool", "tool_call_id": call_id, "content": str(result or "")})
-    return messages
 
 
 class _Spec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -25,8 +25,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from switchboard.agents.agent_file import AgentFileError
 from switchboard.agents.base import Action, Agent, EndCall, Transfer, Turn, TurnKind
-from switchboard.agents.loader import AgentFileError
 from switchboard.agents.templating import Template, TemplateError, is_variable_name
 
 #: Key in ``Turn.state`` holding the open form: ``{"intent": name, "asked": slot name}``.

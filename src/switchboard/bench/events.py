@@ -21,16 +21,16 @@ import psutil
 
 from switchboard.agents.base import TurnKind
 from switchboard.calls.generation import Generation
+from switchboard.calls.publisher import CallEventPublisher
 from switchboard.cluster.processes import SWITCHBOARD_ARGV, Child, pin_prefix
 from switchboard.cluster.tansu import bootstrap, start_tansu
 from switchboard.cluster.valkey import redis_url, start_valkey
 from switchboard.events.bus import EventBus
+from switchboard.events.buses.kafka import KafkaBus
+from switchboard.events.buses.memory import MemoryBus
+from switchboard.events.buses.redis import RedisStreamBus
 from switchboard.events.codec import BusMessage, encode_all
-from switchboard.events.kafka_bus import KafkaBus
-from switchboard.events.memory_bus import MemoryBus
 from switchboard.events.outbox import Outbox, OutboxOptions
-from switchboard.events.publisher import CallEventPublisher
-from switchboard.events.redis_bus import RedisStreamBus
 from switchboard.events.types import CallEnded, CallStarted, Event, TurnCompleted, make_event
 from switchboard.protocol.inbound import Utterance
 

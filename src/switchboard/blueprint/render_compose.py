@@ -17,9 +17,9 @@ from typing import Any
 import yaml
 
 from switchboard.blueprint.model import Deployment
+from switchboard.blueprint.render_alerts import ALERTS_FILE
 from switchboard.blueprint.render_haproxy import HAPROXY_FILE
 from switchboard.blueprint.render_prometheus import (
-    ALERTS_FILE,
     ANALYTICS_PORT,
     SCRAPE_FILE,
     SERVICE_METRICS_PORT,

@@ -170,29 +170,18 @@ class CachedAgent(Agent):
                     await asyncio.shield(task)
 
     def start(self) -> None:
-        """At server start: load the semantic tier and warm the file's ``warm`` lines, in the
-        background (the node serves calls meanwhile; they miss until then)."""
+        """At server start: load the semantic tier in the background (the node serves calls
+        meanwhile; they miss until then). ``warm.start_and_warm`` also warms the file's lines."""
         if self._semantic is not None:
             self._semantic.start()
-        if self.policy.warm and self._warming is None:
+
+    def warm_in_background(self, warming: Coroutine[Any, Any, None]) -> None:
+        """Run the start-up warm-up aside; ``warmed`` waits for it, ``aclose`` cancels it."""
+        if self._warming is None:
             # Not a store: ``flush`` (which warming itself awaits) must not wait for it.
-            self._warming = side_task(self._warm_from_policy())
-
-    async def _warm_from_policy(self) -> None:
-        from switchboard.cache.warm import warm
-
-        try:
-            report = await warm(self, self.policy.warm)
-        except Exception:
-            _log.exception("cache warm-up failed")
-            return
-        _log.info(
-            "cache warmed",
-            asked=report.asked,
-            stored=report.stored,
-            already=report.already,
-            skipped=dict(report.skipped),
-        )
+            self._warming = side_task(warming)
+        else:
+            warming.close()
 
     async def warmed(self) -> None:
         """Wait for the start-up warm-up (if any) to finish."""

@@ -24,7 +24,7 @@ from typing import Annotated, Any
 import msgspec
 
 from switchboard import extras
-from switchboard.agents.loader import AgentFileError, read_agent_file
+from switchboard.agents.agent_file import AgentFileError, read_agent_file
 
 DEFAULT_THRESHOLD = 0.85
 #: Agents whose replies are slow enough to be worth caching by default.

@@ -18,7 +18,10 @@ from switchboard.agents.base import Turn, TurnKind
 from switchboard.cache import keys
 from switchboard.cache.agent import CachedAgent
 from switchboard.cache.safety import lookup_refusal
+from switchboard.log import get_logger
 from switchboard.protocol.inbound import Utterance
+
+_log = get_logger("switchboard.cache")
 
 
 @dataclass(slots=True)
@@ -88,3 +91,26 @@ async def warm(agent: CachedAgent, lines: Iterable[str], concurrency: int = 4) -
     report.asked = len(unique)
     await asyncio.gather(*(one(i, line) for i, line in enumerate(unique)))
     return report
+
+
+def start_and_warm(agent: CachedAgent) -> None:
+    """At server start: the agent's semantic tier, and the agent file's ``cache.warm``
+    lines answered in the background (the node serves calls meanwhile)."""
+    agent.start()
+    if agent.policy.warm:
+        agent.warm_in_background(_warm_from_policy(agent))
+
+
+async def _warm_from_policy(agent: CachedAgent) -> None:
+    try:
+        report = await warm(agent, agent.policy.warm)
+    except Exception:
+        _log.exception("cache warm-up failed")
+        return
+    _log.info(
+        "cache warmed",
+        asked=report.asked,
+        stored=report.stored,
+        already=report.already,
+        skipped=dict(report.skipped),
+    )

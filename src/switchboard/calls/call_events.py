@@ -1,7 +1,7 @@
 """What a session tells the outside world about its call: started, each turn, ended.
 
 A sink, passed to the session like its ``SessionObserver``. The null default costs a
-method call; the event-driven profile plugs in ``events.publisher.CallEventPublisher``,
+method call; the event-driven profile plugs in ``publisher.CallEventPublisher``,
 which turns these into events on the outbox. Calls are synchronous and must be cheap:
 they sit on the turn path, after the frames they describe have been handed to the socket.
 """

@@ -31,7 +31,7 @@ from collections import Counter
 
 import msgspec
 
-#: The characters a turn event keeps of a caller line (``events.publisher.MAX_TEXT_CHARS``).
+#: The characters a turn event keeps of a caller line (``calls.publisher.MAX_TEXT_CHARS``).
 CAPPED_CHARS = 16_384
 MAX_SAMPLES = 10
 

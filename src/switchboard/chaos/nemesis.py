@@ -40,7 +40,7 @@ from switchboard.chaos.history import FaultEvent
 from switchboard.chaos.processes import ClusterProcess, ProcessError, delete_valkey_data
 from switchboard.chaos.schedule import ScheduledFault
 from switchboard.connections import blocking_redis_client
-from switchboard.events.bus import open_bus
+from switchboard.events.buses import open_bus
 from switchboard.events.codec import CONTENT_TYPE, SPEC_VERSION, BusMessage
 from switchboard.sim.conversation import CallerTurn
 

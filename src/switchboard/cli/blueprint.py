@@ -211,9 +211,9 @@ def validate(
     ),
 ) -> None:
     """Validate a running deployment against its profile; exit 1 on any FAIL."""
-    from switchboard.blueprint.validate_report import write_report
-    from switchboard.blueprint.validate_run import ValidateOptions, run_validation
-    from switchboard.blueprint.validate_target import TargetError, cluster_target, url_target
+    from switchboard.validate.report import write_report
+    from switchboard.validate.run import ValidateOptions, run_validation
+    from switchboard.validate.target import TargetError, cluster_target, url_target
 
     try:
         if (url is None) == (cluster is None):

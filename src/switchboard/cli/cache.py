@@ -42,8 +42,8 @@ def _settings(
     backend: str | None,
     agent_file: Path | None = None,
 ) -> Settings:
+    from switchboard.cache.build import cache_backend
     from switchboard.config import load_settings
-    from switchboard.server.compose import cache_backend
 
     if redis_url is not None and backend is None and profile is None:
         # A Redis URL on the command line names the cache to act on; without this the
@@ -82,12 +82,13 @@ def warm(
     concurrency: Annotated[int, typer.Option(min=1, help="Lines asked at once.")] = 4,
 ) -> None:
     """Ask the agent each caller line and store the eligible replies."""
-    from switchboard.agents.loader import AgentFileError, load_agent
+    from switchboard.agents.agent_file import AgentFileError
+    from switchboard.agents.loader import load_agent
     from switchboard.cache.agent import CachedAgent
+    from switchboard.cache.build import build_cache, cached
     from switchboard.cache.policy import read_policy
     from switchboard.cache.warm import read_lines
     from switchboard.cache.warm import warm as run_warm
-    from switchboard.server.compose import build_cache, cached
 
     settings = _settings(config, profile, redis_url, backend, agent_file)
     try:
@@ -123,7 +124,7 @@ def _on_shared_cache(
 ) -> tuple[ResponseCache, int]:
     """Run ``act`` on the deployment's cache; an unreachable one is one line and exit 1."""
     from switchboard.cache.base import CacheUnavailable
-    from switchboard.server.compose import build_cache
+    from switchboard.cache.build import build_cache
 
     cache = build_cache(settings)
     assert cache is not None

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from switchboard.services import archive_queries as q
+from switchboard.services.archive import queries as q
 
 if TYPE_CHECKING:
-    from switchboard.services.archive_db import ArchiveDb
+    from switchboard.services.archive.store import ArchiveDb
     from switchboard.services.dead_letters import DeadLetterStore
 
 T = TypeVar("T")
@@ -95,8 +95,8 @@ def service_archive(
     """Archive calls, turns and Retell's analysis (SQLite by default, or PostgreSQL)."""
     _needs_services("the archive service")
     from switchboard.log import configure
-    from switchboard.services.archive import ArchiveWriter
-    from switchboard.services.archive_db import default_db_url, open_archive
+    from switchboard.services.archive import default_db_url, open_archive
+    from switchboard.services.archive.service import ArchiveWriter
     from switchboard.services.dead_letters import default_path
     from switchboard.services.process import ServiceOptions, run_consumer, serve_metrics
     from switchboard.services.service_metrics import ServiceStats
@@ -144,9 +144,9 @@ def service_analytics(
     """Live aggregates: Prometheus /metrics, JSON /api/summary and a dashboard at /."""
     _needs_services("the analytics service")
     from switchboard.log import configure
-    from switchboard.services.analytics import Analytics, create_app
-    from switchboard.services.analytics_store import AnalyticsStore
-    from switchboard.services.archive_db import open_archive
+    from switchboard.services.analytics.service import Analytics, create_app
+    from switchboard.services.analytics.store import AnalyticsStore
+    from switchboard.services.archive import open_archive
     from switchboard.services.dead_letters import default_path
     from switchboard.services.process import ServiceOptions, run_consumer, serve_http
     from switchboard.services.service_metrics import ServiceStats
@@ -218,11 +218,11 @@ def service_escalation(
     import httpx
 
     from switchboard.control.client import CallControl
-    from switchboard.events.bus import open_bus
+    from switchboard.events.buses import open_bus
     from switchboard.log import configure
     from switchboard.services.dead_letters import default_path
-    from switchboard.services.escalation import Escalation, EscalationStore
-    from switchboard.services.escalation_rules import RulesError, load_rules
+    from switchboard.services.escalation.rules import RulesError, load_rules
+    from switchboard.services.escalation.service import Escalation, EscalationStore
     from switchboard.services.process import ServiceOptions, run_consumer, serve_metrics
     from switchboard.services.service_metrics import ServiceStats
 
@@ -275,7 +275,7 @@ def _read(db: str | None, query: Callable[[ArchiveDb], Awaitable[T]]) -> T:
     is one line and exit 2."""
     import sqlite3
 
-    from switchboard.services.archive_db import ArchiveMissing, open_archive
+    from switchboard.services.archive import ArchiveMissing, open_archive
 
     async def go() -> T:
         archive = await open_archive(db, create=False)
@@ -384,7 +384,7 @@ def archive_export(
     """Archived calls as Retell call objects: a regression set for switchboard replay."""
     from switchboard.replay.export import call_object, parse_since
     from switchboard.replay.source import SourceError, load_archive
-    from switchboard.services.archive_db import default_db_url
+    from switchboard.services.archive import default_db_url
 
     try:
         cutoff = parse_since(since) if since is not None else None

@@ -20,7 +20,7 @@ from typing import Literal
 from switchboard.cluster.processes import SWITCHBOARD_ARGV, Child, free_port, wait_http_ready
 from switchboard.cluster.tansu import bootstrap, start_tansu
 from switchboard.config import builtin_example
-from switchboard.services.escalation_rules import load_rules
+from switchboard.services.escalation.rules import load_rules
 
 BusKind = Literal["kafka", "redis"]
 BUS_KINDS: tuple[BusKind, ...] = ("kafka", "redis")

@@ -24,8 +24,8 @@ from switchboard.cluster.launch import start_cluster_child, stop_cluster_child
 from switchboard.cluster.plan import ClusterState
 from switchboard.cluster.processes import POLL_INTERVAL_S, run_simulator
 from switchboard.config import builtin_example
-from switchboard.services import archive_queries as q
-from switchboard.services.archive_db import open_archive
+from switchboard.services.archive import open_archive
+from switchboard.services.archive import queries as q
 from switchboard.sim.results import RunReport
 
 SCENARIOS_DIR = "scenarios/event-driven"

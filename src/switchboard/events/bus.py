@@ -1,15 +1,15 @@
 """The ``EventBus``: what the outbox sends to and what services consume from.
 
-Small on purpose, so each backend (``memory_bus``, ``redis_bus``, ``kafka_bus``) is a thin
-shell over its client. Delivery is at least once: a batch a consumer fetched and did
-not ``ack`` is delivered again (to it after a restart, or to another member of its
-group once it is gone). Consumers therefore dedupe by event id, and ``ack`` only after
-their own write is durable. Messages that do not decode (foreign, unknown version,
-malformed, oversized) come back whole in ``Batch.rejected``, with where they were and
-why, counted in ``Batch.skipped``: the consumer parks them as dead letters and acks them
+Small on purpose, so each backend (``buses.memory``, ``buses.redis``, ``buses.kafka``) is a
+thin shell over its client; ``buses.open_bus`` picks one by URL. Delivery is at least once:
+a batch a consumer fetched and did not ``ack`` is delivered again (to it after a restart, or
+to another member of its group once it is gone). Consumers therefore dedupe by event id, and
+``ack`` only after their own write is durable. Messages that do not decode (foreign, unknown
+version, malformed, oversized) come back whole in ``Batch.rejected``, with where they were
+and why, counted in ``Batch.skipped``: the consumer parks them as dead letters and acks them
 with the batch, so one bad message never stalls a partition. Each event keeps its raw
-message and position too (``Batch.raw``, ``Batch.where``), so an event the consumer's
-own store refuses can be parked the same way.
+message and position too (``Batch.raw``, ``Batch.where``), so an event the consumer's own
+store refuses can be parked the same way.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import parse_qs, urlsplit
 
 from switchboard.events.codec import BusMessage, EventDecodeError, decode
 from switchboard.events.types import Event
@@ -129,68 +128,3 @@ def decode_batch(
         batch.raw.append(message)
         batch.where.append(where)
     return batch
-
-
-@dataclass(frozen=True, slots=True)
-class BusUrl:
-    scheme: str  # memory | redis | kafka
-    target: str  # the client's URL or bootstrap servers
-    options: dict[str, str]
-
-
-def parse_bus_url(url: str) -> BusUrl:
-    """``memory://``, ``redis://H:P/DB`` (``rediss://`` too), ``kafka://H:P[,H:P]``.
-    Query options: Kafka ``topic``, ``partitions``, ``session_timeout_ms``; Redis
-    ``stream``, ``maxlen`` (overrides the ``bus_max_len`` setting), ``claim_idle_ms``."""
-    parts = urlsplit(url)
-    options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    if parts.scheme == "memory":
-        return BusUrl("memory", "", options)
-    if parts.scheme in ("redis", "rediss"):
-        if not parts.netloc:
-            raise ValueError(f"bus URL {url!r}: redis needs a host, e.g. redis://127.0.0.1:6379/0")
-        return BusUrl("redis", parts._replace(query="").geturl(), options)
-    if parts.scheme == "kafka":
-        if not parts.netloc:
-            raise ValueError(f"bus URL {url!r}: kafka needs brokers, e.g. kafka://127.0.0.1:9092")
-        return BusUrl("kafka", parts.netloc, options)
-    raise ValueError(f"bus URL {url!r}: use memory://, redis://HOST:PORT/DB or kafka://HOST:PORT")
-
-
-def open_bus(
-    url: str, *, namespace: str = "switchboard:", max_len: int | None = None, **options: Any
-) -> EventBus:
-    """The backend a URL names. ``namespace`` prefixes Redis keys and the Kafka topic's
-    consumer groups stay as given; ``max_len`` caps a Redis stream (``bus_max_len``);
-    ``options`` go to the backend (timeouts, tests)."""
-    parsed = parse_bus_url(url)
-    if parsed.scheme == "memory":
-        from switchboard.events.memory_bus import MemoryBus
-
-        return MemoryBus()
-    if parsed.scheme == "redis":
-        from switchboard.events.redis_bus import RedisStreamBus
-
-        stream = parsed.options.get("stream", "events")
-        if max_len is not None:
-            options["maxlen"] = max_len
-        options |= _ints(parsed.options, "maxlen", "claim_idle_ms")
-        return RedisStreamBus(parsed.target, namespace=namespace, stream=stream, **options)
-    from switchboard.events.kafka_bus import KafkaBus
-
-    topic = parsed.options.get("topic", "switchboard.events")
-    options |= _ints(parsed.options, "partitions", "session_timeout_ms")
-    return KafkaBus(parsed.target, topic=topic, **options)
-
-
-def _ints(options: dict[str, str], *names: str) -> dict[str, int]:
-    out = {}
-    for name in names:
-        if name in options:
-            try:
-                out[name] = int(options[name])
-            except ValueError:
-                raise ValueError(
-                    f"bus URL option {name}={options[name]!r} is not a number"
-                ) from None
-    return out

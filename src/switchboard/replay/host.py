@@ -27,9 +27,9 @@ async def hosted_agent(agent_file: Path) -> AsyncIterator[str]:
     """Serve ``agent_file`` on 127.0.0.1 and yield the base URL of its call socket.
     Raises ``AgentFileError`` (or ``ValueError``) for an unusable file, before binding."""
     from switchboard.agents.loader import load_agent
+    from switchboard.cache.build import with_cache
     from switchboard.config import Settings
     from switchboard.server.app import SwitchboardApp
-    from switchboard.server.compose import with_cache
     from switchboard.server.run import uvicorn_config
 
     settings = Settings(host="127.0.0.1", port=0, agent_file=agent_file, log_level="warning")

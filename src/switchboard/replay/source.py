@@ -283,7 +283,7 @@ _TURNS = (
 
 async def load_archive(url: str, since: str | None = None) -> list[RecordedCall]:
     """Every archived call (started at or after ``since``) with at least one turn."""
-    from switchboard.services.archive_db import open_archive
+    from switchboard.services.archive import open_archive
 
     try:
         archive = await open_archive(url)

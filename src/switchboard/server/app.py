@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from switchboard.agents.base import Agent
 from switchboard.cache.agent import CachedAgent
+from switchboard.cache.warm import start_and_warm
 from switchboard.config import Settings
 from switchboard.events.metrics import OutboxCollector
 from switchboard.log import get_logger
@@ -113,7 +114,7 @@ class SwitchboardApp:
         if self.node.outbox is not None:
             self.node.outbox.start()
         if isinstance(self.node.agent, CachedAgent):
-            self.node.agent.start()
+            start_and_warm(self.node.agent)
         _log.info(
             "switchboard ready",
             profile=self.profile,

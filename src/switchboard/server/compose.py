@@ -6,7 +6,7 @@ app, the node and the runner receive the parts and never ask which profile they 
 | part | ``single`` | ``distributed`` | ``event-driven`` |
 |---|---|---|---|
 | call store | memory | Redis (claims, fencing) | Redis |
-| response cache (``cache = "auto"``) | memory | Redis | Redis |
+| response cache (``cache = "auto"``, ``cache.build``) | memory | Redis | Redis |
 | ``RedisParts``: directory, commands, releases, dedupe | none | Redis | Redis |
 | events | in-process hooks | in-process hooks | outbox to the bus |
 
@@ -33,29 +33,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from switchboard import extras
-from switchboard.agents.base import Agent
-from switchboard.cache.agent import SEMANTIC_NEEDS, CachedAgent
-from switchboard.cache.base import ResponseCache
-from switchboard.cache.keys import file_digest
-from switchboard.cache.memory import MemoryResponseCache
-from switchboard.cache.policy import CachePolicy, read_policy
+from switchboard.cache.agent import SEMANTIC_NEEDS
+from switchboard.cache.build import REDIS_CACHE_NEEDS, cache_backend
+from switchboard.cache.policy import read_policy
 from switchboard.calls.options import SessionOptions
-from switchboard.config import Settings
-from switchboard.events.bus import open_bus, parse_bus_url
+from switchboard.calls.publisher import CallEventPublisher
+from switchboard.config import Settings, uses_redis
+from switchboard.events.buses import open_bus, parse_bus_url
 from switchboard.events.outbox import Outbox, OutboxOptions
-from switchboard.events.publisher import CallEventPublisher
 from switchboard.state.base import CallStore
 from switchboard.state.memory import MemoryCallStore
 
 if TYPE_CHECKING:
     from switchboard.server.redis_parts import RedisParts
-
-
-REDIS_CACHE_NEEDS = "the Redis response cache needs Redis support"
-
-
-class CacheConfigError(ValueError):
-    """Settings that ask for a cache this deployment cannot have (Redis without a URL)."""
 
 
 @dataclass(slots=True)
@@ -71,11 +61,6 @@ class Parts:
     #: the outbox and the publisher that feeds it (``None`` without a bus)
     outbox: Outbox | None = None
     publisher: CallEventPublisher | None = None
-
-
-def uses_redis(settings: Settings) -> bool:
-    """Whether the profile keeps call state in Redis (every profile but ``single``)."""
-    return settings.profile != "single"
 
 
 def compose(settings: Settings, store: CallStore | None = None) -> Parts:
@@ -213,54 +198,3 @@ def check_redis(settings: Settings) -> str | None:
     if problem is not None:
         return f"Redis at {describe(settings.redis_url)} is unreachable ({problem})"
     return None
-
-
-# ---------------------------------------------------------------------- the response cache
-
-
-def cache_backend(settings: Settings) -> str:
-    """``off``, ``memory`` or ``redis``: what ``settings.cache`` means for this profile."""
-    if settings.cache != "auto":
-        return settings.cache
-    return "redis" if uses_redis(settings) else "memory"
-
-
-def build_cache(settings: Settings) -> ResponseCache | None:
-    name = cache_backend(settings)
-    if name == "off":
-        return None
-    if name == "memory":
-        return MemoryResponseCache()
-    if not settings.redis_url:
-        raise CacheConfigError(
-            f"the response cache of profile {settings.profile!r} lives in Redis: set "
-            "redis_url (or cache = 'memory' / 'off')"
-        )
-    extras.require("distributed", "redis", REDIS_CACHE_NEEDS)
-    from switchboard.cache.redis import RedisResponseCache
-
-    return RedisResponseCache.from_url(
-        settings.redis_url, namespace=settings.redis_namespace, timeout_ms=settings.cache_timeout_ms
-    )
-
-
-def with_cache(agent: Agent, settings: Settings, agent_file: Path | None = None) -> Agent:
-    """Wrap ``agent`` in the cache its file and the settings ask for; else return it."""
-    path = agent_file or settings.agent_file
-    policy = read_policy(path)
-    if not policy.active:
-        return agent
-    cache = build_cache(settings)
-    if cache is None:
-        return agent
-    return cached(agent, cache, policy, path, settings.cache_ttl_s)
-
-
-def cached(
-    agent: Agent, cache: ResponseCache, policy: CachePolicy, path: Path, ttl_s: float
-) -> CachedAgent:
-    # What the agent loaded besides the file (a prompt file, a model from the environment).
-    extra = [str(getattr(agent, "model", ""))]
-    prompt = getattr(agent, "system_prompt", None)
-    extra.append(str(getattr(prompt, "source", prompt or "")))
-    return CachedAgent(agent, cache, policy, digest=file_digest(path, extra), ttl_s=ttl_s)

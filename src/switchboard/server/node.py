@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 from switchboard.agents.base import Agent
 from switchboard.calls.call_events import NULL_CALL_EVENTS, CallEvents
+from switchboard.calls.publisher import CallEventPublisher
 from switchboard.calls.session import CallSession
 from switchboard.config import Settings
 from switchboard.events.outbox import Outbox
-from switchboard.events.publisher import CallEventPublisher
 from switchboard.log import get_logger
 from switchboard.server.compose import Parts
 from switchboard.server.loop_health import LoopHealth

@@ -131,8 +131,10 @@ def run_server(
 ) -> None:
     """Load everything, then serve until signalled. A configuration problem (settings,
     agent file, log level) is printed as a few lines on stderr and exits with status 2."""
-    from switchboard.agents.loader import AgentFileError, load_agent
-    from switchboard.server.compose import check_extras, check_redis, compose, with_cache
+    from switchboard.agents.agent_file import AgentFileError
+    from switchboard.agents.loader import load_agent
+    from switchboard.cache.build import with_cache
+    from switchboard.server.compose import check_extras, check_redis, compose
 
     try:
         settings = load_settings(

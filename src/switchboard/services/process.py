@@ -17,7 +17,8 @@ from typing import Any
 
 import uvicorn
 
-from switchboard.events.bus import EventBus, open_bus
+from switchboard.events.bus import EventBus
+from switchboard.events.buses import open_bus
 from switchboard.log import get_logger
 from switchboard.ports import bind_listener
 from switchboard.services.dead_letters import DeadLetterStore

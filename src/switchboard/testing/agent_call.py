@@ -357,8 +357,8 @@ async def start_call(
 def load(path: str | Path) -> Agent:
     """The agent an agent file describes, wrapped in the cache it asks for."""
     from switchboard.agents.loader import load_agent
+    from switchboard.cache.build import with_cache
     from switchboard.config import Settings
-    from switchboard.server.compose import with_cache
 
     path = Path(path)
     return with_cache(load_agent(path), Settings(agent_file=path))

@@ -38,8 +38,8 @@ from switchboard.events.bus import Batch, EventBus
 from switchboard.events.codec import encode
 from switchboard.events.types import CallEscalated, Event, make_event
 from switchboard.log import get_logger
-from switchboard.services.escalation_rules import Decision, RulesFile
-from switchboard.services.escalation_store import EscalationStore
+from switchboard.services.escalation.rules import Decision, RulesFile
+from switchboard.services.escalation.store import EscalationStore
 
 __all__ = ["Escalation", "EscalationStore"]
 

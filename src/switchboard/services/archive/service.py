@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from switchboard.events.bus import Batch
 from switchboard.log import get_logger
-from switchboard.services.archive_db import ArchiveDb
+from switchboard.services.archive.store import ArchiveDb
 
 _log = get_logger("switchboard.archive")
 

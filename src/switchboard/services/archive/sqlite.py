@@ -17,9 +17,10 @@ from typing import Any
 import aiosqlite
 
 from switchboard.events.types import Event
-from switchboard.services import archive_sql as sql
-from switchboard.services.archive_db import Applied, counter_rows, fresh_events, statements
-from switchboard.services.archive_plan import plan
+from switchboard.services.archive import sql as sql
+from switchboard.services.archive.plan import plan
+from switchboard.services.archive.store import Applied, counter_rows, statements
+from switchboard.services.dedupe import fresh_events
 from switchboard.services.sqlite_file import open_sqlite
 
 #: SQLite's limit on host parameters is 32766; two per id.
@@ -27,7 +28,7 @@ _IDS_PER_STATEMENT = 10_000
 
 
 async def _add_columns(db: aiosqlite.Connection) -> None:
-    """The columns of ``archive_sql.ADDED_COLUMNS`` a database made earlier lacks."""
+    """The columns of ``sql.ADDED_COLUMNS`` a database made earlier lacks."""
     for table, column, kind in sql.ADDED_COLUMNS:
         cursor = await db.execute(f"PRAGMA table_info({table})")
         if column not in {row[1] for row in await cursor.fetchall()}:

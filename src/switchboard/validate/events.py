@@ -28,11 +28,10 @@ import psutil
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import WebSocketException
 
-from switchboard.blueprint.validate_probes import ANSWER_TIMEOUT_S, ProbeError, open_call
-from switchboard.blueprint.validate_report import Check
 from switchboard.protocol.outbound import AgentInterrupt, PingPongReply, Response
-from switchboard.services.archive_db import ArchiveDb, open_archive
-from switchboard.services.escalation_rules import (
+from switchboard.services.archive import open_archive
+from switchboard.services.archive.store import ArchiveDb
+from switchboard.services.escalation.rules import (
     DEFAULT_PHRASES,
     RulesError,
     RulesFile,
@@ -41,6 +40,8 @@ from switchboard.services.escalation_rules import (
 from switchboard.sim.frames import ServerFrame, decode_server_frame
 from switchboard.sim.options import SimOptions
 from switchboard.sim.runner import Simulation
+from switchboard.validate.probes import ANSWER_TIMEOUT_S, ProbeError, open_call
+from switchboard.validate.report import Check
 
 ARCHIVE = "events reach the archive"
 ESCALATION = "escalation fires once"

@@ -10,7 +10,7 @@ from pathlib import Path
 import aiosqlite
 
 from switchboard.events.types import Event
-from switchboard.services.analytics_model import Delta, cap_families, fold
+from switchboard.services.analytics.model import Delta, cap_families, fold
 from switchboard.services.sqlite_file import open_sqlite
 
 _SCHEMA = (

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from switchboard.services.archive_db import ArchiveDb
+from switchboard.services.archive.store import ArchiveDb
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from switchboard.events.types import CallStarted, Event, TurnCompleted
-from switchboard.services.analytics_model import MAX_SKEW_S, bucket, quantile_from_buckets
+from switchboard.services.analytics.model import MAX_SKEW_S, bucket, quantile_from_buckets
 
 STEP_S = 10
 SPAN_S = 3600

@@ -18,8 +18,8 @@ import aiosqlite
 import msgspec
 
 from switchboard.events.types import Event
-from switchboard.services.archive_db import fresh_events
-from switchboard.services.escalation_rules import CallTrack, Decision, RulesFile, observe
+from switchboard.services.dedupe import fresh_events
+from switchboard.services.escalation.rules import CallTrack, Decision, RulesFile, observe
 from switchboard.services.sqlite_file import open_sqlite
 
 _track_enc = msgspec.json.Encoder()

@@ -30,9 +30,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from switchboard.events.bus import Batch
-from switchboard.services import archive_queries as q
-from switchboard.services.analytics_history import History
-from switchboard.services.analytics_model import (
+from switchboard.services.analytics.history import History
+from switchboard.services.analytics.model import (
     MAX_BUCKET,
     Window,
     bucket_upper_ms,
@@ -40,8 +39,9 @@ from switchboard.services.analytics_model import (
     totals,
     ttfb_buckets,
 )
-from switchboard.services.analytics_store import AnalyticsStore
-from switchboard.services.archive_db import ArchiveDb
+from switchboard.services.analytics.store import AnalyticsStore
+from switchboard.services.archive import queries as q
+from switchboard.services.archive.store import ArchiveDb
 from switchboard.services.service_metrics import ServiceCollector, ServiceStats
 
 

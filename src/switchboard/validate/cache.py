@@ -19,16 +19,16 @@ from dataclasses import dataclass, field
 import msgspec
 from websockets.exceptions import WebSocketException
 
-from switchboard.blueprint.validate_probes import (
+from switchboard.protocol.outbound import Response
+from switchboard.sim.frames import decode_server_frame
+from switchboard.sim.server_metrics import cache_counters, metrics_url
+from switchboard.validate.probes import (
     ANSWER_TIMEOUT_S,
     ProbeError,
     open_call,
 )
-from switchboard.blueprint.validate_report import Check
-from switchboard.blueprint.validate_target import Target
-from switchboard.protocol.outbound import Response
-from switchboard.sim.frames import decode_server_frame
-from switchboard.sim.server_metrics import cache_counters, metrics_url
+from switchboard.validate.report import Check
+from switchboard.validate.target import Target
 
 NAME = "slow LLM: cached answers"
 #: Caller lines the cache can serve: no digits, names or tool words (docs/cache.md).

@@ -25,30 +25,6 @@ import httpx
 import psutil
 from websockets.exceptions import WebSocketException
 
-from switchboard.blueprint.validate_cache import NAME as CACHE_CHECK
-from switchboard.blueprint.validate_cache import cache_check, metrics_urls
-from switchboard.blueprint.validate_events import (
-    ARCHIVE,
-    ESCALATION,
-    archive_check,
-    escalation_check,
-    escalation_plan,
-    service_rules,
-)
-from switchboard.blueprint.validate_probes import (
-    ProbeError,
-    hold_to_capacity,
-    reconnect_once,
-)
-from switchboard.blueprint.validate_report import Check, ValidationReport
-from switchboard.blueprint.validate_target import (
-    NodeStatus,
-    StateNode,
-    Target,
-    node_status,
-    origin_status,
-    signal_node,
-)
 from switchboard.config import BUDGET_MS
 from switchboard.sim.options import SimOptions
 from switchboard.sim.results import RunReport
@@ -59,6 +35,30 @@ from switchboard.sim.server_metrics import (
     merge_buckets,
     segment_buckets,
     turn_breakdown,
+)
+from switchboard.validate.cache import NAME as CACHE_CHECK
+from switchboard.validate.cache import cache_check, metrics_urls
+from switchboard.validate.events import (
+    ARCHIVE,
+    ESCALATION,
+    archive_check,
+    escalation_check,
+    escalation_plan,
+    service_rules,
+)
+from switchboard.validate.probes import (
+    ProbeError,
+    hold_to_capacity,
+    reconnect_once,
+)
+from switchboard.validate.report import Check, ValidationReport
+from switchboard.validate.target import (
+    NodeStatus,
+    StateNode,
+    Target,
+    node_status,
+    origin_status,
+    signal_node,
 )
 
 #: The most calls the capacity check will hold open itself.

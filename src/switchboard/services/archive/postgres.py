@@ -1,6 +1,6 @@
 """The archive on PostgreSQL (``asyncpg``), for many nodes and long retention.
 
-Same schema and statements as SQLite (``archive_sql``), same transaction: processed ids,
+Same schema and statements as SQLite (``archive.sql``), same transaction: processed ids,
 rows and counters commit together or not at all.
 """
 
@@ -13,9 +13,10 @@ from typing import Any
 import asyncpg
 
 from switchboard.events.types import Event
-from switchboard.services import archive_sql as sql
-from switchboard.services.archive_db import Applied, counter_rows, fresh_events, statements
-from switchboard.services.archive_plan import plan
+from switchboard.services.archive import sql as sql
+from switchboard.services.archive.plan import plan
+from switchboard.services.archive.store import Applied, counter_rows, statements
+from switchboard.services.dedupe import fresh_events
 
 _MARK_PROCESSED = (
     "INSERT INTO processed_events (event_id, applied_at) SELECT unnest($1::text[]), $2"
