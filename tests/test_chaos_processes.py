@@ -89,6 +89,9 @@ def test_a_process_is_read_stopped_and_started_again_with_its_argv_env_and_cwd(
         env={"CHAOS_MARK": "marked"},
     )
     try:
+        # once it has printed, it runs the script (a read before its exec sees the fork's argv)
+        first_log = tmp_path / "sleeper.log"
+        until(lambda: first_log.exists() and "marked" in first_log.read_text())
         process = ClusterProcess.read("sleeper", child.pid)
         assert process.argv == [sys.executable, "-c", script]
         assert process.env["CHAOS_MARK"] == "marked"
