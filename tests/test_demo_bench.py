@@ -17,10 +17,10 @@ import psutil
 import pytest
 from rich.console import Console
 
-from switchboard.bench.cases import BenchCase, BenchSettings
+from switchboard.bench.cases import BenchCase, BenchSettings, choose_cases
 from switchboard.bench.judge import missed_targets
 from switchboard.bench.results import load_bench
-from switchboard.bench.run import run_bench, with_server_cpu
+from switchboard.bench.run import run_bench, simulator_args, with_server_cpu
 from switchboard.cluster.processes import (
     Child,
     ChildError,
@@ -302,6 +302,19 @@ def test_missed_targets_are_named() -> None:
     strict = BenchCase(name="c", agent="scripted", calls=1, max_ttfb_p99_ms=5)
     assert missed_targets(strict, report) == ["TTFB p99 18.0 ms > target 5 ms"]
     assert missed_targets(BenchCase(name="c", agent="scripted", calls=1), report) == []
+
+
+def test_the_10000_call_case_runs_only_when_named_with_its_own_turns() -> None:
+    every = [c.name for c in choose_cases(None)]
+    assert "scripted-10000" not in every
+    assert "scripted-5000" in every
+    (case,) = choose_cases("scripted-10000")
+    args = simulator_args(case, BenchSettings(turns=6), "ws://127.0.0.1:1/llm-websocket")
+    assert args[args.index("--turns") + 1] == "16"
+    assert args[args.index("--calls") + 1] == "10000"
+    (small,) = choose_cases("scripted-100")
+    args = simulator_args(small, BenchSettings(turns=6), "ws://127.0.0.1:1/llm-websocket")
+    assert args[args.index("--turns") + 1] == "6"
 
 
 @pytest.mark.integration

@@ -243,3 +243,48 @@ def test_an_undecodable_request_still_names_its_response_id() -> None:
         )
         is None
     )
+
+
+def _update(body: bytes) -> bytes:
+    return b'{"interaction_type":"update_only",' + body + b"}"
+
+
+def test_updates_are_sampled_the_first_and_every_nth_decoded() -> None:
+    decoder = FrameDecoder(check_updates_every=4)
+    broken = _update(b'"transcript":[{"role":"user","content":tru}]')
+    # The first update of a decoder is read: a malformed one is refused as before.
+    assert not decoder.skips_update(broken)
+    with pytest.raises(ProtocolError):
+        decoder.decode(broken)
+    # The next three are recognised by their head and left unread, broken or not.
+    assert [decoder.skips_update(broken) for _ in range(3)] == [True, True, True]
+    # The fifth is read again, and an unknown field in it is still reported.
+    unknown = _update(b'"transcript":[],"region":"us"')
+    assert not decoder.skips_update(unknown)
+    assert isinstance(decoder.decode(unknown), UpdateOnly)
+    assert decoder.unknown_fields == ["$.region"]
+
+
+def test_only_an_exact_update_head_within_the_limit_is_skipped() -> None:
+    decoder = FrameDecoder(max_frame_bytes=200, check_updates_every=1000)
+    assert not decoder.skips_update(_update(b'"transcript":[]'))  # the first: read
+    assert decoder.skips_update(_update(b'"transcript":[]'))
+    assert decoder.skips_update(_update(b'"transcript":[]').decode())  # str frames too
+    # Any other head is decoded: other kinds, other spacing, other key order.
+    for frame in (
+        b'{"interaction_type":"response_required","response_id":1,"transcript":[]}',
+        b'{"interaction_type": "update_only","transcript":[]}',
+        b'{"transcript":[],"interaction_type":"update_only"}',
+        b'{"interaction_type":"update_only"}',
+    ):
+        assert not decoder.skips_update(frame)
+    # Over the size limit: decoded, so the frame is refused as too large.
+    huge = _update(b'"transcript":[],"pad":"' + b"x" * 300 + b'"')
+    assert not decoder.skips_update(huge)
+    with pytest.raises(FrameTooLarge):
+        decoder.decode(huge)
+
+
+def test_by_default_every_update_is_decoded() -> None:
+    decoder = FrameDecoder()
+    assert not any(decoder.skips_update(_update(b'"transcript":[]')) for _ in range(100))

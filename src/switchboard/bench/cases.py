@@ -57,6 +57,10 @@ class BenchCase(msgspec.Struct, frozen=True, kw_only=True):
     simulator_workers: int = 1
     #: ``switchboard chaos`` on a 3-node cluster of its own, one fault of each kind
     chaos: bool = False
+    #: turns per call instead of the run's (``BenchSettings.turns``)
+    turns: int | None = None
+    #: run only when named in ``--cases`` (too long or too heavy for every ``make bench``)
+    named_only: bool = False
 
 
 DEFAULT_CASES: tuple[BenchCase, ...] = (
@@ -106,6 +110,21 @@ DEFAULT_CASES: tuple[BenchCase, ...] = (
         max_ttfb_p99_ms=100,
         max_pong_rtt_p99_ms=100,
         max_failed_calls=0,
+    ),
+    # One node core at 10,000 calls (docs/scale.md): run it by name, on a machine of its own.
+    BenchCase(
+        name="scripted-10000",
+        agent="scripted",
+        calls=10_000,
+        turns=16,
+        think_ms=3000,
+        ramp_ms=30_000,
+        min_duration_s=60,
+        simulator_workers=2,
+        max_ttfb_p99_ms=50,
+        max_pong_rtt_p99_ms=50,
+        max_failed_calls=0,
+        named_only=True,
     ),
     BenchCase(
         name="failover-3x",
@@ -169,9 +188,10 @@ class BenchSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 def choose_cases(names: str | None) -> list[BenchCase]:
     """The cases named in a comma-separated list, in the default order (``None`` or empty:
-    all of them). An unknown name is a ``ValueError`` that lists the known ones."""
+    every case but the ``named_only`` ones). An unknown name is a ``ValueError`` that lists
+    the known ones."""
     if not names:
-        return list(DEFAULT_CASES)
+        return [c for c in DEFAULT_CASES if not c.named_only]
     wanted = {c.strip() for c in names.split(",") if c.strip()}
     unknown = wanted - {c.name for c in DEFAULT_CASES}
     if unknown:

@@ -337,7 +337,7 @@ def simulator_args(case: BenchCase, settings: BenchSettings, url: str) -> list[s
         "--calls",
         str(case.calls),
         "--turns",
-        str(settings.turns),
+        str(settings.turns if case.turns is None else case.turns),
         "--think-ms",
         f"{think_ms:g}",
         "--ramp-ms",

@@ -17,6 +17,9 @@ class SessionOptions(msgspec.Struct, frozen=True, kw_only=True):
     call_details_timeout_s: float = 2.0
     fallback_text: str = "Sorry, I'm having a little trouble. Could you say that again?"
     max_frame_bytes: int = 1 << 20
+    #: decode the first ``update_only`` frame of a call and every Nth after it; skip the
+    #: rest unread (1: decode every one; see ``FrameDecoder.skips_update``)
+    check_updates_every: int = 32
     close_grace_s: float = 5.0
     #: how long a claim or a save waits for an unreachable store (``StateKeeper``)
     state_wait_s: float = 1.5

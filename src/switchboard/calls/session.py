@@ -83,7 +83,7 @@ class CallSession:
         self._events = events
         self._aborted = False
         self._span: Any = None  # the call's trace span, when tracing
-        self._decoder = FrameDecoder(options.max_frame_bytes)
+        self._decoder = FrameDecoder(options.max_frame_bytes, options.check_updates_every)
         self._log = get_logger("switchboard.call", call_id=call_id)
         self._rejections = Rejections(self._log, observer)
         self._keeper = StateKeeper(call_id, store, node_id, self._log, weakly(self._fence))
@@ -223,6 +223,8 @@ class CallSession:
     def receive_text(self, data: str | bytes) -> None:
         """Handle one inbound text frame. Never raises for bad input, never waits: the
         server calls it straight from the socket's read callback, in frame order."""
+        if self._decoder.skips_update(data):
+            return  # an update_only frame, unread (see ``FrameDecoder.skips_update``)
         try:
             message = self._decoder.decode(data)
         except FrameTooLarge as err:

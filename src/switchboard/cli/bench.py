@@ -10,10 +10,13 @@ import typer
 
 def bench(
     duration: Annotated[float, typer.Option(min=1, help="Seconds of load per case.")] = 20.0,
-    turns: Annotated[int, typer.Option(min=1, help="Caller turns per call.")] = 6,
+    turns: Annotated[
+        int, typer.Option(min=1, help="Caller turns per call (a case may set its own).")
+    ] = 6,
     think_ms: Annotated[float, typer.Option(min=0, help="Caller pause between turns.")] = 250.0,
     cases: Annotated[
-        str | None, typer.Option(help="Comma-separated case names (default: all).")
+        str | None,
+        typer.Option(help="Comma-separated case names (default: all but scripted-10000)."),
     ] = None,
     results_dir: Annotated[Path, typer.Option(help="Where JSON results go.")] = Path(
         "bench/results"

@@ -75,6 +75,10 @@ DEFAULT_MAX_FRAME_BYTES = 1 << 20
 _TOO_DEEP = "malformed JSON: nested too deeply"
 
 # Salvage of a request whose frame does not decode (see ``undecodable_request``).
+# The head of an ``update_only`` frame as Retell (and the simulator) writes it.
+_UPDATE_HEAD = '{"interaction_type":"update_only",'
+_UPDATE_HEAD_BYTES = _UPDATE_HEAD.encode()
+
 _REQUEST_TYPE = re.compile(rb'"interaction_type"\s*:\s*"(response_required|reminder_required)"')
 _RESPONSE_ID = re.compile(rb'"response_id"\s*:\s*(\d{1,18})\s*[,}]')
 
@@ -89,11 +93,33 @@ def _split(err: Exception) -> tuple[str, str | None]:
 class FrameDecoder:
     """Decodes one frame at a time; collects unknown field paths for the caller to log."""
 
-    __slots__ = ("max_frame_bytes", "unknown_fields")
+    __slots__ = ("_updates", "check_updates_every", "max_frame_bytes", "unknown_fields")
 
-    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+    def __init__(
+        self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES, check_updates_every: int = 1
+    ) -> None:
         self.max_frame_bytes = max_frame_bytes
+        self.check_updates_every = check_updates_every
         self.unknown_fields: list[str] = []
+        self._updates = 0
+
+    def skips_update(self, data: str | bytes) -> bool:
+        """Whether ``data`` is an ``update_only`` frame this decoder leaves unread.
+
+        An update carries the whole transcript (tens of KB late in a call, several times a
+        turn) and nothing a node acts on, yet validating it was a quarter of a busy node's
+        CPU. With ``check_updates_every`` N > 1 the first update of a decoder and every Nth
+        after it are decoded as any frame (so a sender that malforms updates or adds fields
+        is still reported); the others are recognised by their head alone and skipped. A
+        frame that does not start exactly so, or is over the size limit, is decoded.
+        """
+        if self.check_updates_every <= 1 or len(data) > self.max_frame_bytes:
+            return False
+        head = _UPDATE_HEAD if isinstance(data, str) else _UPDATE_HEAD_BYTES
+        if not data.startswith(head):  # type: ignore[arg-type]
+            return False
+        self._updates += 1
+        return self._updates % self.check_updates_every != 1
 
     def decode(self, data: str | bytes) -> InboundMessage:
         """Return the typed message, or raise a ``ProtocolError`` naming the field."""

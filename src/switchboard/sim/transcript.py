@@ -67,9 +67,9 @@ class Transcript:
         "_pending_words",
         "_user_encoded",
         "_user_words",
+        "_with_tool_calls",
         "audio_s",
         "utterances",
-        "with_tool_calls",
     )
 
     def __init__(self) -> None:
@@ -83,7 +83,19 @@ class Transcript:
         self._user_encoded: list[bytes] = []
         self.audio_s = 0.0
         self.utterances = 0
-        self.with_tool_calls = False
+        self._with_tool_calls = False
+
+    @property
+    def with_tool_calls(self) -> bool:
+        return self._with_tool_calls
+
+    @with_tool_calls.setter
+    def with_tool_calls(self, on: bool) -> None:
+        # Utterances are kept twice only while the frames carry both lists; turned on late
+        # (the config arrives after the first utterance), the second list starts as a copy.
+        if on and not self._with_tool_calls and not self._history_tc:
+            self._history_tc = self._history
+        self._with_tool_calls = on
 
     def user_says(self, words: Sequence[str], heard: int | None = None) -> None:
         """Set the caller's utterance in progress: ``words`` is what they will have said,
@@ -152,7 +164,8 @@ class Transcript:
 
     def _append(self, item: bytes) -> None:
         self._history = _join(self._history, item)
-        self._history_tc = _join(self._history_tc, item)
+        if self.with_tool_calls:  # else never sent: not worth a copy of the whole call
+            self._history_tc = _join(self._history_tc, item)
         self.utterances += 1
 
     def _frame(self, head: bytes, tail: bytes) -> bytes:
