@@ -6,6 +6,7 @@ from hypothesis import settings
 
 pytest_plugins = [
     "tests.fixtures.levels",
+    "tests.fixtures.shuffle",
     "tests.fixtures.ports",
     "tests.fixtures.server",
     "tests.fixtures.fake_llm",
