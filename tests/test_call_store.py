@@ -174,11 +174,11 @@ async def test_release_keeps_the_state_but_not_over_a_newer_claim(store: CallSto
     old = await store.claim("c1", "node-a")
     new = await store.claim("c1", "node-b")
     await store.release("c1", old.token)
-    assert await store.holder("c1") == new.token  # the newer claim still holds the call
+    assert await store.latest_claim("c1") == new.token  # the newer claim still holds the call
     await store.save(new)
     await store.release("c1", new.token)
     assert await store.load("c1") is not None
-    assert await store.holder("c1") is None
+    assert await store.latest_claim("c1") == new.token  # released, still the latest claim
 
 
 async def test_the_state_round_trips_every_field(store: CallStore) -> None:
@@ -209,7 +209,7 @@ async def test_every_claim_mints_its_own_token(store: CallStore) -> None:
     second = await store.claim("c1", "node-a")
     assert first.token
     assert second.token != first.token
-    assert await store.holder("c1") == second.token
+    assert await store.latest_claim("c1") == second.token
 
 
 async def test_a_save_never_recreates_a_lost_call(store: CallStore) -> None:
@@ -226,7 +226,7 @@ async def test_the_owner_writes_a_lost_call_back_explicitly(store: CallStore) ->
     state.greeted = True
     await store.delete("c1")
     assert await store.reclaim(state, "node-a")
-    assert await store.holder("c1") == state.token
+    assert await store.latest_claim("c1") == state.token
     stored = await store.load("c1")
     assert stored is not None
     assert stored.greeted
@@ -244,4 +244,4 @@ async def test_a_lost_call_claimed_by_another_socket_is_not_taken_back(store: Ca
     with pytest.raises(FencedOut):
         await store.save(old)
     await store.save(new)
-    assert await store.holder("c1") == new.token
+    assert await store.latest_claim("c1") == new.token

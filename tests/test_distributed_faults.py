@@ -76,7 +76,7 @@ async def test_a_lost_call_key_never_leaves_two_owners(
             assert not await old_session._keeper.persist(0.0)
             await new.request(1, "again")
             assert turn_count(await new.complete(1), 1) == "1"
-            holder = await store.holder("lost-1")
+            holder = await store.latest_claim("lost-1")
             assert holder == b.app.node.sessions["lost-1"].token
     await store.client.aclose()
 
@@ -106,7 +106,29 @@ async def test_a_claim_announcement_the_store_does_not_back_drops_no_call(
         await peer.request(1, "still here")
         assert turn_count(await peer.complete(1), 1) == "1"
         assert not session.fenced
-        assert await store.holder("forged-1") == session.token
+        assert await store.latest_claim("forged-1") == session.token
+    await store.client.aclose()
+
+
+async def test_an_announcement_checked_after_the_newer_socket_ended_still_fences(
+    redis_server_url: str, redis_namespace: str, store: RedisCallStore
+) -> None:
+    # Retell moved the call to another socket, which claimed it and ended (released it)
+    # before this node read the announcement: the call's latest claim is not this
+    # socket's, so the socket is stale although no socket holds the call now.
+    async with (
+        node(EchoAgent(), redis_server_url, redis_namespace, "a") as a,
+        retell(a.ws_url, "moved-1") as first,
+    ):
+        await begin(first)
+        session = a.app.node.sessions["moved-1"]
+        key = store.call_key("moved-1")
+        await store.client.hset(key, mapping={"token": "newer-socket-token", "epoch": "2"})
+        await store.client.hdel(key, "owner")
+        session.claimed_elsewhere(2)
+        closed = await first.closed()
+        assert closed.rcvd is None  # dropped: Retell reconnects elsewhere if it must
+        assert session.fenced
     await store.client.aclose()
 
 

@@ -183,23 +183,25 @@ class StateKeeper:
             self._recheck = True
             return
         self._verify = asyncio.get_running_loop().create_task(
-            self._check_holder(epoch), name=f"verify-claim-{self.call_id}"
+            self._check_latest_claim(epoch), name=f"verify-claim-{self.call_id}"
         )
 
-    async def _check_holder(self, epoch: int) -> None:
+    async def _check_latest_claim(self, epoch: int) -> None:
         while True:
             self._recheck = False
             await self._settled.wait()
             if self.fenced:
                 return
             try:
-                holder = await self._store.holder(self.call_id)
+                latest = await self._store.latest_claim(self.call_id)
             except StoreUnavailable:
                 return  # cannot tell now; the next save or claim decides
             except Exception:
                 self._log.exception("checking a claim announcement failed")
                 return
-            if holder is not None and (self._claim != _CLAIMED or holder != self.state.token):
+            # Another token, even one already released (the call moved and ended there
+            # before this check ran), means this socket is stale.
+            if latest is not None and (self._claim != _CLAIMED or latest != self.state.token):
                 self._fence(f"claimed by another node (epoch {epoch})")
                 return
             if not self._recheck:

@@ -113,9 +113,11 @@ class CallStore(Protocol):
         """Read without claiming (dashboards, services)."""
         ...
 
-    async def holder(self, call_id: str) -> str | None:
-        """The token of the claim that holds the call now (``None``: not stored, or not
-        held). Checked before a live socket is dropped on another node's word."""
+    async def latest_claim(self, call_id: str) -> str | None:
+        """The token of the call's latest claim, whether it holds the call now or its
+        socket released it since (``None``: not stored). Checked before a live socket is
+        dropped on another node's word: a token other than the socket's own means another
+        socket claimed the call after it, however briefly."""
         ...
 
     async def release(self, call_id: str, token: str) -> None:

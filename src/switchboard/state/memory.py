@@ -105,9 +105,9 @@ class MemoryCallStore:
         entry = self._entry(call_id)
         return self._state(entry) if entry is not None else None
 
-    async def holder(self, call_id: str) -> str | None:
+    async def latest_claim(self, call_id: str) -> str | None:
         entry = self._entry(call_id)
-        return entry.token if entry is not None and entry.owner is not None else None
+        return entry.token if entry is not None else None
 
     async def release(self, call_id: str, token: str) -> None:
         entry = self._entry(call_id)

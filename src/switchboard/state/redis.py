@@ -307,13 +307,13 @@ class RedisCallStore:
         fields = await self._fields(call_id, "owner")
         return text(fields[0]) or None if fields is not None else None
 
-    async def holder(self, call_id: str) -> str | None:
+    async def latest_claim(self, call_id: str) -> str | None:
         if not self.health.is_up:
             raise StoreUnavailable("redis is unreachable")
-        fields = await self._fields(call_id, "owner", "token")
-        if fields is None or fields[0] is None or fields[1] is None:
+        fields = await self._fields(call_id, "token")
+        if fields is None or fields[0] is None:
             return None
-        return text(fields[1])
+        return text(fields[0])
 
     async def _fields(self, call_id: str, *names: str) -> list[Any] | None:
         """Fields of the call's hash; ``None`` when the key holds something else."""

@@ -12,8 +12,12 @@ Here they are group-committed: the first script call of a loop tick schedules a 
 every call made before the flush runs (the rest of that tick, or while the previous
 batch is in flight) joins it; the batch goes out as one non-transactional pipeline of
 ``EVALSHA`` commands, in one write, and each call's own reply decides its own outcome.
-The batches use one socket of their own, held from the client's pool and driven
-directly, and pack their commands themselves. What may not change:
+The batches use one socket of their own: redis-py connects it and greets it (AUTH,
+SELECT, TLS, the protocol version), then the batch takes its transport over with an
+``asyncio.Protocol`` of its own and a hiredis reader. A batch is one ``write``; each reply
+completes its call's future in the read callback itself, and the next batch leaves from
+there too, so a save costs no task, no stream reader and no timer of its own. What may not
+change:
 
 * a call's future completes only once Redis answered *that* call: a turn's save stays
   durable before its ``content_complete``;
@@ -28,40 +32,96 @@ directly, and pack their commands themselves. What may not change:
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections import deque
+from typing import Any, cast
 
+import hiredis
+from redis._parsers.base import BaseParser
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import InvalidResponse, NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 #: a queued call: the script, ``(numkeys, *keys, *args)``, and its caller's future
-_Batch = list[tuple[Any, tuple[Any, ...], "asyncio.Future[Any]"]]
+_Call = tuple[Any, tuple[Any, ...], "asyncio.Future[Any]"]
 #: the deadline of a batch's replies when the client has no socket timeout
 _DEFAULT_TIMEOUT_S = 1.0
+_NOT_YET = object()
+
+
+class _Link(asyncio.Protocol):
+    """The batches' socket after redis-py's handshake: bytes in, replies out."""
+
+    __slots__ = ("_batch", "_reader", "_stream", "transport")
+
+    def __init__(self, batch: ScriptBatch, reader: Any, transport: asyncio.Transport) -> None:
+        self._batch = batch
+        self._reader = reader
+        self.transport = transport
+        #: redis-py's stream protocol, told when the socket closes (its ``wait_closed``)
+        self._stream = transport.get_protocol()
+
+    def data_received(self, data: bytes) -> None:
+        reader = self._reader
+        try:
+            reader.feed(data)
+            reply = reader.gets()
+            while reply is not _NOT_YET:
+                self._batch._reply(self, reply)
+                reply = reader.gets()
+        except InvalidResponse as exc:  # not RESP: nothing more on this socket can be trusted
+            self._batch._lost(self, RedisConnectionError(f"bad reply from Redis: {exc}"))
+            self.transport.abort()
+
+    def eof_received(self) -> bool:
+        return False  # close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stream.connection_lost(exc)
+        self._batch._lost(self, RedisConnectionError("Connection closed by server."))
 
 
 class ScriptBatch:
     """Group commit of Lua script calls over one client."""
 
     __slots__ = (
+        "_busy",
         "_client",
         "_conn",
-        "_flushing",
+        "_inflight",
+        "_link",
+        "_loop",
         "_pending",
-        "_task",
+        "_progress",
+        "_redo",
+        "_redoing",
+        "_retried",
+        "_scheduled",
         "_timeout_s",
+        "_timer",
         "batches",
         "calls",
     )
 
     def __init__(self, client: Redis) -> None:
         self._client = client
-        self._pending: _Batch = []
-        self._flushing = False
-        self._task: asyncio.Task[None] | None = None
+        self._pending: list[_Call] = []
+        #: the batch on the wire, oldest first: replies come back in this order
+        self._inflight: deque[_Call] = deque()
+        #: calls of the batch on the wire that Redis refused with NOSCRIPT
+        self._redo: list[_Call] = []
+        self._redoing = False
+        #: the batch on the wire was already sent again once, after its socket broke
+        self._retried = False
+        #: a batch is on the wire, or being connected for, or its scripts reloaded
+        self._busy = False
+        self._scheduled = False
+        self._link: _Link | None = None
         self._conn: AbstractConnection | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._progress = 0.0
         self._timeout_s = _DEFAULT_TIMEOUT_S
         #: counters for tests and docs: batches sent, script calls in them
         self.batches = 0
@@ -72,101 +132,194 @@ class ScriptBatch:
         waiting. ``script`` is registered on the client (``Redis.register_script``): its
         ``sha``, and its text, loaded again when Redis forgot it (restarted empty).
         Raises what the client raised for the batch, or this call's error reply."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((script, (len(keys), *keys, *args), future))
-        if not self._flushing:
-            self._flushing = True
-            self._task = loop.create_task(self._flush(), name="state-script-batch")
+        if not self._busy and not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._start)  # the rest of this tick joins the batch
         return await future
 
     async def close(self) -> None:
-        """Give the batches' socket back to the pool (the client closes it)."""
+        """Close the batches' socket and give its connection back to the pool. Calls
+        still waiting fail as on a broken link."""
+        link, self._link = self._link, None
+        error = RedisConnectionError("the call store was closed")
+        _fail([*self._inflight, *self._redo, *self._pending], error)
+        self._inflight.clear()
+        self._redo = []
+        self._pending = []
+        if link is not None:
+            link.transport.close()
         conn, self._conn = self._conn, None
         if conn is not None:
-            conn.socket_timeout = self._timeout_s
+            await conn.disconnect(nowait=True)
             await self._client.connection_pool.release(conn)
 
-    async def _flush(self) -> None:
-        batch: _Batch = []
-        try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                await self._send(batch)
-        except BaseException as exc:
-            _fail([*batch, *self._pending], exc)
-            self._pending = []
-            raise
-        finally:
-            self._flushing = False
+    # ------------------------------------------------------------------ sending
 
-    async def _send(self, batch: _Batch) -> None:
+    def _start(self) -> None:
+        self._scheduled = False
+        if self._busy or not self._pending:
+            return
+        batch, self._pending = self._pending, []
         self.batches += 1
         self.calls += len(batch)
-        try:
-            replies = await self._pipeline([(script, args) for script, args, _ in batch])
-            redo = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-            if redo:
-                # Redis lost its scripts (restarted empty): load them again, send again.
-                # A call refused with NOSCRIPT never ran, so sending it again is safe.
-                for script in {id(batch[i][0]): batch[i][0] for i in redo}.values():
-                    script.sha = await self._client.script_load(script.script)
-                again = await self._pipeline([batch[i][:2] for i in redo])
-                for i, reply in zip(redo, again, strict=True):
-                    replies[i] = reply
-        except Exception as exc:
-            _fail(batch, exc)
+        self._busy = True
+        self._send(batch)
+
+    def _send(self, calls: list[_Call]) -> None:
+        """Put ``calls`` on the wire, connecting first if there is no socket."""
+        link = self._link
+        if link is None or link.transport.is_closing():
+            self._spawn(self._connect_and_send(calls))
             return
-        for (_, _, future), reply in zip(batch, replies, strict=True):
-            if future.done():
-                continue
-            if isinstance(reply, Exception):
-                future.set_exception(reply)
-            else:
-                future.set_result(reply)
+        self._inflight.extend(calls)
+        link.transport.write(b"".join([_evalsha(script.sha, args) for script, args, _ in calls]))
+        loop = self._loop
+        assert loop is not None
+        self._progress = loop.time()
+        if self._timer is None:
+            self._timer = loop.call_at(self._progress + self._timeout_s, self._deadline)
 
-    async def _pipeline(self, calls: list[tuple[Any, tuple[Any, ...]]]) -> list[Any]:
-        """Send ``calls`` and read their replies. A socket that broke is reconnected and
-        the batch sent once more, as the client does for one command (a pooled socket
-        that died with a restarted server). The scripts are safe to run twice: a save is
-        fenced by its version (one that ran twice is refused, never applied twice), a
-        claim twice is a newer claim by the same socket, a release twice is a no-op."""
+    async def _connect_and_send(self, calls: list[_Call]) -> None:
         try:
-            return await self._exchange(calls)
-        except RedisConnectionError:
-            return await self._exchange(calls)
+            await self._connect()
+        except Exception as exc:
+            self._give_up(calls, exc)
+            return
+        self._send(calls)
 
-    async def _exchange(self, calls: list[tuple[Any, tuple[Any, ...]]]) -> list[Any]:
-        conn = await self._connection()
-        packed = b"".join([_evalsha(script.sha, args) for script, args in calls])
-        replies: list[Any] = []
-        loop = asyncio.get_running_loop()
-        try:
-            # One deadline for the whole exchange, moved on by each reply: the
-            # connection's own timeouts would start a timer (and a task) per reply.
-            async with asyncio.timeout(self._timeout_s) as deadline:
-                await conn.send_packed_command(packed, check_health=False)
-                for left in range(len(calls) - 1, -1, -1):
-                    try:
-                        replies.append(await conn.read_response())
-                    except ResponseError as err:
-                        replies.append(err)
-                    if left:
-                        deadline.reschedule(loop.time() + self._timeout_s)
-        except TimeoutError:
-            await conn.disconnect(nowait=True)
-            raise RedisTimeoutError("Timeout reading the call store's script replies") from None
-        return replies
-
-    async def _connection(self) -> AbstractConnection:
+    async def _connect(self) -> None:
+        """A socket redis-py has connected and greeted, its transport taken over."""
         conn = self._conn
-        if conn is None:
+        if conn is not None:  # the last one broke: redis-py connects it again
+            await conn.disconnect(nowait=True)
+        else:
             conn = await self._client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
-            # Deadlines are ``_exchange``'s, one per batch (see there).
-            self._timeout_s = conn.socket_timeout or _DEFAULT_TIMEOUT_S
-            conn.socket_timeout = None
             self._conn = conn
-        return conn
+            self._timeout_s = conn.socket_timeout or _DEFAULT_TIMEOUT_S
+        await conn.connect()
+        writer = conn._writer
+        if writer is None:  # pragma: no cover - connect() returned, so it is set
+            raise RedisConnectionError("the call store's socket did not open")
+        transport = cast(asyncio.Transport, writer.transport)  # uvloop's is not a subclass
+        options: dict[str, Any] = {
+            "protocolError": InvalidResponse,
+            "replyError": BaseParser.parse_error,
+            "notEnoughData": _NOT_YET,
+        }
+        if conn.encoder.decode_responses:
+            options["encoding"] = conn.encoder.encoding
+            options["errors"] = conn.encoder.encoding_errors
+        link = _Link(self, hiredis.Reader(**options), transport)
+        transport.set_protocol(link)
+        self._link = link
+
+    # ------------------------------------------------------------------ replies
+
+    def _reply(self, link: _Link, reply: Any) -> None:
+        if link is not self._link or not self._inflight:
+            return
+        call = self._inflight.popleft()
+        self._progress = self._loop.time()  # type: ignore[union-attr]
+        if isinstance(reply, NoScriptError) and not self._redoing:
+            self._redo.append(call)
+        else:
+            _settle(call[2], reply)
+        if not self._inflight:
+            self._batch_answered()
+
+    def _batch_answered(self) -> None:
+        if self._redo:
+            # Redis lost its scripts (restarted empty): load them again, send again. A
+            # call refused with NOSCRIPT never ran, so sending it again is safe.
+            redo, self._redo = self._redo, []
+            self._spawn(self._reload_and_send(redo))
+            return
+        self._redoing = False
+        self._retried = False
+        self._busy = False
+        if self._pending:
+            self._start()  # straight from the read: no loop iteration in between
+
+    async def _reload_and_send(self, calls: list[_Call]) -> None:
+        try:
+            for script in {id(script): script for script, _, _ in calls}.values():
+                script.sha = await self._client.script_load(script.script)
+        except Exception as exc:
+            self._give_up(calls, exc)
+            return
+        self._redoing = True
+        self._send(calls)
+
+    def _lost(self, link: _Link, error: Exception) -> None:
+        """The socket broke: the batch on it goes out once more on a new one (the scripts
+        are safe to run twice: a save twice is refused by its version, a claim twice is a
+        newer claim by the same socket, a release twice does nothing), else fails."""
+        if link is not self._link:
+            return
+        self._link = None
+        unanswered = [*self._inflight, *self._redo]
+        self._inflight.clear()
+        self._redo = []
+        if not unanswered:
+            return
+        if self._retried:
+            self._give_up(unanswered, error)
+            return
+        self._retried = True
+        self._spawn(self._connect_and_send(unanswered))
+
+    def _deadline(self) -> None:
+        self._timer = None
+        if not self._inflight:
+            return
+        loop = self._loop
+        assert loop is not None
+        due = self._progress + self._timeout_s
+        if loop.time() < due:  # a reply came since: the deadline moved on with it
+            self._timer = loop.call_at(due, self._deadline)
+            return
+        link, self._link = self._link, None
+        if link is not None:
+            link.transport.abort()
+        unanswered = [*self._inflight, *self._redo]
+        self._inflight.clear()
+        self._redo = []
+        self._give_up(
+            unanswered, RedisTimeoutError("Timeout reading the call store's script replies")
+        )
+
+    def _give_up(self, calls: list[_Call], exc: BaseException) -> None:
+        """Fail ``calls``; the calls queued meanwhile go out in a batch of their own."""
+        _fail(calls, exc)
+        self._redoing = False
+        self._retried = False
+        self._busy = False
+        if self._pending and not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._start)  # type: ignore[union-attr]
+
+    def _spawn(self, work: Any) -> None:
+        task = self._loop.create_task(work, name="state-script-batch")  # type: ignore[union-attr]
+        _tasks.add(task)
+        task.add_done_callback(_tasks.discard)
+
+
+#: the batches' connect and reload tasks, held until done (the loop keeps weak references)
+_tasks: set[asyncio.Task[None]] = set()
+
+
+def _settle(future: asyncio.Future[Any], reply: Any) -> None:
+    if future.done():  # its caller gave up waiting
+        return
+    if isinstance(reply, Exception):
+        future.set_exception(reply)
+    else:
+        future.set_result(reply)
 
 
 def _evalsha(sha: str | bytes, args: tuple[Any, ...]) -> bytes:
@@ -181,8 +334,8 @@ def _evalsha(sha: str | bytes, args: tuple[Any, ...]) -> bytes:
     return b"".join(parts)
 
 
-def _fail(batch: _Batch, exc: BaseException) -> None:
+def _fail(calls: list[_Call] | deque[_Call], exc: BaseException) -> None:
     error = exc if isinstance(exc, Exception) else RuntimeError("the script batch was cancelled")
-    for _, _, future in batch:
+    for _, _, future in calls:
         if not future.done():
             future.set_exception(error)
