@@ -20,12 +20,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import select
 import time
 from collections.abc import Callable
 from typing import Any
 
 from redis import Redis as SyncRedis
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import (
+    AbstractConnection,
+    Connection,
+    SSLConnection,
+    UnixDomainSocketConnection,
+)
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -128,7 +136,114 @@ def redis_client(
         health_check_interval=0,
         client_name="switchboard",
     )
+    pool.connection_class = _PATIENT.get(pool.connection_class, pool.connection_class)
     return Redis.from_pool(pool)
+
+
+def unread_input(transport: asyncio.BaseTransport | None) -> bool:
+    """Whether the socket under ``transport`` holds input the event loop has not read yet
+    (bytes, or the peer's close). One ``poll`` with no wait; ``False`` when there is no
+    socket to ask."""
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return False
+    try:
+        fd = sock.fileno()
+    except (OSError, ValueError):
+        return False
+    if fd < 0:
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+class _PatientReads(AbstractConnection):
+    """A read deadline that a stalled event loop cannot trip.
+
+    redis-py bounds a reply with ``asyncio.timeout``: the timer cancels the read when it
+    fires, whether or not the reply came. When the loop was busy for longer than the
+    deadline (a thousand handshakes at once, a long garbage collection), the reply arrives
+    during the stall; the loop's next pass reads it into the stream and wakes the reading
+    task, but the task only runs in the pass after, and the timer, long due, fires first
+    (asyncio and uvloop alike). An answering Redis was taken for an outage, and an outage
+    makes a reconnecting call be greeted again. Here the deadline, when it fires, first
+    looks for input not yet read (in the stream's buffer or in the socket): if there is
+    some, Redis did answer in time and the deadline moves on by a whole period; only
+    nothing waiting at the deadline means Redis did not answer.
+    """
+
+    async def read_response(
+        self,
+        disable_decoding: bool = False,
+        timeout: float | None = None,  # noqa: ASYNC109 - redis-py's signature
+        *,
+        disconnect_on_error: bool = True,
+        push_request: bool | None = False,
+    ) -> Any:
+        limit = self.socket_timeout
+        if timeout is not None or limit is None:
+            return await super().read_response(
+                disable_decoding,
+                timeout,
+                disconnect_on_error=disconnect_on_error,
+                push_request=push_request,
+            )
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        expired = False
+        handle: asyncio.TimerHandle | None = None
+
+        def check() -> None:
+            nonlocal handle, expired
+            if self._unread():
+                handle = loop.call_at(loop.time() + limit, check)
+                return
+            expired = True
+            task.cancel()
+
+        handle = loop.call_at(loop.time() + limit, check)
+        try:
+            return await super().read_response(
+                disable_decoding,
+                math.inf,  # no deadline of redis-py's own: this one stands in for it
+                disconnect_on_error=disconnect_on_error,
+                push_request=push_request,
+            )
+        except asyncio.CancelledError:
+            if expired and task.uncancel() == 0:
+                raise RedisTimeoutError(f"Timeout reading from {self._host_error()}") from None
+            raise
+        finally:
+            if handle is not None:
+                handle.cancel()
+
+    def _unread(self) -> bool:
+        reader, writer = self._reader, self._writer
+        if reader is not None and len(reader._buffer) > 0:  # type: ignore[attr-defined]
+            return True
+        return unread_input(writer.transport if writer is not None else None)
+
+
+class _PatientConnection(_PatientReads, Connection):
+    pass
+
+
+class _PatientSSLConnection(_PatientReads, SSLConnection):
+    pass
+
+
+class _PatientUnixConnection(_PatientReads, UnixDomainSocketConnection):
+    pass
+
+
+#: redis-py's connection classes (chosen by the URL's scheme) and their patient twins
+_PATIENT: dict[type[AbstractConnection], type[AbstractConnection]] = {
+    Connection: _PatientConnection,
+    SSLConnection: _PatientSSLConnection,
+    UnixDomainSocketConnection: _PatientUnixConnection,
+}
 
 
 def blocking_redis_client(url: str, *, timeout_ms: float = 1000) -> SyncRedis:
