@@ -1,11 +1,11 @@
 """A stalled event loop is not a Redis outage.
 
 A node's loop can be busy for longer than a Redis command's deadline (a thousand
-handshakes at once, a long garbage collection). Redis answers within microseconds, but
-the reply waits unread in the socket while the deadline's timer fires: uvloop runs due
-timers before it polls the sockets, and asyncio resumes the reading task only after the
-timer's callback. Taken for an outage, it held every save and greeted reconnecting calls
-again (seen as ``health.outages == 1`` in the reconnect-burst test on a loaded machine).
+handshakes at once, a long garbage collection). Redis answers within microseconds; the
+loop's next pass reads the reply and wakes the reading task, but the task runs only in the
+pass after, and the deadline's timer, long due, fires first (asyncio and uvloop alike).
+Taken for an outage, it held every save and greeted reconnecting calls again (seen as
+``health.outages == 1`` in the reconnect-burst test on a loaded machine).
 
 Each test puts a command on the wire, blocks the loop for three deadlines, and expects
 the reply, under both loops, against a real valkey-server. A Redis that does not answer
@@ -19,7 +19,8 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,18 @@ def _run(loop: str, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
         runner.run(asyncio.wait_for(work(), timeout=60))
 
 
+@asynccontextmanager
+async def _store(url: str, namespace: str) -> AsyncIterator[RedisCallStore]:
+    """A call store on a client whose commands have ``TIMEOUT_MS`` deadlines."""
+    client = redis_client(url, timeout_ms=TIMEOUT_MS)
+    store = RedisCallStore(client, namespace=namespace)
+    try:
+        yield store
+    finally:
+        await store.close()
+        await client.aclose()
+
+
 def _stall_after(on_the_wire: Callable[[], bool]) -> asyncio.Future[bool]:
     """Block the loop for ``STALL_S`` two callbacks from now, in the same pass as the
     command's first steps and before the loop polls its sockets again: the reply comes
@@ -71,9 +84,7 @@ def test_a_script_reply_read_late_after_a_stall_is_not_an_outage(
     loop: str, redis_server_url: str, redis_namespace: str
 ) -> None:
     async def work() -> None:
-        client = redis_client(redis_server_url, timeout_ms=TIMEOUT_MS)
-        store = RedisCallStore(client, namespace=redis_namespace)
-        try:
+        async with _store(redis_server_url, redis_namespace) as store:
             state = await store.claim("stalled", "node-a")
             state.turns = 3
             saving = asyncio.ensure_future(store.save(state))
@@ -85,9 +96,6 @@ def test_a_script_reply_read_late_after_a_stall_is_not_an_outage(
             loaded = await store.load("stalled")
             assert loaded is not None
             assert loaded.turns == 3
-        finally:
-            await store.close()
-            await client.aclose()
 
     _run(loop, work)
 
@@ -129,23 +137,18 @@ def test_a_redis_that_does_not_answer_still_times_out(
     server = start_valkey(log_dir=tmp_path, persistent=False)
 
     async def work() -> None:
-        client = redis_client(redis_url(server), timeout_ms=TIMEOUT_MS)
-        store = RedisCallStore(client, namespace=redis_namespace)
-        try:
+        async with _store(redis_url(server), redis_namespace) as store:
             state = await store.claim("frozen", "node-a")
-            await client.ping()
+            await store.client.ping()
             os.kill(server.pid, signal.SIGSTOP)
             try:
                 with pytest.raises(RedisTimeoutError):
-                    await client.get("anything")
+                    await store.client.get("anything")
                 with pytest.raises(StoreUnavailable):
                     await store.save(state)
                 assert store.health.outages == 1
             finally:
                 os.kill(server.pid, signal.SIGCONT)
-        finally:
-            await store.close()
-            await client.aclose()
 
     try:
         _run(loop, work)
