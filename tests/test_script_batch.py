@@ -95,3 +95,31 @@ async def test_claims_saves_and_releases_of_many_calls_share_batches(
         loaded = await store.load(state.call_id)
         assert loaded is not None
         assert loaded.version == 1
+
+
+async def test_the_batch_socket_opens_before_the_first_call_and_is_the_only_one(
+    store: RedisCallStore,
+) -> None:
+    clients = len(await store.client.client_list())
+    await store.connect()
+    assert len(await store.client.client_list()) == clients + 1
+    await store.connect()  # already open: nothing more
+    state = await store.claim("early", "node-a")
+    await store.save(state)
+    assert len(await store.client.client_list()) == clients + 1
+    assert store._batch.calls == 2
+
+
+async def test_a_call_made_while_the_batch_socket_connects_waits_for_it(
+    store: RedisCallStore,
+) -> None:
+    connecting = asyncio.create_task(store.connect())
+    await asyncio.sleep(0)  # the connect is under way (it awaits the socket)
+    assert store._batch._busy
+    state = await store.claim("waiting", "node-a")
+    await connecting
+    await store.save(state)
+    loaded = await store.load("waiting")
+    assert loaded is not None
+    assert loaded.version == 1
+    assert store._batch.batches == 2

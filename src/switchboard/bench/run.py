@@ -101,7 +101,7 @@ def run_bench(
                         port=free_port(), log_dir=log_dir, cpu=sim_cpu, ttft_ms=case.ttft_ms
                     )
                 if (case.profile != "single" or case.cache == "redis") and valkey is None:
-                    valkey = start_valkey(log_dir=log_dir)
+                    valkey = start_valkey(log_dir=log_dir, cpu=sim_cpu)
                 fake_llm = fake_llms.get(case.ttft_ms)
                 parts = _Parts(
                     log_dir=log_dir,

@@ -39,10 +39,12 @@ def start_valkey(
     port: int | None = None,
     ready_deadline_s: float = 30.0,
     persistent: bool = True,
+    cpu: int | None = None,
 ) -> Child:
     """``valkey-server`` on 127.0.0.1:``port`` (a free one by default), returned once it
     listens. Started again with the same ``log_dir`` and ``port``, a persistent server
-    loads what it had written."""
+    loads what it had written. ``cpu`` pins it to one core (the bench keeps it off the
+    node's core, so the node's CPU per turn is the node's alone)."""
     port = port or free_port()
     data_dir = log_dir / f"valkey-{port}"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -58,7 +60,9 @@ def start_valkey(
         "--protected-mode",
         "no",
     ]
-    child = Child("valkey-server", argv, log_path=log_dir / f"valkey-{port}.log", port=port)
+    child = Child(
+        "valkey-server", argv, log_path=log_dir / f"valkey-{port}.log", port=port, cpu=cpu
+    )
     return listening(child, ready_deadline_s)
 
 

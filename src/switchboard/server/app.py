@@ -107,9 +107,12 @@ class SwitchboardApp:
             self.store_watch = watch
             # The node's store marker before its first call: a claim that found no marker
             # would take a fresh call for one the store lost, and wait for a hand-back.
+            # Then the socket the store's scripts go out on, so the first claim does not
+            # wait for a connect and a greeting.
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(node.settings.redis_timeout_ms / 1000 * 4):
                     await watch.check()
+                    await shared.store.connect()
             watch.start()
         if self.node.outbox is not None:
             self.node.outbox.start()

@@ -362,6 +362,13 @@ class RedisCallStore:
         except (RedisError, OSError) as exc:
             raise self._unavailable(exc) from exc
 
+    async def connect(self) -> None:
+        """Open the socket the store's scripts go out on (``ScriptBatch.connect``)."""
+        try:
+            await self._batch.connect()
+        except (RedisError, OSError) as exc:
+            raise self._unavailable(exc) from exc
+
     async def close(self) -> None:
         await self._batch.close()
         await self.health.close()

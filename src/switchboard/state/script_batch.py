@@ -142,6 +142,25 @@ class ScriptBatch:
             loop.call_soon(self._start)  # the rest of this tick joins the batch
         return await future
 
+    async def connect(self) -> None:
+        """Open the batches' socket now rather than at the first call, so the node's first
+        claim does not wait for a connect and a greeting, and the socket is there from the
+        start (it lives as long as the node). Raises what connecting raised; a call made
+        meanwhile waits for it, and a failed connect is tried again by the next batch."""
+        if self._link is not None or self._busy:
+            return
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        self._busy = True
+        try:
+            await self._connect()
+        finally:
+            self._busy = False
+            if self._pending and not self._scheduled:
+                self._scheduled = True
+                loop.call_soon(self._start)
+
     async def close(self) -> None:
         """Close the batches' socket and give its connection back to the pool. Calls
         still waiting fail as on a broken link."""
