@@ -123,3 +123,25 @@ async def test_a_call_made_while_the_batch_socket_connects_waits_for_it(
     assert loaded is not None
     assert loaded.version == 1
     assert store._batch.batches == 2
+
+
+async def test_a_release_rides_on_the_next_batch(store: RedisCallStore) -> None:
+    ended = await store.claim("ended", "node-a")
+    going = await store.claim("going", "node-a")
+    batches = store._batch.batches
+    release = asyncio.create_task(store.release("ended", ended.token))
+    await asyncio.sleep(0)  # the release is queued, and waits for a batch to ride on
+    assert store._batch.batches == batches
+    await store.save(going)
+    await release
+    assert store._batch.batches == batches + 1
+    assert await store.owner("ended") is None
+
+
+async def test_a_release_with_nothing_to_ride_on_goes_out_on_its_own(
+    store: RedisCallStore,
+) -> None:
+    ended = await store.claim("alone", "node-a")
+    await store.release("alone", ended.token)
+    assert await store.owner("alone") is None
+    assert not await store.client.zscore(store.live_key, "alone")

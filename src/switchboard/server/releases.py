@@ -4,11 +4,12 @@ A hang-up used to release its call with its own Redis command at once, and a rel
 that failed (an outage, or a burst that outran the connection pool) was dropped: the call
 stayed in ``{ns}live`` and in ``switchboard calls list`` until its state expired, an
 hour later. Here a hang-up only *queues* the release; one task flushes the queue, at
-most ``concurrency`` commands at a time, so a burst of a thousand hang-ups costs a few
-sockets, never the pool. A release that fails for want of Redis stays queued and is
-retried on the next heartbeat (``retry``); one that fails for any other reason is tried
-``max_attempts`` times, then parked: logged at error level and counted, never retried
-forever.
+most ``concurrency`` releases at a time. The store sends them on its one script socket,
+riding on the next batch of claims and saves (``ScriptBatch``, ``soon=False``), so a
+burst of a thousand hang-ups costs a few pipelined writes, never the pool. A release
+that fails for want of Redis stays queued and is retried on the next heartbeat
+(``retry``); one that fails for any other reason is tried ``max_attempts`` times, then
+parked: logged at error level and counted, never retried forever.
 
 A queued release that comes late is harmless: the store's release refuses to touch a
 call that a newer claim holds (on this node or another).
@@ -38,7 +39,7 @@ class ReleaseQueue:
         release: Release,
         health: RedisHealth,
         *,
-        concurrency: int = 8,
+        concurrency: int = 256,
         max_attempts: int = 3,
         capacity: int = 100_000,
     ) -> None:

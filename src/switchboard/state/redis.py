@@ -10,7 +10,8 @@ Layout, under the deployment's ``namespace`` (default ``switchboard:``):
   in ms), which the live-call directory lists;
 * ``{ns}claims``: a channel on which every claim is announced, so an older owner that
   still holds a socket for the call checks the call's token and drops it at once instead
-  of at its next save;
+  of at its next save. Even a claim that finds nothing stored is announced: the call's
+  key may have been lost (evicted, expired) under a socket that still serves it;
 * ``{ns}store-marker:{node_id}``: a key each node writes when it starts; its absence
   tells that node that Redis lost its data (restarted empty, flushed), so it writes its
   live calls back;
@@ -327,7 +328,9 @@ class RedisCallStore:
             raise self._unavailable(exc) from exc
 
     async def release(self, call_id: str, token: str) -> None:
-        await self._run(self._release, [self.call_key(call_id), self.live_key], [token, call_id])
+        # Nobody waits on a release: it rides on the next batch (``ScriptBatch.run``).
+        keys = [self.call_key(call_id), self.live_key]
+        await self._run(self._release, keys, [token, call_id], soon=False)
 
     async def wait_available(self) -> None:
         await self.health.wait_up()
@@ -375,11 +378,13 @@ class RedisCallStore:
 
     # ------------------------------------------------------------------ helpers
 
-    async def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+    async def _run(
+        self, script: Any, keys: list[str], args: list[Any], *, soon: bool = True
+    ) -> Any:
         if not self.health.is_up:
             raise StoreUnavailable("redis is unreachable")
         try:
-            return await self._batch.run(script, keys, args)
+            return await self._batch.run(script, keys, args, soon=soon)
         except (RedisError, OSError) as exc:
             raise self._unavailable(exc) from exc
 

@@ -47,6 +47,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 _Call = tuple[Any, tuple[Any, ...], "asyncio.Future[Any]"]
 #: the deadline of a batch's replies when the client has no socket timeout
 _DEFAULT_TIMEOUT_S = 1.0
+#: how long a call that may wait (``run(..., soon=False)``) waits for a batch to ride on
+#: before it goes out on its own
+LINGER_S = 0.02
 _NOT_YET = object()
 
 
@@ -90,6 +93,7 @@ class ScriptBatch:
         "_client",
         "_conn",
         "_inflight",
+        "_linger",
         "_link",
         "_loop",
         "_pending",
@@ -121,25 +125,35 @@ class ScriptBatch:
         self._conn: AbstractConnection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
+        #: the flush of calls that may wait, should no other call come first
+        self._linger: asyncio.TimerHandle | None = None
         self._progress = 0.0
         self._timeout_s = _DEFAULT_TIMEOUT_S
         #: counters for tests and docs: batches sent, script calls in them
         self.batches = 0
         self.calls = 0
 
-    async def run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+    async def run(self, script: Any, keys: list[str], args: list[Any], *, soon: bool = True) -> Any:
         """``script``'s reply for ``keys`` and ``args``, sent with whatever else is
         waiting. ``script`` is registered on the client (``Redis.register_script``): its
         ``sha``, and its text, loaded again when Redis forgot it (restarted empty).
-        Raises what the client raised for the batch, or this call's error reply."""
+        Raises what the client raised for the batch, or this call's error reply.
+
+        ``soon=False`` is for a call nobody waits on (an ended call's release): it rides
+        on the next batch, and goes out on its own only if none comes within
+        ``LINGER_S``. On an idle link a batch of its own costs a write, a wake-up for the
+        reply and a loop pass; riding along costs none of them."""
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((script, (len(keys), *keys, *args), future))
         if not self._busy and not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._start)  # the rest of this tick joins the batch
+            if soon:
+                self._scheduled = True
+                loop.call_soon(self._start)  # the rest of this tick joins the batch
+            elif self._linger is None:
+                self._linger = loop.call_later(LINGER_S, self._lingered)
         return await future
 
     async def connect(self) -> None:
@@ -165,6 +179,9 @@ class ScriptBatch:
         """Close the batches' socket and give its connection back to the pool. Calls
         still waiting fail as on a broken link."""
         link, self._link = self._link, None
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
         error = RedisConnectionError("the call store was closed")
         _fail([*self._inflight, *self._redo, *self._pending], error)
         self._inflight.clear()
@@ -179,10 +196,18 @@ class ScriptBatch:
 
     # ------------------------------------------------------------------ sending
 
+    def _lingered(self) -> None:
+        self._linger = None
+        if not self._scheduled:
+            self._start()
+
     def _start(self) -> None:
         self._scheduled = False
         if self._busy or not self._pending:
             return
+        if self._linger is not None:  # the calls that may wait go with this batch
+            self._linger.cancel()
+            self._linger = None
         batch, self._pending = self._pending, []
         self.batches += 1
         self.calls += len(batch)
