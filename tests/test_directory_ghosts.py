@@ -23,7 +23,7 @@ from switchboard.control.client import CallControl
 from switchboard.control.directory import Directory
 from switchboard.state.redis import RedisCallStore
 from tests.fixtures.agents import EchoAgent
-from tests.fixtures.conditions import eventually_async
+from tests.fixtures.conditions import eventually, eventually_async
 from tests.fixtures.distributed import begin, node
 from tests.fixtures.server import retell, spoken
 
@@ -187,4 +187,32 @@ async def test_calls_written_back_and_pruned_before_their_nodes_next_beat_are_li
             lambda: shared.node_info(node_.active, False), lambda: list(node_.sessions)
         )
         assert await owner_listed(control, "call-w") == "a"
+    await control.aclose()
+
+
+async def test_beats_prune_in_passes_with_a_rest_between(
+    redis_server_url: str, redis_namespace: str
+) -> None:
+    """A pass of pages, then ``PRUNE_REST_BEATS`` beats without: a page costs a command per
+    live call, and ghosts only come from dead nodes."""
+    control = CallControl.from_url(redis_server_url, namespace=redis_namespace)
+    # Beats an hour apart: the test makes each beat itself.
+    async with node(
+        EchoAgent(), redis_server_url, redis_namespace, "a", heartbeat_ms=3_600_000
+    ) as a:
+        shared = a.app.shared
+        assert shared is not None
+
+        async def beat() -> None:
+            await shared.beat(lambda: shared.node_info(0, False), list)
+
+        client = control.directory.client
+        # The node's first beat, at its start, made a pass; the rest has begun.
+        await eventually(lambda: shared._next_prune > 0.0)
+        await client.zadd(control.directory.live_key, {"ghost-1": 1})  # no state: a ghost
+        await beat()
+        assert await in_live_set(control, "ghost-1")  # resting
+        shared._next_prune = 0.0  # the rest is over
+        await beat()
+        assert not await in_live_set(control, "ghost-1")
     await control.aclose()

@@ -6,7 +6,8 @@ part waits on the same recovery:
 
 * ``store``: the ``RedisCallStore`` (claims, fenced saves);
 * ``directory``: this node's heartbeat (its calls turn *orphaned* three beats after it dies,
-  and leave the live set three beats later); each beat also prunes one page of ghosts;
+  and leave the live set three beats later); beats also prune the ghosts, one page per
+  beat, in passes ``PRUNE_REST_BEATS`` apart;
 * ``releases``: the queue through which ended calls leave the live set, flushed at once
   and retried on every beat (docs/distributed.md, "Redis use");
 * ``listener``: the command channel and the claims of other nodes;
@@ -35,6 +36,12 @@ from switchboard.state.redis import RedisCallStore
 _log = get_logger("switchboard.redis_parts")
 #: Bound on each part's shutdown: a wedged connection must not hold the process up.
 STOP_TIMEOUT_S = 2.0
+#: The rest, in beats, between two pruning passes over the live set (a pass is one page
+#: per beat).
+#: Ghosts are rare (a node died) and never listed meanwhile (readers prune what they read),
+#: while a page costs a command per call in it: pruning at every beat cost each node one
+#: HMGET per live call of the cluster per second.
+PRUNE_REST_BEATS = 5
 
 
 class RedisParts:
@@ -65,6 +72,8 @@ class RedisParts:
         self.dedupe = dedupe
         self.releases = releases
         self._prune_offset = 0
+        #: loop time of the next pruning pass (the first beat starts one)
+        self._next_prune = 0.0
         self._last_beat: float | None = None
         self._listener: CommandListener | None = None
         self._heartbeat: asyncio.Task[None] | None = None
@@ -105,7 +114,7 @@ class RedisParts:
             await asyncio.sleep(interval)
 
     async def beat(self, info: Callable[[], NodeInfo], held: Callable[[], Iterable[str]]) -> None:
-        """One heartbeat, then the release retries and one page of pruning.
+        """One heartbeat, then the release retries and, in a pruning pass, one page of it.
 
         Other nodes prune a call as a ghost once its owner's entry and marker are gone, so
         a beat that finds this node's entry gone lists its calls again: after a gap of
@@ -121,7 +130,11 @@ class RedisParts:
         except Exception as exc:
             self.health.down(exc)
         self.releases.retry()
-        await self._prune()
+        if self._prune_offset or loop.time() >= self._next_prune:
+            await self._prune()
+            if not self._prune_offset:  # the pass is over
+                rest_s = PRUNE_REST_BEATS * self.settings.heartbeat_ms / 1000
+                self._next_prune = loop.time() + rest_s
 
     async def _relist(self, call_ids: list[str]) -> None:
         relisted = await self.directory.relist(self.node_id, call_ids)
