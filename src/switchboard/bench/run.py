@@ -101,7 +101,10 @@ def run_bench(
                         port=free_port(), log_dir=log_dir, cpu=sim_cpu, ttft_ms=case.ttft_ms
                     )
                 if (case.profile != "single" or case.cache == "redis") and valkey is None:
-                    valkey = start_valkey(log_dir=log_dir, cpu=sim_cpu)
+                    # Left unpinned: pinned to the simulator's core, each save's wake-up
+                    # crosses cores, and a round trip cost the node 63 us of CPU against
+                    # 34 us unpinned (docs/scale.md, "The round trip's floor").
+                    valkey = start_valkey(log_dir=log_dir)
                 fake_llm = fake_llms.get(case.ttft_ms)
                 parts = _Parts(
                     log_dir=log_dir,

@@ -39,12 +39,10 @@ def start_valkey(
     port: int | None = None,
     ready_deadline_s: float = 30.0,
     persistent: bool = True,
-    cpu: int | None = None,
 ) -> Child:
     """``valkey-server`` on 127.0.0.1:``port`` (a free one by default), returned once it
     listens. Started again with the same ``log_dir`` and ``port``, a persistent server
-    loads what it had written. ``cpu`` pins it to one core (the bench keeps it off the
-    node's core, so the node's CPU per turn is the node's alone)."""
+    loads what it had written."""
     port = port or free_port()
     data_dir = log_dir / f"valkey-{port}"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -60,9 +58,7 @@ def start_valkey(
         "--protected-mode",
         "no",
     ]
-    child = Child(
-        "valkey-server", argv, log_path=log_dir / f"valkey-{port}.log", port=port, cpu=cpu
-    )
+    child = Child("valkey-server", argv, log_path=log_dir / f"valkey-{port}.log", port=port)
     return listening(child, ready_deadline_s)
 
 
