@@ -11,6 +11,8 @@ Each test puts a command on the wire, blocks the loop for three deadlines, and e
 the reply, under both loops, against a real valkey-server. A Redis that does not answer
 still times out (the last test). The store's script batch reads its replies in the
 socket's read callback, which both loops run before due timers; its test guards that.
+A connect has no reply to look for: a socket that connects during a stall (the pool
+growing mid-burst) must not time out either, and one that nobody accepts still must.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -154,3 +157,58 @@ def test_a_redis_that_does_not_answer_still_times_out(
         _run(loop, work)
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("loop", sorted(LOOPS))
+def test_a_connect_completed_during_a_stall_is_not_a_timeout(
+    loop: str, redis_server_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new socket (the pool grew mid-burst) connects while the loop is busy for three
+    deadlines: the connect's deadline fires late, which times the stall, not Redis."""
+    real_open = asyncio.open_connection
+
+    async def open_during_a_stall(*args: Any, **kwargs: Any) -> Any:
+        # the loop is busy right after the connect starts (the fault)
+        asyncio.get_running_loop().call_soon(time.sleep, STALL_S)
+        return await real_open(*args, **kwargs)
+
+    async def work() -> None:
+        client = redis_client(redis_server_url, timeout_ms=TIMEOUT_MS)
+        try:
+            monkeypatch.setattr(asyncio, "open_connection", open_during_a_stall)
+            assert await client.ping()
+        finally:
+            monkeypatch.undo()
+            await client.aclose()
+
+    _run(loop, work)
+
+
+@pytest.mark.parametrize("loop", sorted(LOOPS))
+def test_a_connect_nobody_accepts_still_times_out(loop: str) -> None:
+    """The patience is for a stalled loop only: a listener whose backlog is full never
+    completes the handshake, and the connect fails within its deadline's periods."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=0)
+    port = listener.getsockname()[1]
+    fillers: list[socket.socket] = []
+    try:
+        # fill the accept queue: a connect beyond it waits for a SYN-ACK that never comes
+        for _ in range(4):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+
+        async def work() -> None:
+            client = redis_client(f"redis://127.0.0.1:{port}/0", timeout_ms=TIMEOUT_MS)
+            try:
+                with pytest.raises(RedisTimeoutError, match="Timeout connecting"):
+                    await client.ping()
+            finally:
+                await client.aclose()
+
+        _run(loop, work)
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()

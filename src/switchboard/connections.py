@@ -158,6 +158,10 @@ def unread_input(transport: asyncio.BaseTransport | None) -> bool:
     return bool(poller.poll(0))
 
 
+#: how many times a connect's deadline may move on because it fired late (a stalled loop)
+STALLED_CONNECT_PERIODS = 4
+
+
 class _PatientReads(AbstractConnection):
     """A read deadline that a stalled event loop cannot trip.
 
@@ -171,7 +175,49 @@ class _PatientReads(AbstractConnection):
     looks for input not yet read (in the stream's buffer or in the socket): if there is
     some, Redis did answer in time and the deadline moves on by a whole period; only
     nothing waiting at the deadline means Redis did not answer.
+
+    A connect has no reply to look for, so its deadline asks the loop instead: a deadline
+    that fires late by more than half a period timed a stall of this process's own loop
+    (the connect completed meanwhile, its task not run yet), not a silent server, and moves
+    on by a period, at most ``STALLED_CONNECT_PERIODS`` times.
     """
+
+    async def _connect(self) -> None:
+        limit = self.socket_connect_timeout
+        if limit is None:
+            await super()._connect()  # type: ignore[no-untyped-call,safe-super]
+            return
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        expired = False
+        due = loop.time() + limit
+        periods = 0
+        handle: asyncio.TimerHandle | None = None
+
+        def check() -> None:
+            nonlocal handle, expired, due, periods
+            now = loop.time()
+            if now - due > limit / 2 and periods < STALLED_CONNECT_PERIODS:
+                periods += 1
+                due = now + limit
+                handle = loop.call_at(due, check)
+                return
+            expired = True
+            task.cancel()
+
+        handle = loop.call_at(due, check)
+        self.socket_connect_timeout = None  # no deadline of redis-py's own: ours stands in
+        try:
+            await super()._connect()  # type: ignore[no-untyped-call,safe-super]
+        except asyncio.CancelledError:
+            if expired and task.uncancel() == 0:
+                raise TimeoutError("connect timed out") from None  # "Timeout connecting"
+            raise
+        finally:
+            if handle is not None:
+                handle.cancel()
+            self.socket_connect_timeout = limit
 
     async def read_response(
         self,
