@@ -6,6 +6,10 @@ the cluster (``CommandLedger``), and is answered on its ``reply_to`` channel; a 
 announced by another node fences this node's session for that call at once (the
 partitioned-owner case), rather than at its next save.
 
+Every claim in the cluster reaches every node, so the messages are read off the socket
+directly (``switchboard.redis_link``): a claim is judged in the read callback, and a
+command is queued for the listener's task, which runs commands one at a time, in order.
+
 When Redis goes away the loop reports the outage to the shared ``RedisHealth``, waits
 for it to come back and subscribes again; commands published meanwhile find no
 subscriber, so their senders get a clear error rather than silence.
@@ -15,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 from redis.asyncio import Redis
@@ -38,6 +43,7 @@ from switchboard.control.commands import (
 from switchboard.control.directory import command_channel
 from switchboard.control.ledger import CommandLedger
 from switchboard.log import get_logger
+from switchboard.redis_link import RawLink, pack, take_over
 
 _log = get_logger("switchboard.control")
 
@@ -99,30 +105,35 @@ class CommandListener:
 
     async def _run(self) -> None:
         while True:
-            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(self.commands_channel, self.claims_channel)
-                self.subscribed.set()
-                while True:
-                    message = await pubsub.get_message(timeout=1.0)
-                    if message is not None:
-                        await self._dispatch(message["channel"], message["data"])
+                await self._listen()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self.subscribed.clear()
                 self._health.down(exc)
                 await self._health.wait_up()
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
 
-    async def _dispatch(self, channel: bytes | str, data: bytes | str) -> None:
-        name = channel.decode() if isinstance(channel, bytes) else channel
-        if name == self.claims_channel:
-            self._on_claim(data)
-        else:
-            await self._on_command(data)
+    async def _listen(self) -> None:
+        """Subscribe on a socket of the client's pool, then carry out the commands that
+        arrive, until the socket breaks (raised) or the task is cancelled."""
+        pool = self.client.connection_pool
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        inbox = _Inbox(self.claims_channel, self._on_claim, self.subscribed, channels=2)
+        link: RawLink | None = None
+        try:
+            link = await take_over(conn, inbox.received, inbox.lost)
+            # ``subscribed`` is set when Redis confirms both channels. That wait has no
+            # deadline of its own: like any message, it only fails with the link.
+            link.transport.write(pack("SUBSCRIBE", self.commands_channel, self.claims_channel))
+            while True:
+                await self._on_command(await inbox.next_command())
+        finally:
+            if link is not None:
+                link.transport.abort()
+            with contextlib.suppress(Exception):
+                await conn.disconnect(nowait=True)
+            await pool.release(conn)
 
     def _on_claim(self, data: bytes | str) -> None:
         text = data.decode(errors="replace") if isinstance(data, bytes) else data
@@ -193,3 +204,82 @@ class CommandListener:
             )
         _log.info("command carried out", call_id=command.call_id, command=type(command).__name__)
         return Reply(id=command.id, ok=True, node=self.node_id)
+
+
+class _Inbox:
+    """What the subscription's socket delivers: claims judged at once (``on_claim``),
+    commands queued for the listener's task, ``subscribed`` set once Redis confirmed
+    ``channels`` subscriptions, the link lost."""
+
+    __slots__ = (
+        "_channels",
+        "_claims",
+        "_commands",
+        "_confirmed",
+        "_error",
+        "_on_claim",
+        "_subscribed",
+        "_waiter",
+    )
+
+    def __init__(
+        self,
+        claims_channel: str,
+        on_claim: Callable[[bytes | str], None],
+        subscribed: asyncio.Event,
+        *,
+        channels: int,
+    ) -> None:
+        self._claims = (claims_channel, claims_channel.encode())
+        self._on_claim = on_claim
+        self._subscribed = subscribed
+        self._channels = channels
+        self._confirmed = 0
+        self._commands: deque[bytes | str] = deque()
+        self._error: Exception | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    def received(self, _link: RawLink, reply: Any) -> None:
+        if not isinstance(reply, list) or len(reply) < 3:
+            return  # not a pub/sub message (nothing else is sent on this socket)
+        kind = reply[0]
+        if kind in (b"message", "message"):
+            if reply[1] in self._claims:
+                try:
+                    self._on_claim(reply[2])
+                except Exception:
+                    _log.exception("a claim announcement could not be handled")
+                return
+            self._commands.append(reply[2])
+            self._wake()
+        elif kind in (b"subscribe", "subscribe"):
+            self._confirmed += 1
+            if self._confirmed == self._channels:
+                self._subscribed.set()
+
+    def lost(self, _link: RawLink, error: Exception) -> None:
+        if self._error is None:
+            self._error = error
+        self._wake()
+
+    async def next_command(self) -> bytes | str:
+        """The oldest command not yet taken; raises once the link broke."""
+        while not self._commands:
+            await self._wait()
+        return self._commands.popleft()
+
+    async def _wait(self) -> None:
+        if self._error is not None:
+            raise self._error
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+        if self._error is not None:
+            raise self._error
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)

@@ -13,10 +13,11 @@ every call made before the flush runs (the rest of that tick, or while the previ
 batch is in flight) joins it; the batch goes out as one non-transactional pipeline of
 ``EVALSHA`` commands, in one write, and each call's own reply decides its own outcome.
 The batches use one socket of their own: redis-py connects it and greets it (AUTH,
-SELECT, TLS, the protocol version), then the batch takes its transport over with an
-``asyncio.Protocol`` of its own and a hiredis reader. A batch is one ``write``; each reply
-completes its call's future in the read callback itself, and the next batch leaves from
-there too, so a save costs no task, no stream reader and no timer of its own. What may not
+SELECT, TLS, the protocol version), then the batch takes its transport over
+(``switchboard.redis_link``: an ``asyncio.Protocol`` and a hiredis reader). A batch is one
+``write``; each reply completes its call's future in the read callback itself, and the next
+batch leaves from there too, so a save costs no task, no stream reader and no timer of its
+own. What may not
 change:
 
 * a call's future completes only once Redis answered *that* call: a turn's save stays
@@ -33,15 +34,15 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Any, cast
+from typing import Any
 
-import hiredis
-from redis._parsers.base import BaseParser
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import InvalidResponse, NoScriptError
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from switchboard.redis_link import RawLink, pack, take_over
 
 #: a queued call: the script, ``(numkeys, *keys, *args)``, and its caller's future
 _Call = tuple[Any, tuple[Any, ...], "asyncio.Future[Any]"]
@@ -50,39 +51,6 @@ _DEFAULT_TIMEOUT_S = 1.0
 #: how long a call that may wait (``run(..., soon=False)``) waits for a batch to ride on
 #: before it goes out on its own
 LINGER_S = 0.02
-_NOT_YET = object()
-
-
-class _Link(asyncio.Protocol):
-    """The batches' socket after redis-py's handshake: bytes in, replies out."""
-
-    __slots__ = ("_batch", "_reader", "_stream", "transport")
-
-    def __init__(self, batch: ScriptBatch, reader: Any, transport: asyncio.Transport) -> None:
-        self._batch = batch
-        self._reader = reader
-        self.transport = transport
-        #: redis-py's stream protocol, told when the socket closes (its ``wait_closed``)
-        self._stream = transport.get_protocol()
-
-    def data_received(self, data: bytes) -> None:
-        reader = self._reader
-        try:
-            reader.feed(data)
-            reply = reader.gets()
-            while reply is not _NOT_YET:
-                self._batch._reply(self, reply)
-                reply = reader.gets()
-        except InvalidResponse as exc:  # not RESP: nothing more on this socket can be trusted
-            self._batch._lost(self, RedisConnectionError(f"bad reply from Redis: {exc}"))
-            self.transport.abort()
-
-    def eof_received(self) -> bool:
-        return False  # close
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._stream.connection_lost(exc)
-        self._batch._lost(self, RedisConnectionError("Connection closed by server."))
 
 
 class ScriptBatch:
@@ -121,7 +89,7 @@ class ScriptBatch:
         #: a batch is on the wire, or being connected for, or its scripts reloaded
         self._busy = False
         self._scheduled = False
-        self._link: _Link | None = None
+        self._link: RawLink | None = None
         self._conn: AbstractConnection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -245,26 +213,11 @@ class ScriptBatch:
             conn = await self._client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
             self._conn = conn
             self._timeout_s = conn.socket_timeout or _DEFAULT_TIMEOUT_S
-        await conn.connect()
-        writer = conn._writer
-        if writer is None:  # pragma: no cover - connect() returned, so it is set
-            raise RedisConnectionError("the call store's socket did not open")
-        transport = cast(asyncio.Transport, writer.transport)  # uvloop's is not a subclass
-        options: dict[str, Any] = {
-            "protocolError": InvalidResponse,
-            "replyError": BaseParser.parse_error,
-            "notEnoughData": _NOT_YET,
-        }
-        if conn.encoder.decode_responses:
-            options["encoding"] = conn.encoder.encoding
-            options["errors"] = conn.encoder.encoding_errors
-        link = _Link(self, hiredis.Reader(**options), transport)
-        transport.set_protocol(link)
-        self._link = link
+        self._link = await take_over(conn, self._reply, self._lost)
 
     # ------------------------------------------------------------------ replies
 
-    def _reply(self, link: _Link, reply: Any) -> None:
+    def _reply(self, link: RawLink, reply: Any) -> None:
         if link is not self._link or not self._inflight:
             return
         call = self._inflight.popleft()
@@ -299,7 +252,7 @@ class ScriptBatch:
         self._redoing = True
         self._send(calls)
 
-    def _lost(self, link: _Link, error: Exception) -> None:
+    def _lost(self, link: RawLink, error: Exception) -> None:
         """The socket broke: the batch on it goes out once more on a new one (the scripts
         are safe to run twice: a save twice is refused by its version, a claim twice is a
         newer claim by the same socket, a release twice does nothing), else fails."""
@@ -367,15 +320,8 @@ def _settle(future: asyncio.Future[Any], reply: Any) -> None:
 
 
 def _evalsha(sha: str | bytes, args: tuple[Any, ...]) -> bytes:
-    """``EVALSHA sha numkeys *keys *args`` in RESP. The arguments are what the store
-    passes (str, int, bytes), so this is all the client's general packer would do, at a
-    fraction of its cost."""
-    raw_sha = sha if isinstance(sha, bytes) else sha.encode()
-    parts = [b"*%d\r\n$7\r\nEVALSHA\r\n$%d\r\n%s\r\n" % (len(args) + 2, len(raw_sha), raw_sha)]
-    for arg in args:
-        raw = arg if isinstance(arg, bytes) else str(arg).encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
-    return b"".join(parts)
+    """``EVALSHA sha numkeys *keys *args`` in RESP (the store passes str, int and bytes)."""
+    return pack("EVALSHA", sha, *args)
 
 
 def _fail(calls: list[_Call] | deque[_Call], exc: BaseException) -> None:
