@@ -96,6 +96,22 @@ async def test_malformed_frames_are_ignored_and_the_socket_stays_open(serve: Any
         assert 'switchboard_frames_rejected_total{reason="binary"} 1.0' in metrics
 
 
+async def test_updates_are_sampled_over_a_real_socket(serve: Any) -> None:
+    """The socket drops skipped updates by their head; the first and every 32nd are still
+    decoded (here refused as malformed: 3 of 65), each counted once, and the call goes on."""
+    broken = '{"interaction_type":"update_only","transcript":[{"role":"user","content":tru}]}'
+    async with serve(EchoAgent(), call_details=False) as srv:
+        async with retell(srv.ws_url, "sampled") as peer:
+            await peer.complete(0)
+            for _ in range(65):
+                await peer.send_raw(broken)
+            await peer.request(1, "still there")
+            assert spoken(await peer.complete(1), 1) == "You said: still there (turn 1)"
+        async with httpx.AsyncClient() as http:
+            metrics = (await http.get(f"{srv.http_url}/metrics")).text
+    assert 'switchboard_frames_rejected_total{reason="malformed"} 3.0' in metrics
+
+
 async def test_oversized_frame_closes_only_that_call(serve: Any) -> None:
     async with serve(EchoAgent(), call_details=False, max_frame_bytes=4096) as srv:
         async with retell(srv.ws_url, "big") as big, retell(srv.ws_url, "neighbour") as other:

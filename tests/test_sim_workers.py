@@ -125,8 +125,9 @@ async def test_frame_costs_measure_every_kind_on_real_frames() -> None:
     assert kinds[0] == "ping_pong"
     assert kinds.count("update_only") == len(SIZES)
     assert kinds.count("response_required") == len(SIZES)
-    assert kinds[-5].startswith("connection")
-    assert [k.split(":")[0] for k in kinds[-4:-1]] == ["websocket"] * 3
+    assert kinds[-6].startswith("connection")
+    assert [k.split(":")[0] for k in kinds[-5:-1]] == ["websocket"] * 4
+    assert "websocket: parse, skip by head" in kinds
     assert kinds[-1].startswith("full GC, 30 idle calls")
     updates = [c for c in costs if c.kind == "update_only"]
     assert [c.utterances for c in updates] == list(SIZES)

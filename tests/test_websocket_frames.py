@@ -95,6 +95,72 @@ def test_fragments_join_into_one_message_with_controls_between_them() -> None:
     assert seen.controls == [(PING, b"p")]
 
 
+class Skipper:
+    """Refuses text messages whose head starts with ``b"skip"``; records what it saw."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[bytes, int]] = []
+
+    def __call__(self, head: bytes, size: int) -> bool:
+        self.seen.append((head, size))
+        return head.startswith(b"skip")
+
+
+def test_a_text_message_the_skip_predicate_refuses_is_dropped_by_its_head() -> None:
+    skipper = Skipper()
+    reader, seen = FrameReader(1 << 20, skipper, head_size=6), Collector()
+    big = b"skip:" + os.urandom(30_000)
+    stream = (
+        client_frame(Opcode.TEXT, big)
+        + client_frame(Opcode.PING, b"p")
+        + client_frame(Opcode.TEXT, b"keep me")
+        + client_frame(Opcode.BINARY, b"skip binary")  # only text is shown to it
+        + client_frame(Opcode.TEXT, b"ski")  # shorter than the head: shown whole
+        + client_frame(Opcode.TEXT, b"skip")
+    )
+    # Split mid-frame too: the head is judged once the whole frame is in.
+    seen.feed(reader, stream[:1000])
+    seen.feed(reader, stream[1000:])
+    assert seen.messages == [(True, b"keep me"), (False, b"skip binary"), (True, b"ski")]
+    assert seen.controls == [(PING, b"p")]
+    assert skipper.seen == [
+        (b"skip:" + big[5:6], len(big)),
+        (b"keep m", 7),
+        (b"ski", 3),
+        (b"skip", 4),
+    ]
+
+
+def test_a_fragmented_text_message_is_judged_once_joined() -> None:
+    skipper = Skipper()
+    reader, seen = FrameReader(1 << 20, skipper, head_size=4), Collector()
+    seen.feed(
+        reader,
+        client_frame(Opcode.TEXT, b"sk", fin=False)
+        + client_frame(Opcode.CONT, b"ip it")
+        + client_frame(Opcode.TEXT, b"ke", fin=False)
+        + client_frame(Opcode.CONT, b"ep it"),
+    )
+    assert seen.messages == [(True, b"keep it")]
+    assert skipper.seen == [(b"skip", 7), (b"keep", 7)]
+
+
+def test_a_skip_predicate_changes_no_protocol_check() -> None:
+    # A text frame inside a fragmented message is still an error, skippable or not.
+    reader = FrameReader(1 << 20, Skipper(), head_size=4)
+    with pytest.raises(FrameError) as err:
+        Collector().feed(
+            reader,
+            client_frame(Opcode.TEXT, b"ab", fin=False) + client_frame(Opcode.TEXT, b"skip"),
+        )
+    assert err.value.code == 1002
+    # The size limit still holds from the header, before the skip is asked.
+    reader = FrameReader(100, Skipper(), head_size=4)
+    with pytest.raises(FrameError) as err:
+        Collector().feed(reader, client_frame(Opcode.TEXT, b"skip" + b"x" * 200))
+    assert err.value.code == 1009
+
+
 @pytest.mark.parametrize(
     ("stream", "code"),
     [

@@ -220,10 +220,18 @@ class CallSession:
 
     # ------------------------------------------------------------------ reader
 
-    def receive_text(self, data: str | bytes) -> None:
+    def leaves_unread(self, head: bytes, size: int) -> bool:
+        """Whether a text frame of ``size`` bytes starting with ``head`` (its first
+        ``UPDATE_HEAD_SIZE`` bytes) is an update this call does not read: the socket then
+        drops it before unmasking the rest (``FrameDecoder.skips_head``). A frame it keeps
+        goes to ``receive_text(data, judged=True)``."""
+        return self._decoder.skips_head(head, size)
+
+    def receive_text(self, data: str | bytes, *, judged: bool = False) -> None:
         """Handle one inbound text frame. Never raises for bad input, never waits: the
-        server calls it straight from the socket's read callback, in frame order."""
-        if self._decoder.skips_update(data):
+        server calls it straight from the socket's read callback, in frame order.
+        ``judged``: ``leaves_unread`` was already asked about this frame (and said no)."""
+        if not judged and self._decoder.skips_update(data):
             return  # an update_only frame, unread (see ``FrameDecoder.skips_update``)
         try:
             message = self._decoder.decode(data)

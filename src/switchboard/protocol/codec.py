@@ -78,6 +78,8 @@ _TOO_DEEP = "malformed JSON: nested too deeply"
 # The head of an ``update_only`` frame as Retell (and the simulator) writes it.
 _UPDATE_HEAD = '{"interaction_type":"update_only",'
 _UPDATE_HEAD_BYTES = _UPDATE_HEAD.encode()
+#: How much of a frame ``FrameDecoder.skips_head`` needs to see.
+UPDATE_HEAD_SIZE = len(_UPDATE_HEAD_BYTES)
 
 _REQUEST_TYPE = re.compile(rb'"interaction_type"\s*:\s*"(response_required|reminder_required)"')
 _RESPONSE_ID = re.compile(rb'"response_id"\s*:\s*(\d{1,18})\s*[,}]')
@@ -113,10 +115,21 @@ class FrameDecoder:
         is still reported); the others are recognised by their head alone and skipped. A
         frame that does not start exactly so, or is over the size limit, is decoded.
         """
-        if self.check_updates_every <= 1 or len(data) > self.max_frame_bytes:
-            return False
-        head = _UPDATE_HEAD if isinstance(data, str) else _UPDATE_HEAD_BYTES
-        if not data.startswith(head):  # type: ignore[arg-type]
+        head = data[:UPDATE_HEAD_SIZE]
+        if isinstance(head, str):
+            head = head.encode("utf-8", "surrogatepass")  # never raises; a match is ASCII
+        return self.skips_head(head, len(data))
+
+    def skips_head(self, head: bytes, size: int) -> bool:
+        """``skips_update`` for a frame of ``size`` bytes known only by its first
+        ``UPDATE_HEAD_SIZE`` bytes (``head``): a WebSocket reader can then drop a skipped
+        frame without unmasking the rest of it. Counts the update as ``skips_update`` does,
+        so ask once per frame, one way or the other."""
+        if (
+            self.check_updates_every <= 1
+            or size > self.max_frame_bytes
+            or head != _UPDATE_HEAD_BYTES
+        ):
             return False
         self._updates += 1
         return self._updates % self.check_updates_every != 1

@@ -28,6 +28,7 @@ from uvicorn.server import ServerState
 
 from switchboard.calls.session import CallSession
 from switchboard.log import LogThrottle, get_logger
+from switchboard.protocol.codec import UPDATE_HEAD_SIZE
 from switchboard.server.handshake import (
     STATUS,
     handshake_problem,
@@ -348,7 +349,7 @@ class CallSocket(asyncio.Protocol):
         self._admitted = True
         assert self._transport is not None
         self._transport.write(switching_protocols(headers))
-        self._reader = FrameReader(self._max_size)
+        self._reader = FrameReader(self._max_size, self._leaves_unread, UPDATE_HEAD_SIZE)
         self._open = True
         node.metrics.calls_total.inc()
         session = CallSession(
@@ -396,6 +397,10 @@ class CallSocket(asyncio.Protocol):
         finally:
             node.release()
 
+    def _leaves_unread(self, head: bytes, size: int) -> bool:
+        session = self._session
+        return session is not None and session.leaves_unread(head, size)
+
     def _message(self, is_text: bool, data: bytes) -> None:
         session = self._session
         if session is None or not self._open:
@@ -410,7 +415,7 @@ class CallSocket(asyncio.Protocol):
             return
         try:
             if is_text:
-                session.receive_text(data)
+                session.receive_text(data, judged=True)  # the reader asked _leaves_unread
             else:
                 session.receive_binary(len(data))
         except Exception:

@@ -53,6 +53,9 @@ class FrameError(Exception):
 #: ``on_message(is_text, payload)``, ``on_control(opcode, payload)``
 MessageHandler = Callable[[bool, bytes], None]
 ControlHandler = Callable[[int, bytes], None]
+#: ``skip(head, size)``: whether a text message of ``size`` bytes that starts with ``head``
+#: is dropped unread (see ``FrameReader``)
+SkipPredicate = Callable[[bytes, int], bool]
 
 
 class FrameReader:
@@ -63,12 +66,29 @@ class FrameReader:
     raises ``FrameError`` at the first violation; the connection is then to be failed,
     and nothing more is fed. ``max_size`` bounds a message, fragments included, and is
     checked from a frame's header, before its payload is buffered.
+
+    With ``skip``, every text message is first shown to it by its first ``head_size``
+    bytes and its size; one it refuses is dropped, and a single frame's payload is then
+    never unmasked past its head. A call's partial transcripts are tens of KB each, several
+    a turn, and the session reads almost none of them (``FrameDecoder.skips_head``).
     """
 
-    __slots__ = ("_buffer", "_fragment_size", "_fragment_text", "_fragments", "max_size")
+    __slots__ = (
+        "_buffer",
+        "_fragment_size",
+        "_fragment_text",
+        "_fragments",
+        "head_size",
+        "max_size",
+        "skip",
+    )
 
-    def __init__(self, max_size: int) -> None:
+    def __init__(
+        self, max_size: int, skip: SkipPredicate | None = None, head_size: int = 0
+    ) -> None:
         self.max_size = max_size
+        self.skip = skip
+        self.head_size = head_size
         #: the bytes of an incomplete frame; grown in place, so a frame that arrives in
         #: many small reads costs linear time, not quadratic
         self._buffer = bytearray()
@@ -122,7 +142,13 @@ class FrameReader:
             frame_end = payload_at + length
             if frame_end > end:
                 break
-            payload = apply_mask(buf[payload_at:frame_end], buf[start:payload_at])
+            mask = buf[start:payload_at]
+            if opcode == TEXT and fin and self.skip is not None and self._fragments is None:
+                head_end = payload_at + min(length, self.head_size)
+                if self.skip(apply_mask(buf[payload_at:head_end], mask), length):
+                    pos = frame_end
+                    continue
+            payload = apply_mask(buf[payload_at:frame_end], mask)
             pos = frame_end
             if opcode in (TEXT, BINARY):
                 if self._fragments is not None:
@@ -142,7 +168,14 @@ class FrameReader:
                 if fin:
                     self._fragments = None
                     self._fragment_size = 0
-                    on_message(self._fragment_text, b"".join(fragments))
+                    message = b"".join(fragments)
+                    skip = self.skip
+                    if not (
+                        self._fragment_text
+                        and skip is not None
+                        and skip(message[: self.head_size], len(message))
+                    ):
+                        on_message(self._fragment_text, message)
             else:
                 if opcode == CLOSE and self._fragments is not None:
                     raise FrameError(PROTOCOL_ERROR, "close inside a fragmented message")
