@@ -27,13 +27,14 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 from switchboard import tracing
 from switchboard.agents.base import Action, Agent, Interrupt, Turn, TurnKind
 from switchboard.calls import frames, turn_trace
 from switchboard.calls.call_events import NULL_CALL_EVENTS, CallEvents
 from switchboard.calls.completion import closing_words, commit
+from switchboard.calls.deadlines import TurnDeadlines, turn_deadlines
 from switchboard.calls.generation import Generation
 from switchboard.calls.keeper import StateKeeper, weakly
 from switchboard.calls.observer import NULL_OBSERVER, SessionObserver
@@ -90,6 +91,7 @@ class CallSession:
         self._tasks: set[asyncio.Task[None]] = set()
         self._call_details_seen = asyncio.Event()
         self._interrupt_id = 0
+        self._deadlines: TurnDeadlines | None = None
         self.current: Generation | None = None
         self.closed = False
 
@@ -419,20 +421,33 @@ class CallSession:
             return
 
     async def _stream(self, gen: Generation, items: AsyncIterator[str | Action]) -> None:
+        """Send what the agent yields. No first chunk within ``first_chunk_timeout_s``, or
+        no end within ``turn_timeout_s`` of it, raises ``TimeoutError`` (``TurnDeadlines``:
+        the turn's task is cancelled, and that cancellation, if no other, becomes the
+        timeout here)."""
         options = self._options
-        loop = asyncio.get_running_loop()
+        task = cast("asyncio.Task[None]", asyncio.current_task())
+        cancelling = task.cancelling()
+        deadlines = self._deadlines
+        if deadlines is None:
+            deadlines = self._deadlines = turn_deadlines(asyncio.get_running_loop())
+        deadline = deadlines.arm(task, options.first_chunk_timeout_s)
         try:
-            async with asyncio.timeout(options.first_chunk_timeout_s) as deadline:
-                async for item in items:
-                    if isinstance(item, str):
-                        if not item:
-                            continue
-                        if not gen.spoken:
-                            deadline.reschedule(loop.time() + options.turn_timeout_s)
-                        await self._send_chunk(gen, item)
-                    else:
-                        await self._apply(gen, item)
+            async for item in items:
+                if isinstance(item, str):
+                    if not item:
+                        continue
+                    if not gen.spoken:
+                        deadlines.move(deadline, options.turn_timeout_s)
+                    await self._send_chunk(gen, item)
+                else:
+                    await self._apply(gen, item)
+        except asyncio.CancelledError:
+            if deadline.expired and task.uncancel() <= cancelling:
+                raise TimeoutError from None
+            raise
         finally:
+            deadlines.disarm(deadline)
             aclose = getattr(items, "aclose", None)
             if aclose is not None:
                 with contextlib.suppress(Exception):
