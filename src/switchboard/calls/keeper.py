@@ -30,6 +30,7 @@ from switchboard.state.base import (
     CallState,
     CallStore,
     FencedOut,
+    InlineSaves,
     StaleWrite,
     StateLost,
     StoreUnavailable,
@@ -45,6 +46,7 @@ _FAILED = "failed"
 class StateKeeper:
     __slots__ = (
         "_claim",
+        "_inline",
         "_lock",
         "_log",
         "_node_id",
@@ -78,6 +80,8 @@ class StateKeeper:
         #: the reconcile task of a claim or save the store could not take (an outage)
         self.pending_write: asyncio.Task[bool] | None = None
         self._store = store
+        #: the store, if it saves in process memory (``persist_now``)
+        self._inline = store if isinstance(store, InlineSaves) else None
         self._node_id = node_id
         self._log = log
         self._on_fenced = on_fenced
@@ -207,6 +211,37 @@ class StateKeeper:
             if not self._recheck:
                 self._log.info("claim announcement not backed by the store; ignored", epoch=epoch)
                 return
+
+    def persist_now(self) -> bool | None:
+        """Save at once, without a task, where the store saves in process memory
+        (``InlineSaves``) and nothing else is writing this call: whether the save is
+        durable, as ``persist``'s task would say. ``None``: not saved, call ``persist``
+        (another store, a write under way, or a refusal only ``persist`` resolves: a stale
+        version or a lost call; the refused save changed nothing).
+
+        Per turn, that is a task, a shielded future and two loop iterations fewer on the
+        single profile, where the save itself costs a few microseconds."""
+        store = self._inline
+        if (
+            store is None
+            or self._claim != _CLAIMED
+            or self.fenced
+            or self._lock.locked()
+            or (self._saving is not None and not self._saving.done())
+            or (self.pending_write is not None and not self.pending_write.done())
+        ):
+            return None
+        try:
+            store.save_now(self.state)
+        except FencedOut:
+            self._fence("another claim refused this socket's save")
+            return False
+        except (StaleWrite, StateLost, StoreUnavailable):
+            return None
+        except Exception:
+            self._log.exception("state save failed")
+            return False
+        return True
 
     def persist(self, wait_s: float) -> asyncio.Task[bool]:
         """Save the state after a completed turn; the task says whether it is durable.

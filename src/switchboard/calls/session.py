@@ -490,7 +490,9 @@ class CallSession:
         ended_ns = time.perf_counter_ns()
         self._events.turn_ended(self.call_id, gen, failure, ended_ns)
         commit(self._state, gen, working, failure)
-        durable = await asyncio.shield(self._keeper.persist(self._options.state_wait_s))
+        durable = self._keeper.persist_now()
+        if durable is None:
+            durable = await asyncio.shield(self._keeper.persist(self._options.state_wait_s))
         self._observer.persisted(durable, time.perf_counter_ns() - ended_ns)
         if self.current is not gen or self.closed:
             return

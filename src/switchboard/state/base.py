@@ -16,7 +16,7 @@ and the Redis backend implement the same contract and pass the same test suite.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
@@ -77,6 +77,15 @@ class StoreUnavailable(RuntimeError):
     Nothing was written. Callers keep their state and retry after the outage (a live
     call is never dropped because its state could not be saved).
     """
+
+
+@runtime_checkable
+class InlineSaves(Protocol):
+    """A store whose ``save`` never waits (process memory): ``save_now`` is that save,
+    synchronous, with the same checks and errors, and ``save`` must be exactly it. The
+    session then saves a completed turn without a task (``StateKeeper.persist_now``)."""
+
+    def save_now(self, state: CallState) -> None: ...
 
 
 class CallStore(Protocol):

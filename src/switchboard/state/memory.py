@@ -73,6 +73,10 @@ class MemoryCallStore:
         return state
 
     async def save(self, state: CallState) -> None:
+        self.save_now(state)
+
+    def save_now(self, state: CallState) -> None:
+        """``save``, synchronous (``InlineSaves``)."""
         entry = self._entry(state.call_id)
         if entry is None:
             raise StateLost(f"call {state.call_id} is no longer stored")
