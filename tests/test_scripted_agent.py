@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
 
 import msgspec
@@ -395,3 +396,29 @@ def test_captured_words_come_from_what_the_caller_said(text: str, a: int, b: int
     assert said.norm == normalise(text)
     start, end = sorted((min(a, len(said.norm)), min(b, len(said.norm))))
     assert said.original(start, end) in text
+
+
+def _original_by_hand(text: str, start: int, end: int) -> str:
+    """The caller's words overlapping ``norm[start:end]``, found word by word."""
+    tokens = list(re.finditer(r"[^\W_]+(?:['\u2019][^\W_]+)*", text))
+    found = []
+    position = 0
+    for token in tokens:
+        word = token.group().lower().replace("'", "").replace("\u2019", "")
+        if position < end and start < position + len(word):
+            found.append(token.span())
+        position += len(word) + 1
+    return text[found[0][0] : found[-1][1]] if found else ""
+
+
+@given(
+    st.text(alphabet=st.sampled_from("ab İß'\u2019_-.,7éΣ"), max_size=40),
+    st.integers(0, 60),
+    st.integers(0, 60),
+)
+def test_captured_words_are_exactly_the_words_overlapping_the_match(
+    text: str, a: int, b: int
+) -> None:
+    said = _Utterance(text)
+    start, end = sorted((min(a, len(said.norm)), min(b, len(said.norm))))
+    assert said.original(start, end) == _original_by_hand(text, start, end)

@@ -88,16 +88,22 @@ class _Utterance:
 
     def __init__(self, raw: str) -> None:
         self.raw = raw
-        tokens = list(_TOKEN.finditer(raw))
-        words = [t.group().lower().translate(_NO_APOSTROPHES) for t in tokens]
+        self.norm = normalise(raw)
+        # Where each word lies in ``raw``: only a capture needs it (``_index``).
+        self._spans: list[tuple[int, int]] | None = None
+        self._starts: list[int] = []
+
+    def _index(self) -> list[tuple[int, int]]:
+        # ``norm`` is the words joined by single spaces, and no word is empty or holds a
+        # space, so its split gives each word's normalised length.
+        spans = [t.span() for t in _TOKEN.finditer(self.raw)]
         starts: list[int] = []
         position = 0
-        for word in words:
+        for word in self.norm.split(" "):
             starts.append(position)
             position += len(word) + 1
-        self.norm = " ".join(words)
-        self._starts = starts
-        self._spans = [t.span() for t in tokens]
+        self._spans, self._starts = spans, starts
+        return spans
 
     def original(self, start: int, end: int) -> str:
         """The caller's own text for the words overlapping ``norm[start:end]``."""
@@ -108,9 +114,10 @@ class _Utterance:
             end -= 1
         if end <= start:
             return ""
+        spans = self._spans if self._spans is not None else self._index()
         first = bisect_right(self._starts, start) - 1
         last = bisect_right(self._starts, end - 1) - 1
-        return self.raw[self._spans[max(first, 0)][0] : self._spans[last][1]]
+        return self.raw[spans[max(first, 0)][0] : spans[last][1]]
 
     def capture(self, pattern: re.Pattern[str]) -> str:
         """The ``value`` group (or whole match) of ``pattern`` in the caller's words, or ""."""
